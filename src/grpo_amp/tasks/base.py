@@ -1,0 +1,32 @@
+"""A verifiable task: questions, their correct answers and the reward r(q, o) in {0, 1}."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from grpo_amp.rollout import Rollout
+
+
+class Task(ABC):
+    """Questions (ids 0..n-1, split "train" or "heldout") and a verifier.
+
+    ``questions`` is the table written as ``questions.csv``: question, split, prompt, answers
+    (the correct answers joined by "|").
+    """
+
+    questions: pd.DataFrame
+
+    def split_ids(self, split: str) -> torch.Tensor:
+        return torch.as_tensor(self.questions.index[self.questions["split"] == split].to_numpy(), dtype=torch.long)
+
+    @abstractmethod
+    def reward(self, rollout: Rollout) -> torch.Tensor:
+        """r(q, o) in {0., 1.} for each sampled output: (Q, G) float."""
+
+    @abstractmethod
+    def save(self, directory: str | Path) -> None:
+        """Write the task (questions.csv and what the verifier needs) into ``directory``."""
