@@ -191,6 +191,7 @@ class StudyConfig:
     estimator_sweep: list[str] = field(default_factory=list)    # E2, practice policies only
     clip_sweep: list[float] = field(default_factory=list)       # E2, practice policies only
     transformer_variants: list[str] = field(default_factory=list)  # the transformer's subset (costly)
+    transformer_sweeps: list[str] = field(default_factory=list)    # which SWEEPS the transformer runs
 
 
 @dataclass

@@ -42,7 +42,7 @@ def _as_prob(name: str, p) -> np.ndarray:
     arr = np.asarray(p, dtype=float)
     bad = ~((arr >= 0.0) & (arr <= 1.0))  # catches NaN too
     if np.any(bad):
-        raise ValueError(f"{name} must lie in [0, 1]; got {arr[bad].flat[0]!r}")
+        raise ValueError(f"{name} must lie in [0, 1]; got {float(arr[bad].flat[0])!r}")
     return arr
 
 
@@ -50,7 +50,7 @@ def _check_positive(name: str, value) -> np.ndarray:
     arr = np.asarray(value, dtype=float)
     bad = ~(arr > 0.0)
     if np.any(bad):
-        raise ValueError(f"{name} must be > 0; got {arr[bad].flat[0]!r}")
+        raise ValueError(f"{name} must be > 0; got {float(arr[bad].flat[0])!r}")
     return arr
 
 
@@ -63,7 +63,11 @@ def _check_eps(eps) -> float:
 def _check_group(group_size) -> int | None:
     if group_size is None:
         return None
-    if isinstance(group_size, bool) or int(group_size) != group_size or group_size < 2:
+    try:
+        ok = not isinstance(group_size, bool) and int(group_size) == group_size and group_size >= 2
+    except (TypeError, ValueError, OverflowError):  # inf, NaN, non-numbers
+        ok = False
+    if not ok:
         raise ValueError(f"group_size must be an integer >= 2 (or None for the population limit); got {group_size!r}")
     return int(group_size)
 
@@ -180,13 +184,14 @@ def _check_kl(kl, beta, beta_prev):
     if kl == "both":
         beta_prev = _check_positive("beta_prev", beta_prev)
     elif np.any(~(beta_prev >= 0.0)):
-        raise ValueError(f"beta_prev must be >= 0; got {beta_prev!r}")
+        raise ValueError(f"beta_prev must be >= 0; got {float(beta_prev[~(beta_prev >= 0.0)].flat[0])!r}")
     return beta, beta_prev
 
 
 def _step_logit(x_prev, x_ref, kl, beta, beta_prev, norm, eps, group_size, std):
     s = _weight_sum_from_logit(x_prev, norm, eps, group_size, std)
-    with np.errstate(invalid="ignore"):
+    # S/beta can overflow to inf for p_prev ~ 1 and small beta: p_n = 1 is then the right answer.
+    with np.errstate(invalid="ignore", over="ignore"):
         if kl == "ref":
             x = x_ref + s / beta
         elif kl == "mirror":
@@ -267,7 +272,8 @@ def fixed_points_batch(p_ref, beta, norm: Norm = "mean_std", eps: float = 0.0,
     Returns ``(index, p, slope)`` arrays, one entry per fixed point in (p_ref, 1], where ``index``
     points into the flattened broadcast of (p_ref, beta). THEORY.md's method: sign changes of
     F(x) = logit p - logit p_ref - S(p)/beta on a fine logit grid, then bisection in each bracket.
-    p = 1 is reported (slope 0, attracting) wherever S is unbounded (eps = 0, population limit).
+    p = 1 is reported (slope 0, attracting) wherever S is unbounded (eps = 0, population limit), and
+    wherever F is still negative at logit LOGIT_ONE + 3 (a root so close to 1 that float64 rounds it to 1).
     """
     eps, group_size = _check_common(norm, eps, group_size, std)
     beta = _check_positive("beta", beta)
@@ -300,8 +306,8 @@ def fixed_points_batch(p_ref, beta, norm: Norm = "mean_std", eps: float = 0.0,
     with np.errstate(invalid="ignore"):
         slope = np.where(var > 0, var * ds / b, 0.0)  # h'(p) = h(1-h) S'(p)/beta, h = p at p*
     index, p_out, slope_out = [rows], [p_star], [slope]
-    if np.isinf(s_max):
-        ones = np.nonzero(inner)[0]
+    if np.isinf(s_max) or np.any(fs[:, -1] < 0):
+        ones = np.nonzero(inner & (np.isinf(s_max) | (fs[:, -1] < 0)))[0]
         index.append(ones), p_out.append(np.ones(len(ones))), slope_out.append(np.zeros(len(ones)))
     index, p_out, slope_out = (np.concatenate(a) for a in (index, p_out, slope_out))
     order = np.lexsort((p_out, index))
@@ -428,12 +434,30 @@ class Prediction:
     limit: float
 
 
+def _slope_under_both(fp: FixedPoint, beta: float, beta_prev: float) -> FixedPoint:
+    """Stability of a ref fixed point under kl=both (C6).
+
+    In logit space the both step is (beta x_ref + beta_prev x + S)/(beta + beta_prev), so its slope at
+    p* is (beta_prev + beta h'(p*))/(beta + beta_prev): a convex mix of 1 and ref's h'. At p* = 1
+    (1 - p_n shrinks super-exponentially) the slope stays 0.
+    """
+    if fp.p >= 1.0:
+        return fp
+    slope = (beta_prev + beta * fp.slope) / (beta + beta_prev)
+    return FixedPoint(fp.p, slope, bool(abs(slope) < 1.0))
+
+
 def predict(p_ref: float, beta: float, n_iters: int, kl: KL = "ref", beta_prev: float = 0.0,
             norm: Norm = "mean_std", eps: float = 0.0, group_size: int | None = None,
             std: Std = "population") -> Prediction:
-    """Trajectory, fixed points (of kl=ref/both; mirror has none below 1) and the limit, for one question."""
+    """Trajectory, fixed points (of kl=ref/both; mirror has none below 1) and the limit, for one question.
+
+    The fixed points of kl=both are ref's, but their ``slope``/``attracting`` are the both step's.
+    """
     kw = dict(norm=norm, eps=eps, group_size=group_size, std=std)
     traj = pos_recurrence(p_ref, n_iters, kl=kl, beta=beta, beta_prev=beta_prev, **kw)
     fps = [] if kl == "mirror" else fixed_points(p_ref, beta, **kw)
+    if kl == "both":
+        fps = [_slope_under_both(fp, float(beta), float(beta_prev)) for fp in fps]
     limit = float(predicted_limit(p_ref, beta, kl=kl, beta_prev=beta_prev, **kw))
     return Prediction(traj, fps, limit)

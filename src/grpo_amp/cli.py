@@ -1,0 +1,165 @@
+"""The ``grpo-amp`` command line.
+
+    grpo-amp predict --p-ref 0.2 --beta 1 --iters 10          # C3 trajectory, C4 fixed points, limit
+    grpo-amp predict --p-ref 0.02 --beta 0.5 --kl both --beta-prev 5 --json
+    grpo-amp predict --p-ref 0.2 --beta 1 --group-size 8 --std sample   # E1: finite group
+    grpo-amp bench theory --repeat 5
+
+Values the theory rejects (beta <= 0, p outside [0, 1], unknown kl/norm, group size < 2) end in one
+line ``grpo-amp: error: ...`` on stderr and exit status 1; malformed command lines (a missing option,
+``--beta abc``) get argparse's usage message and exit status 2.
+
+A new subcommand is a ``_add_<name>(subparsers)`` function that registers its options and sets
+``func`` (called with the parsed namespace), plus one line in :func:`build_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from grpo_amp import __version__
+from grpo_amp.io import exit_on_user_error
+
+
+# --------------------------------------------------------------------------- predict
+def _add_predict(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="closed-form PoS trajectory, fixed points and limit for one question",
+        description="C3 trajectory from p_ref, C4 fixed points with their stability, and the limit "
+                    "reached from p_ref (THEORY.md).")
+    parser.add_argument("--p-ref", type=float, required=True, help="PoS of the reference policy, in [0, 1]")
+    parser.add_argument("--beta", type=float, required=True, help="KL strength (> 0)")
+    # kl/norm/std are checked by the theory, not by argparse choices, so every bad value gets
+    # the same one-line error and exit status.
+    parser.add_argument("--kl", default="ref", help="ref | mirror | both (default: ref)")
+    parser.add_argument("--norm", default="mean_std", help="mean_std | mean_only (default: mean_std)")
+    parser.add_argument("--iters", type=int, default=10, help="iterations of the trajectory (default: 10)")
+    parser.add_argument("--beta-prev", type=float, default=0.0, help="KL strength to pi_{n-1} for kl=both (> 0)")
+    parser.add_argument("--eps", type=float, default=0.0, help="eps in sqrt(p(1-p) + eps) (default: 0)")
+    # float, not int: "--group-size 1.5" should get the theory's message, not argparse's.
+    parser.add_argument("--group-size", type=float, default=None,
+                        help="finite group size G >= 2 (E1); default: the population limit")
+    parser.add_argument("--std", default="population",
+                        help="population | sample std within a finite group (default: population)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.set_defaults(func=_run_predict)
+
+
+def _prediction_args(args) -> dict:
+    return dict(p_ref=args.p_ref, beta=args.beta, n_iters=args.iters, kl=args.kl, beta_prev=args.beta_prev,
+                norm=args.norm, eps=args.eps, group_size=args.group_size, std=args.std)
+
+
+def _finite_or_none(value: float) -> float | None:
+    # JSON has no NaN: a limit that does not exist (2-cycle) is null.
+    return None if math.isnan(value) else value
+
+
+def prediction_to_json(pred) -> dict:
+    return {
+        "trajectory": [float(p) for p in pred.trajectory],
+        "fixed_points": [{"p": fp.p, "slope": fp.slope, "attracting": fp.attracting} for fp in pred.fixed_points],
+        "limit": _finite_or_none(pred.limit),
+    }
+
+
+def _setting_line(args) -> str:
+    group = "population limit" if args.group_size is None else f"G={args.group_size:g}, {args.std} std"
+    prev = f", beta_prev={args.beta_prev:g}" if args.kl == "both" else ""
+    return (f"p_ref={args.p_ref:g}, kl={args.kl}, beta={args.beta:g}{prev}, norm={args.norm}, "
+            f"eps={args.eps:g}, {group}")
+
+
+def _logit(p: float) -> float:
+    if p <= 0.0:
+        return -math.inf
+    if p >= 1.0:
+        return math.inf
+    return math.log(p) - math.log1p(-p)
+
+
+def _trajectory_table(trajectory) -> list[str]:
+    lines = [f"{'n':>4}  {'p_n':>10}  {'logit p_n':>10}"]
+    for n, p in enumerate(trajectory):
+        lines.append(f"{n:>4}  {p:>10.6f}  {_logit(float(p)):>+10.4f}")
+    return lines
+
+
+HPRIME = "h'(p*)"
+
+
+def _fixed_point_table(pred, kl: str) -> list[str]:
+    if kl == "mirror":
+        return ["fixed points (C4): none below 1 (mirror: logit p_n grows by S(p_{n-1})/beta > 0 every step)"]
+    if not pred.fixed_points:
+        return ["fixed points (C4): none found"]
+    lines = [f"fixed points (C4; h'(p*) = slope of the kl={kl} step at p*, attracting iff |h'(p*)| < 1):",
+             f"{'p*':>10}  {HPRIME:>9}  stability"]
+    for fp in pred.fixed_points:
+        lines.append(f"{fp.p:>10.6f}  {fp.slope:>+9.4f}  {'attracting' if fp.attracting else 'repelling'}")
+    return lines
+
+
+def _limit_line(limit: float) -> str:
+    if math.isnan(limit):
+        return "predicted limit from p_ref: none (the iteration does not settle: a 2-cycle, |h'(p*)| > 1)"
+    return f"predicted limit from p_ref: {limit:.6f}"
+
+
+def format_prediction(pred, args) -> str:
+    lines = [f"C3 trajectory: {_setting_line(args)}", *_trajectory_table(pred.trajectory), "",
+             *_fixed_point_table(pred, args.kl), "", _limit_line(pred.limit)]
+    return "\n".join(lines)
+
+
+def _run_predict(args) -> int:
+    from grpo_amp import theory  # scipy import only when a subcommand needs it
+
+    pred = theory.predict(**_prediction_args(args))
+    if args.json:
+        print(json.dumps(prediction_to_json(pred)))
+    else:
+        print(format_prediction(pred, args))
+    return 0
+
+
+# --------------------------------------------------------------------------- bench
+def _add_bench(subparsers) -> None:
+    from grpo_amp.bench import BENCHMARKS
+
+    parser = subparsers.add_parser("bench", help="time a part of the project against its goals",
+                                   description=f"Benchmarks: {', '.join(BENCHMARKS)}.")
+    parser.add_argument("name", help=f"which benchmark ({' | '.join(BENCHMARKS)})")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per task; the median is reported (default: 5)")
+    parser.set_defaults(func=_run_bench)
+
+
+def _run_bench(args) -> int:
+    from grpo_amp.bench import format_timings, run_benchmark
+
+    print(format_timings(run_benchmark(args.name, args.repeat), args.repeat))
+    return 0
+
+
+# --------------------------------------------------------------------------- entry point
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grpo-amp", description="Does GRPO amplify the probability of success as the theory says?")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_predict(subparsers)
+    _add_bench(subparsers)
+    return parser
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,471 @@
+"""The study's figures, drawn only from results/{scale}/runs.csv and the predict CSVs.
+
+No torch and no training here: every number on a figure was written by an earlier rule.
+
+    from grpo_amp import figures
+    list(figures.FIGURES)  # trajectories, per_question, fixed_points, ...
+    figures.make_figure("trajectories", "results/default", "results/default/figures/trajectories.png")
+
+``FIGURES`` maps a figure name to a function ``(D, runs) -> Figure`` where ``D`` is the scale
+directory and ``runs`` is D/runs.csv. A figure whose runs a scale did not make still renders, as a
+short "no data at this scale" panel, so a scale that skips a sweep never breaks the pipeline.
+The claim each figure tests (THEORY.md ids) is in its docstring and in workflows/report/{name}.rst.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator, NullLocator
+
+from grpo_amp import theory
+from grpo_amp.io import atomic_path, read_csv
+from grpo_amp.runs import PRACTICE_POLICIES
+from grpo_amp.schema import PREDICT_COLUMNS, RUN_COLUMNS
+
+DPI = 120
+P_CLIP = 1e-6            # probabilities are clipped to [P_CLIP, 1 - P_CLIP] before a logit
+MAX_POINTS = 20_000      # scatter points per panel (a seeded subsample beyond this)
+POLICY_ORDER = ("tabular_exact", "tabular_sgd", "transformer")
+KL_ORDER = ("ref", "mirror", "both")
+NO_DATA = "no data at this scale"
+# Line styles shared by every figure: measured (with its CI band) vs the two C3 predictions.
+MEASURED = dict(linestyle="-", marker="o", markersize=3)
+PREDICTED = dict(linestyle="--", marker=None)
+PREDICTED_G = dict(linestyle=":", marker=None)
+STYLE_LEGEND = {"measured (band: mean CI)": MEASURED, "C3 prediction": PREDICTED,
+                "C3 with finite G (E1)": PREDICTED_G}
+
+
+# --------------------------------------------------------------------------- small helpers
+@contextlib.contextmanager
+def _theme() -> Iterator[None]:
+    """seaborn's whitegrid theme with readable fonts, undone on exit."""
+    with matplotlib.rc_context():
+        sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
+        yield
+
+
+def _themed(func: Callable[[Path, pd.DataFrame], Figure]) -> Callable[[Path, pd.DataFrame], Figure]:
+    @functools.wraps(func)
+    def draw(D: Path, runs: pd.DataFrame) -> Figure:
+        with _theme():
+            return func(Path(D), runs)
+    return draw
+
+
+def _new_figure(nrows: int = 1, ncols: int = 1, panel: tuple[float, float] = (3.6, 2.8),
+                **subplot_kw) -> tuple[Figure, np.ndarray]:
+    """A Figure on an Agg canvas (no pyplot state) and its (nrows, ncols) array of axes."""
+    fig = Figure(figsize=(panel[0] * ncols + 0.4, panel[1] * nrows + 0.6), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
+
+
+def _message(ax, text: str) -> None:
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, wrap=True, color="0.35")
+
+
+def _message_figure(title: str, text: str = NO_DATA) -> Figure:
+    fig, axes = _new_figure(panel=(6.0, 2.0))
+    _message(axes[0, 0], text)
+    axes[0, 0].set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def _logit(p) -> np.ndarray:
+    return theory.logit(np.clip(np.asarray(p, dtype=float), P_CLIP, 1.0 - P_CLIP))
+
+
+def _ordered(values: Sequence[str], preferred: Sequence[str]) -> list[str]:
+    """Unique ``values``: the ``preferred`` ones in that order, then the rest in order of appearance."""
+    present = list(dict.fromkeys(values))
+    return [v for v in preferred if v in present] + [v for v in present if v not in preferred]
+
+
+def _policies(df: pd.DataFrame) -> list[str]:
+    return _ordered(df["policy"], POLICY_ORDER)
+
+
+def _palette(labels: Sequence, name: str = "colorblind") -> dict:
+    return dict(zip(labels, sns.color_palette(name, max(len(labels), 1))))
+
+
+def _policy_palette(policies: Sequence[str]) -> dict:
+    """The same colour for a policy in every figure, whichever policies a scale has."""
+    full = _palette(_ordered([*POLICY_ORDER, *policies], POLICY_ORDER))
+    return {p: full[p] for p in policies}
+
+
+def _sample(df: pd.DataFrame, n: int = MAX_POINTS) -> pd.DataFrame:
+    return df.sample(n, random_state=0) if len(df) > n else df
+
+
+def _legend(fig: Figure, colors: dict | None = None, styles: dict | None = None) -> None:
+    """One figure-level legend on the right: a colour per label, then the line styles."""
+    handles = [Line2D([], [], color=c, lw=2, label=str(k)) for k, c in (colors or {}).items()]
+    handles += [Line2D([], [], color="0.3", label=k, **s) for k, s in (styles or {}).items()]
+    if handles:
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+
+
+def _iteration_axis(ax, xlabel: str = "iteration") -> None:
+    ax.set_xlabel(xlabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _num(value, default: float) -> float:
+    return default if pd.isna(value) else float(value)
+
+
+def _theory_kwargs(row, finite_group: bool = False) -> dict:
+    """norm/eps/std/group_size of a runs.csv row for grpo_amp.theory (group_size=None: population)."""
+    G = row.group_size if finite_group and _has_finite_group(row) else None
+    std = row.std if row.std in theory.STDS else "population"
+    return dict(norm=row.norm, eps=_num(row.eps, 0.0), std=std, group_size=None if G is None else int(G))
+
+
+def _has_finite_group(row) -> bool:
+    return row.policy in PRACTICE_POLICIES and pd.notna(row.group_size)
+
+
+def _weight_sum(p, row, finite_group: bool = False) -> np.ndarray:
+    """S(p) = w+ + w- of a run's advantage (E1's S_G with ``finite_group``)."""
+    kw = _theory_kwargs(row, finite_group)
+    if kw["group_size"] is None:
+        w_plus, w_minus = theory.advantage_weights(p, kw["norm"], kw["eps"])
+    else:
+        w_plus, w_minus = theory.finite_group_weights(p, **kw)
+    return w_plus + w_minus
+
+
+# --------------------------------------------------------------------------- loading
+def plain_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The plain variant runs (no swept knob)."""
+    return runs[runs["sweep"] == "variant"]
+
+
+def sweep_runs(runs: pd.DataFrame, sweep: str) -> pd.DataFrame:
+    """The runs of one sweep plus, per policy, its base run (the sweep's default point).
+
+    Adds a ``value`` column: the swept setting (the runs.csv column of the same name).
+    """
+    swept = runs[runs["sweep"] == sweep]
+    bases = set(zip(swept["policy"], swept["variant"]))
+    plain = plain_runs(runs)
+    base = plain[[key in bases for key in zip(plain["policy"], plain["run"])]]
+    out = pd.concat([base, swept], ignore_index=True)
+    return out.assign(value=out[sweep]).sort_values(["policy", "value"], na_position="first")
+
+
+def load_predict(D: Path, runs: pd.DataFrame) -> pd.DataFrame:
+    """The predict CSVs of ``runs`` in one frame, with every runs.csv column joined on (policy, run)."""
+    frames = [read_csv(Path(D) / "predict" / row.policy / f"{row.run}.csv", PREDICT_COLUMNS)
+              .assign(policy=row.policy, run=row.run) for row in runs.itertuples(index=False)]
+    if not frames:
+        return pd.DataFrame(columns=PREDICT_COLUMNS + RUN_COLUMNS)
+    settings = runs.drop_duplicates(["policy", "run"])
+    return pd.concat(frames, ignore_index=True).merge(settings, on=["policy", "run"], how="left")
+
+
+def _train(pred: pd.DataFrame) -> pd.DataFrame:
+    return pred[pred["split"] == "train"]
+
+
+def _plot_trajectory(ax, df: pd.DataFrame, color, predictions: bool = True) -> None:
+    """Mean over questions per iteration: measured pos with the mean CI band, and C3's predictions
+    (the finite-G one for practice policies only: the exact control has no groups)."""
+    m = df.groupby("iteration")[["pos", "pos_lo", "pos_hi", "pred_trajectory", "pred_trajectory_G"]].mean()
+    ax.fill_between(m.index, m["pos_lo"], m["pos_hi"], color=color, alpha=0.2, lw=0)
+    ax.plot(m.index, m["pos"], color=color, **MEASURED)
+    practice = df["policy"].isin(PRACTICE_POLICIES).all()
+    for col, style, show in (("pred_trajectory", PREDICTED, predictions),
+                             ("pred_trajectory_G", PREDICTED_G, predictions and practice)):
+        if show and m[col].notna().any():
+            ax.plot(m.index, m[col], color=color, **style)
+
+
+# --------------------------------------------------------------------------- the figures
+@_themed
+def trajectories(D: Path, runs: pd.DataFrame) -> Figure:
+    """C3: mean measured PoS per iteration beside the predicted trajectories, per (policy, plain run)."""
+    title = "C3: measured vs predicted PoS trajectories (mean over train questions)"
+    plain = plain_runs(runs)
+    if plain.empty:
+        return _message_figure(title)
+    pred = _train(load_predict(D, plain))
+    policies, names = _policies(plain), list(dict.fromkeys(plain["run"]))
+    colors = _policy_palette(policies)
+    fig, axes = _new_figure(len(policies), len(names), panel=(2.9, 2.4), sharex=True, sharey=True)
+    for (i, policy), (j, name) in ((a, b) for a in enumerate(policies) for b in enumerate(names)):
+        ax, sub = axes[i, j], pred[(pred["policy"] == policy) & (pred["run"] == name)]
+        if sub.empty:
+            _message(ax, "not run")
+            continue
+        _plot_trajectory(ax, sub, colors[policy])
+        ax.set_title(f"{policy}\n{name}", fontsize="small")
+        ax.set_ylim(-0.02, 1.02)
+    for ax in axes[-1]:
+        _iteration_axis(ax)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("PoS")
+    fig.suptitle(title)
+    fig.tight_layout()
+    _legend(fig, colors, STYLE_LEGEND)
+    return fig
+
+
+@_themed
+def per_question(D: Path, runs: pd.DataFrame) -> Figure:
+    """C3 per question: measured p_n against its one-step and trajectory predictions (n >= 1)."""
+    title = "C3 per question: measured p_n vs prediction (plain runs, iterations >= 1)"
+    plain = plain_runs(runs)
+    if plain.empty:
+        return _message_figure(title)
+    pred = _train(load_predict(D, plain))
+    pred = pred[pred["iteration"] >= 1]
+    colors = _policy_palette(_policies(plain))
+    fig, axes = _new_figure(1, 2, panel=(4.2, 4.0))
+    for ax, (col, label) in zip(axes[0], (("pred_one_step", "one step: C3 from the measured p_{n-1}"),
+                                          ("pred_trajectory", "trajectory: C3 iterated from p_ref"))):
+        ax.plot([0, 1], [0, 1], color="0.4", lw=1, zorder=0)
+        sub = pred[pred[col].notna()]
+        gaps = (sub["pos"] - sub[col]).abs().groupby(sub["policy"]).mean()
+        labels = {p: f"{p} (mean |gap| {g:.3f})" for p, g in gaps.items()}
+        # An equal share of points per policy, drawn in a random order so no policy hides another.
+        if not sub.empty:
+            points = pd.concat([_sample(g, MAX_POINTS // len(colors)) for _, g in sub.groupby("policy")])
+            points = points.sample(frac=1.0, random_state=0).assign(policy=lambda d: d["policy"].map(labels))
+            sns.scatterplot(data=points, x=col, y="pos", hue="policy", ax=ax, s=8, alpha=0.35, linewidth=0,
+                            palette={labels[p]: c for p, c in colors.items() if p in labels},
+                            hue_order=[labels[p] for p in colors if p in labels], rasterized=True)
+            ax.legend(fontsize="small", markerscale=2, loc="upper left", title=None)
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel=f"predicted ({col})", ylabel="measured p_n",
+               title=label)
+        ax.set_aspect("equal")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+@_themed
+def fixed_points(D: Path, runs: pd.DataFrame) -> Figure:
+    """C4/C7: predicted limit vs p_ref for each beta of the beta sweep, with the measured final PoS."""
+    title = "C4/C7: limit of C3 from p_ref per beta, and the measured final PoS"
+    sweep = sweep_runs(runs, "beta")
+    if sweep.empty:
+        return _message_figure(title, f"{NO_DATA}: no beta sweep")
+    pred = _train(load_predict(D, sweep))
+    final = pred[pred["iteration"] == pred.groupby(["policy", "run"])["iteration"].transform("max")]
+    grid = np.linspace(0.002, 0.998, 400)
+    policies = _policies(sweep)
+    colors = _palette(sorted(set(sweep["beta"])), "viridis")
+    fig, axes = _new_figure(1, len(policies), panel=(4.2, 4.0))
+    for ax, policy in zip(axes[0], policies):
+        ax.plot(grid, grid, color="0.5", lw=1)
+        for row in sweep[sweep["policy"] == policy].itertuples(index=False):
+            color, kw = colors[row.beta], dict(kl=row.kl, beta=row.beta, beta_prev=_num(row.beta_prev, 0.0))
+            ax.plot(grid, theory.predicted_limit(grid, **kw, **_theory_kwargs(row)), color=color, **PREDICTED)
+            if _has_finite_group(row):
+                ax.plot(grid, theory.predicted_limit(grid, **kw, **_theory_kwargs(row, finite_group=True)),
+                        color=color, **PREDICTED_G)
+            pts = final[(final["policy"] == policy) & (final["run"] == row.run)]
+            ax.scatter(pts["p_ref"], pts["pos"], color=color, s=12, alpha=0.7, edgecolor="white", lw=0.3)
+        ax.set(xlim=(0, 1), ylim=(-0.02, 1.02), xlabel="p_ref", ylabel="limit (curve) / final PoS (points)",
+               title=policy)
+    fig.suptitle(title)
+    fig.tight_layout()
+    _legend(fig, {f"beta={b:g}": c for b, c in colors.items()},
+            {"measured, last iteration": dict(linestyle="", marker="o"), "C3 limit from p_ref": PREDICTED,
+             "C3 limit, finite G (E1)": PREDICTED_G, "p = p_ref (no amplification)": dict(linestyle="-", lw=1)})
+    return fig
+
+
+@_themed
+def normalisation(D: Path, runs: pd.DataFrame) -> Figure:
+    """C5: under kl=ref, logit p_n - logit p_ref = S(p_{n-1})/beta: constant 1/beta for mean_only,
+    adaptive (largest at the edges) for mean_std. Left: against p_{n-1}; right: against n."""
+    title = "C5: log-odds gain over p_ref under kl=ref, mean_std vs mean_only"
+    chosen = plain_runs(runs)
+    chosen = chosen[chosen["kl"] == "ref"]
+    if chosen.empty:
+        return _message_figure(title, f"{NO_DATA}: no kl=ref run")
+    pred = _train(load_predict(D, chosen)).sort_values(["policy", "run", "question", "iteration"])
+    pred["p_prev"] = pred.groupby(["policy", "run", "question"])["pos"].shift()
+    pred["gain"] = _logit(pred["pos"]) - _logit(pred["p_ref"])
+    pred["pred_gain"] = _logit(pred["pred_trajectory"]) - _logit(pred["p_ref"])
+    pred["pred_gain_G"] = _logit(pred["pred_trajectory_G"]) - _logit(pred["p_ref"])
+    pred = pred[pred["iteration"] >= 1]
+    policies, names = _policies(chosen), list(dict.fromkeys(chosen["run"]))
+    colors = _palette(names, "deep")
+    grid = np.linspace(0.01, 0.99, 300)
+    fig, axes = _new_figure(len(policies), 2, panel=(4.4, 3.0))
+    for (left, right), policy in zip(axes, policies):
+        for row in chosen[chosen["policy"] == policy].itertuples(index=False):
+            sub, color = pred[(pred["policy"] == policy) & (pred["run"] == row.run)], colors[row.run]
+            points = _sample(sub)
+            left.scatter(points["p_prev"], points["gain"], color=color, s=8, alpha=0.4, lw=0, rasterized=True)
+            left.plot(grid, _weight_sum(grid, row) / row.beta, color=color, **PREDICTED)
+            if _has_finite_group(row):
+                left.plot(grid, _weight_sum(grid, row, finite_group=True) / row.beta, color=color, **PREDICTED_G)
+            m = sub.groupby("iteration")[["gain", "pred_gain", "pred_gain_G"]].agg(["mean", "sem"])
+            right.errorbar(m.index, m[("gain", "mean")], yerr=m[("gain", "sem")], color=color, **MEASURED)
+            for col, style, show in (("pred_gain", PREDICTED, True),
+                                     ("pred_gain_G", PREDICTED_G, _has_finite_group(row))):
+                if show and m[(col, "mean")].notna().any():
+                    right.plot(m.index, m[(col, "mean")], color=color, **style)
+        left.set(xlabel="measured p_{n-1}", ylabel="logit p_n - logit p_ref", title=f"{policy}: vs p_{{n-1}}")
+        right.set(ylabel="mean logit p_n - logit p_ref", title=f"{policy}: vs iteration (mean +- s.e.)")
+        _iteration_axis(right, "iteration n")
+    fig.suptitle(title)
+    fig.tight_layout()
+    _legend(fig, colors, {"measured": MEASURED, "C3: S(p)/beta (left), trajectory (right)": PREDICTED,
+                          "the same with finite G (E1)": PREDICTED_G})
+    return fig
+
+
+@_themed
+def regularisation(D: Path, runs: pd.DataFrame) -> Figure:
+    """C6: mean PoS under kl = ref, mirror, both (mean_std), measured vs predicted, per policy."""
+    title = "C6: regularisation target (mean_std): measured vs predicted mean PoS"
+    chosen = plain_runs(runs)
+    chosen = chosen[(chosen["norm"] == "mean_std") & chosen["kl"].isin(KL_ORDER)]
+    # One run per (policy, kl): the one with the smallest eps (mean_std_ref, not mean_std_ref_eps).
+    chosen = chosen.sort_values("eps", na_position="first").drop_duplicates(["policy", "kl"])
+    if chosen.empty:
+        return _message_figure(title)
+    pred = _train(load_predict(D, chosen))
+    policies = _policies(chosen)
+    colors = _palette(_ordered(chosen["kl"], KL_ORDER), "Set1")
+    fig, axes = _new_figure(1, len(policies), panel=(3.8, 3.2), sharey=True)
+    for ax, policy in zip(axes[0], policies):
+        for kl, color in colors.items():
+            sub = pred[(pred["policy"] == policy) & (pred["kl"] == kl)]
+            if not sub.empty:
+                _plot_trajectory(ax, sub, color)
+        ax.set(ylabel="mean PoS", title=policy, ylim=(-0.02, 1.02))
+        _iteration_axis(ax)
+    fig.suptitle(title)
+    fig.tight_layout()
+    _legend(fig, {f"kl={k}": c for k, c in colors.items()}, STYLE_LEGEND)
+    return fig
+
+
+GAP_STYLES = {"gap_trajectory": dict(linestyle="-", marker="o"), "gap_trajectory_G": dict(linestyle="--", marker="s")}
+GAP_LEGEND = {"mean |pos - C3 trajectory|": GAP_STYLES["gap_trajectory"],
+              "mean |pos - C3 trajectory, finite G|": GAP_STYLES["gap_trajectory_G"]}
+
+
+def _gap_lines(ax, sweep: pd.DataFrame, colors: dict, xlabel: str) -> None:
+    """E2: the two trajectory gaps against a numeric swept setting, one colour per policy (log2 x)."""
+    if sweep.empty:
+        _message(ax, f"{NO_DATA}: no {xlabel} sweep")
+        return
+    for policy, sub in sweep.groupby("policy", sort=False):
+        # A swept value equal to the base run's (the transformer's G16 at full scale) makes one point.
+        means = sub.groupby(sub["value"].astype(float))[list(GAP_STYLES)].mean()
+        for col, style in GAP_STYLES.items():
+            if means[col].notna().any():
+                ax.plot(means.index, means[col], color=colors[policy], **style)
+    ax.set_xscale("log", base=2)
+    ticks = sorted(set(sweep["value"].astype(float)))
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set(xlabel=xlabel, ylabel="gap (mean |difference|)", title=f"gap vs {xlabel}")
+    ax.set_ylim(bottom=0)
+
+
+def _setting_label(row) -> str:
+    clip = "no clip" if pd.isna(row.clip_eps) else f"clip {row.clip_eps:g}"
+    estimator = "exact" if pd.isna(row.kl_estimator) else row.kl_estimator
+    return f"KL {estimator}, {clip}"
+
+
+@_themed
+def practice_gap(D: Path, runs: pd.DataFrame) -> Figure:
+    """E2: how far practice sits from C3 against group size, inner steps, KL estimator and clipping."""
+    title = "E2: practice gap to C3 (tabular_sgd, transformer)"
+    practice = runs[runs["policy"].isin(PRACTICE_POLICIES)]
+    numeric = {s: sweep_runs(practice, s) for s in ("group_size", "inner_steps")}
+    categorical = pd.concat([sweep_runs(practice, s) for s in ("kl_estimator", "clip_eps")], ignore_index=True)
+    if categorical.empty and all(df.empty for df in numeric.values()):
+        return _message_figure(title, f"{NO_DATA}: no group-size, inner-step, estimator or clip sweep")
+    drawn = pd.concat([categorical, *numeric.values()])
+    colors = _policy_palette(_policies(drawn))
+    fig, axes = _new_figure(1, 2 + (not categorical.empty), panel=(4.0, 3.4))
+    for ax, (sweep, df) in zip(axes[0], numeric.items()):
+        _gap_lines(ax, df, colors, sweep.replace("_", " "))
+    if not categorical.empty:
+        ax = axes[0, 2]
+        bars = categorical.drop_duplicates(["policy", "run"]).assign(setting=lambda d: d.apply(_setting_label, axis=1))
+        bars = bars.melt(id_vars=["policy", "setting"], value_vars=list(GAP_STYLES), var_name="gap",
+                         value_name="gap_value").dropna(subset=["gap_value"])
+        bars["series"] = bars["policy"] + ": " + bars["gap"]
+        sns.barplot(data=bars, x="setting", y="gap_value", hue="series", ax=ax, palette="Paired")
+        ax.set(xlabel="", ylabel="gap (mean |difference|)", title="gap vs KL estimator / clipping")
+        ax.tick_params(axis="x", labelrotation=30)
+        ax.legend(fontsize="x-small", title=None)
+    fig.suptitle(title)
+    fig.tight_layout()
+    _legend(fig, colors, GAP_LEGEND)
+    return fig
+
+
+@_themed
+def heldout(D: Path, runs: pd.DataFrame) -> Figure:
+    """E3: the transformer's mean PoS on train vs held-out questions per iteration, per plain run."""
+    title = "E3: transformer, train vs held-out questions (mean PoS)"
+    chosen = plain_runs(runs)
+    chosen = chosen[chosen["policy"] == "transformer"]
+    pred = load_predict(D, chosen)
+    if chosen.empty or not (pred["split"] == "heldout").any():
+        return _message_figure(title, f"{NO_DATA}: no transformer held-out questions")
+    colors = {"train": sns.color_palette("colorblind")[0], "heldout": sns.color_palette("colorblind")[3]}
+    fig, axes = _new_figure(1, len(chosen), panel=(3.4, 3.0), sharey=True)
+    for ax, row in zip(axes[0], chosen.itertuples(index=False)):
+        for split, color in colors.items():
+            sub = pred[(pred["run"] == row.run) & (pred["split"] == split)]
+            if not sub.empty:
+                _plot_trajectory(ax, sub, color, predictions=False)
+        gain = "" if pd.isna(row.heldout_gain) else f"\nheld-out gain {row.heldout_gain:+.3f}"
+        ax.set(ylabel="mean PoS", title=f"{row.run}{gain}", ylim=(-0.02, 1.02))
+        _iteration_axis(ax)
+    fig.suptitle(title)
+    fig.tight_layout()
+    _legend(fig, colors, {"measured (band: mean CI)": MEASURED})
+    return fig
+
+
+FIGURES: dict[str, Callable[[Path, pd.DataFrame], Figure]] = {
+    "trajectories": trajectories,
+    "per_question": per_question,
+    "fixed_points": fixed_points,
+    "normalisation": normalisation,
+    "regularisation": regularisation,
+    "practice_gap": practice_gap,
+    "heldout": heldout,
+}
+
+
+def make_figure(name: str, scale_dir: str | Path, out_png: str | Path) -> None:
+    """Draw figure ``name`` from ``scale_dir``/runs.csv and its predict CSVs; write ``out_png`` atomically."""
+    if name not in FIGURES:
+        raise ValueError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
+    scale_dir = Path(scale_dir)
+    runs = read_csv(scale_dir / "runs.csv", RUN_COLUMNS)
+    with _theme():
+        fig = FIGURES[name](scale_dir, runs)
+        with atomic_path(out_png) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")

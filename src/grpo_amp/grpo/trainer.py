@@ -1,0 +1,151 @@
+"""The GRPO iteration loop, over any policy.
+
+    history = train(policy, ref, task, cfg, save_iteration=lambda n, pi: pi.save(out / f"iter_{n:03d}"))
+
+Per iteration n (THEORY.md's setting): freeze pi_{n-1}; run the update of the policy kind
+(``UPDATES``: C2's closed form for tabular_exact, sampled GRPO steps otherwise); measure C1's
+sampled surrogate on fresh groups of pi_{n-1}; hand pi_n to ``save_iteration``. The trainer knows
+nothing of the prediction: C1's closed form is put beside the measurement by ``compare``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from grpo_amp.config import Config
+from grpo_amp.grpo.loss import LossTerms, group_advantages, grpo_loss, sequence_sum, token_logp
+from grpo_amp.policies.base import Policy
+from grpo_amp.tasks.base import Task
+
+
+@dataclass
+class History:
+    """What training measured: per-iteration metrics and C1's per-question surrogate."""
+    metrics: list[dict] = field(default_factory=list)
+    c1: list[pd.DataFrame] = field(default_factory=list)
+
+    def metrics_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.metrics)
+
+    def c1_frame(self) -> pd.DataFrame:
+        return pd.concat(self.c1, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- the two updates
+def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions: torch.Tensor,
+                cfg: Config, generator: torch.Generator) -> dict:
+    """M inner optimiser steps on the sampled, group-normalised, KL-penalised objective."""
+    v, g = cfg.variant, cfg.grpo
+    rollout = old.sample(questions, g.group_size, generator)            # (Q, G, T)
+    rewards = task.reward(rollout)                                      # (Q, G)
+    adv, zero_spread = group_advantages(rewards, v.norm.value, v.eps, v.std.value)
+    adv = adv.to(torch.float32) if rollout.tokens.device.type == "cuda" else adv
+    with torch.no_grad():
+        ref_logq = ref.log_softmax(rollout)                             # (Q, G, T, V)
+        # with one inner step pi = pi_old at the only step: ratio = 1, skip the extra pass (as TRL does)
+        old_logq = old.log_softmax(rollout) if g.inner_steps > 1 else None
+    optimiser = _optimiser(policy, cfg)
+    for _ in range(g.inner_steps):
+        logq = policy.log_softmax(rollout)
+        terms: LossTerms = grpo_loss(logq, logq.detach() if old_logq is None else old_logq, ref_logq,
+                                     rollout.tokens, rollout.mask, adv.to(logq.dtype), v, g)
+        optimiser.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        optimiser.step()
+    return {"loss": float(terms.loss), "pg_objective": float(terms.pg_objective), "kl_ref": float(terms.kl_ref),
+            "kl_prev": float(terms.kl_prev), "mean_reward": float(rewards.mean()),
+            "zero_spread_frac": float(zero_spread.double().mean()), "clip_frac": float(terms.clip_frac)}
+
+
+def exact_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions: torch.Tensor,
+                 cfg: Config, generator: torch.Generator) -> dict:
+    """C2's closed-form optimum (tabular policies only): no sampling, no optimiser."""
+    policy.set_exact_optimum(old, ref, questions, cfg.variant)
+    nan = float("nan")
+    return {"loss": nan, "pg_objective": nan, "kl_ref": nan, "kl_prev": nan, "mean_reward": nan,
+            "zero_spread_frac": nan, "clip_frac": nan}
+
+
+UPDATES: dict[str, Callable[..., dict]] = {
+    "tabular_exact": exact_update,
+    "tabular_sgd": grpo_update,
+    "transformer": grpo_update,
+}
+
+# Persisting optimiser state across iterations (reset_optimizer=false) keeps Adam's moments.
+_PERSISTENT_OPTIMISERS: dict[int, torch.optim.Optimizer] = {}
+
+
+def _optimiser(policy: Policy, cfg: Config) -> torch.optim.Optimizer:
+    params = [p for p in policy.parameters() if p.requires_grad]
+    if cfg.grpo.reset_optimizer:
+        return torch.optim.Adam(params, lr=cfg.grpo.lr)
+    key = id(policy)
+    if key not in _PERSISTENT_OPTIMISERS:
+        _PERSISTENT_OPTIMISERS[key] = torch.optim.Adam(params, lr=cfg.grpo.lr)
+    return _PERSISTENT_OPTIMISERS[key]
+
+
+# --------------------------------------------------------------------------- C1 measurement
+@torch.no_grad()
+def sampled_surrogate(policy: Policy, old: Policy, task: Task, questions: torch.Tensor, cfg: Config,
+                      generator: torch.Generator) -> pd.DataFrame:
+    """C1's left side, E_{o~pi_{n-1}}[pi_n(o)/pi_{n-1}(o) * A], on fresh groups, per question.
+
+    ``cfg.grpo.c1_groups`` independent groups of G per question; the advantages are the trainer's
+    own (finite G), so the closed form to compare with is E1's w+_G p_n - w-_G (1 - p_n).
+    """
+    v, g = cfg.variant, cfg.grpo
+    rows = []
+    per_group = []
+    for _ in range(g.c1_groups):
+        rollout = old.sample(questions, g.group_size, generator)           # (Q, G, T)
+        adv, _ = group_advantages(task.reward(rollout), v.norm.value, v.eps, v.std.value)  # (Q, G)
+        mask = rollout.mask.to(torch.float64)
+        log_ratio = sequence_sum(token_logp(policy.log_softmax(rollout), rollout.tokens).double()
+                                 - token_logp(old.log_softmax(rollout), rollout.tokens).double(), mask)
+        per_group.append((torch.exp(log_ratio) * adv.double()).mean(dim=1))  # (Q,)
+    stacked = torch.stack(per_group)  # (c1_groups, Q)
+    se = stacked.std(dim=0, unbiased=True) / stacked.shape[0] ** 0.5 if stacked.shape[0] > 1 \
+        else torch.full_like(stacked[0], float("nan"))
+    rows = {"question": questions.cpu().numpy(), "surrogate": stacked.mean(0).cpu().numpy(),
+            "surrogate_se": se.cpu().numpy(), "n_groups": stacked.shape[0]}
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- the loop
+def train(policy: Policy, ref: Policy, task: Task, cfg: Config,
+          save_iteration: Callable[[int, Policy], None] | None = None,
+          log_metrics: Callable[[int, dict], None] | None = None) -> History:
+    """Run ``cfg.grpo.iterations`` GRPO iterations from ``policy`` (= pi_ref at the start)."""
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator(device=_device_of(policy)).manual_seed(cfg.seed)
+    questions = task.split_ids("train").to(_device_of(policy))
+    update = UPDATES[cfg.policy.name.value]
+    history = History()
+    bar = tqdm(range(1, cfg.grpo.iterations + 1), desc=f"{cfg.policy.name.value}/{cfg.run_name or cfg.variant.name}",
+               unit="iter", mininterval=1.0)
+    for n in bar:
+        start = time.perf_counter()
+        old = policy.frozen_copy()  # pi_{n-1}: frozen for the whole iteration
+        metrics = update(policy, old, ref, task, questions, cfg, generator)
+        c1 = sampled_surrogate(policy, old, task, questions, cfg, generator)
+        metrics = {"iteration": n, **metrics, "seconds": time.perf_counter() - start}
+        history.metrics.append(metrics)
+        history.c1.append(c1.assign(iteration=n))
+        if save_iteration is not None:
+            save_iteration(n, policy)
+        if log_metrics is not None:
+            log_metrics(n, metrics)
+        bar.set_postfix(reward=f"{metrics['mean_reward']:.3f}")
+    return history
+
+
+def _device_of(policy: Policy) -> torch.device:
+    return next(policy.parameters()).device

@@ -1,0 +1,66 @@
+"""Probability of success, measured: exact where the correct outputs can be listed, else Monte Carlo.
+
+    pos, kl_c = pos_exact(policy, questions, ref_answer_logp)     # (Q,), (Q,)
+    pos, lo, hi = pos_mc(policy, task, questions, n_samples=256, generator=g)
+
+exact: p(q) = sum over correct answers a of pi(a|q) (teacher forcing; ``answer_log_probs``).
+mc:    the share of N sampled outputs that the verifier accepts, with a Wilson interval.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import stats
+
+from grpo_amp.policies.base import Policy
+from grpo_amp.tasks.base import Task
+
+CONFIDENCE = 0.95
+
+
+def wilson_interval(successes, n, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for a binomial proportion (good near 0 and 1, unlike the normal one)."""
+    k, n = np.asarray(successes, float), np.asarray(n, float)
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+
+
+def kl_in_correct(answer_logp: torch.Tensor, ref_answer_logp: torch.Tensor) -> torch.Tensor:
+    """C2's check: KL(pi restricted to the correct set || pi_ref restricted to it), both renormalised.
+
+    answer_logp, ref_answer_logp: (Q, A) with -inf padding. 0 when pi_n is pi_ref tilted by r only.
+    """
+    log_pi = answer_logp - torch.logsumexp(answer_logp, dim=-1, keepdim=True)            # (Q, A)
+    log_ref = ref_answer_logp - torch.logsumexp(ref_answer_logp, dim=-1, keepdim=True)  # (Q, A)
+    terms = torch.where(torch.isfinite(log_pi), log_pi.exp() * (log_pi - log_ref), torch.zeros_like(log_pi))
+    return terms.sum(dim=-1).clamp(min=0.0)
+
+
+@torch.no_grad()
+def pos_exact(policy: Policy, questions: torch.Tensor,
+              ref_answer_logp: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact PoS per question and (given pi_ref's answer log-probs) C2's within-correct KL."""
+    answer_logp = policy.answer_log_probs(questions).double()  # (Q, A)
+    pos = torch.logsumexp(answer_logp, dim=-1).exp().clamp(0.0, 1.0)
+    kl = kl_in_correct(answer_logp, ref_answer_logp.double()) if ref_answer_logp is not None \
+        else torch.zeros_like(pos)
+    return pos.cpu().numpy(), kl.cpu().numpy()
+
+
+@torch.no_grad()
+def pos_mc(policy: Policy, task: Task, questions: torch.Tensor, n_samples: int,
+           generator: torch.Generator, chunk: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Monte Carlo PoS per question from ``n_samples`` outputs, with its Wilson interval."""
+    successes = torch.zeros(len(questions), dtype=torch.float64, device=questions.device)
+    done = 0
+    while done < n_samples:  # in chunks, so a large N does not need Q x N outputs in memory at once
+        g = min(chunk, n_samples - done)
+        successes += task.reward(policy.sample(questions, g, generator)).double().sum(dim=1)
+        done += g
+    k = successes.cpu().numpy()
+    lo, hi = wilson_interval(k, n_samples)
+    return k / n_samples, lo, hi

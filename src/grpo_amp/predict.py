@@ -1,0 +1,53 @@
+"""C3 from the measured p_ref: what each measured trajectory is compared with (reads files only).
+
+    pred = predict_frame(pos_df, variant=cfg.variant, group_size=cfg.grpo.group_size)
+
+For every trained question: ``pred_trajectory`` iterates C3 from the measured p_ref;
+``pred_one_step`` applies one C3 step to the measured p_{n-1} (separating a wrong step from
+accumulated drift); the ``_G`` columns use E1's finite-group weights for the run's G; ``pred_limit``
+is C4's limit from p_ref. Held-out questions are never trained on: their prediction columns are NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from grpo_amp import theory
+from grpo_amp.config import VariantConfig
+from grpo_amp.io import InputError
+from grpo_amp.schema import PREDICT_COLUMNS
+
+
+def _theory_kwargs(variant: VariantConfig) -> dict:
+    return dict(kl=variant.kl.value, beta=variant.beta, beta_prev=variant.beta_prev,
+                norm=variant.norm.value, eps=variant.eps, std=variant.std.value)
+
+
+def predict_frame(pos: pd.DataFrame, variant: VariantConfig, group_size: int) -> pd.DataFrame:
+    """PREDICT_COLUMNS for every row of a pos table (one row per question and iteration)."""
+    wide = pos.pivot(index="iteration", columns="question", values="pos").sort_index()  # (N+1, Q)
+    if wide.index[0] != 0 or wide.isna().any().any():
+        raise InputError("the pos table needs every question at every iteration, starting at iteration 0")
+    n_iters = int(wide.index[-1])
+    measured = wide.to_numpy()
+    p_ref = measured[0]
+    kw = _theory_kwargs(variant)
+    columns = {}
+    for suffix, g in (("", None), ("_G", group_size)):
+        traj = theory.pos_recurrence(p_ref, n_iters, group_size=g, **kw)  # (N+1, Q)
+        one_step = np.vstack([p_ref, theory.pos_step(measured[:-1], p_ref, group_size=g, **kw)])
+        columns[f"pred_trajectory{suffix}"] = traj
+        columns[f"pred_one_step{suffix}"] = one_step
+    limit = theory.predicted_limit(p_ref, variant.beta, kl=variant.kl.value, beta_prev=variant.beta_prev,
+                                   norm=variant.norm.value, eps=variant.eps, std=variant.std.value)
+    columns["pred_limit"] = np.broadcast_to(limit, measured.shape)
+    columns["p_ref"] = np.broadcast_to(p_ref, measured.shape)
+
+    long = pd.DataFrame({"iteration": np.repeat(wide.index.to_numpy(), wide.shape[1]),
+                         "question": np.tile(wide.columns.to_numpy(), wide.shape[0]),
+                         **{k: v.ravel() for k, v in columns.items()}})
+    out = pos.merge(long, on=["question", "iteration"], how="left", validate="one_to_one")
+    heldout = out["split"] != "train"
+    out.loc[heldout, [c for c in columns if c != "p_ref"]] = np.nan
+    return out[PREDICT_COLUMNS].sort_values(["iteration", "question"], ignore_index=True)

@@ -1,0 +1,34 @@
+"""The output contract: the columns of every file one rule writes and a later rule reads.
+
+README's "Output contract" documents the same; ``io.read_csv(path, COLUMNS)`` enforces it.
+"""
+
+# results/{scale}/pos/{policy}/{run}.csv: one row per question and iteration.
+POS_COLUMNS = ["question", "split", "iteration", "pos", "pos_lo", "pos_hi", "method",
+               "kl_in_correct"]  # C2: KL(pi_n | correct || pi_ref | correct), each renormalised
+
+# results/{scale}/predict/{policy}/{run}.csv: the measured PoS beside C3 from the measured p_ref.
+PREDICT_COLUMNS = ["question", "split", "iteration", "p_ref", "pos", "pos_lo", "pos_hi", "kl_in_correct",
+                   "pred_trajectory",    # C3 iterated from p_ref (population limit)
+                   "pred_one_step",      # C3 applied to the measured p_{n-1}
+                   "pred_trajectory_G",  # the same with E1's finite-group S_G
+                   "pred_one_step_G",
+                   "pred_limit"]         # predicted_limit(p_ref): what the trajectory tends to
+
+# results/{scale}/train/{policy}/{run}/metrics.csv: one row per iteration of training.
+TRAIN_METRICS_COLUMNS = ["iteration", "loss", "pg_objective", "kl_ref", "kl_prev", "mean_reward",
+                         "zero_spread_frac", "clip_frac", "seconds"]
+
+# results/{scale}/train/{policy}/{run}/c1.csv: C1's sampled surrogate with fresh groups of pi_{n-1}
+# and the ratio pi_n/pi_{n-1}; compare puts the closed form w+_G p_n - w-_G (1 - p_n) beside it.
+C1_COLUMNS = ["question", "iteration", "surrogate", "surrogate_se", "n_groups"]
+
+# results/{scale}/runs.csv: one row per (policy, run) with its settings and summary numbers.
+RUN_COLUMNS = ["policy", "run", "variant", "sweep", "norm", "kl", "beta", "beta_prev", "eps", "std",
+               "group_size", "inner_steps", "clip_eps", "kl_estimator", "iterations",
+               "final_pos_mean", "pred_final_mean", "gap_trajectory", "gap_one_step",
+               "gap_trajectory_G", "gap_one_step_G", "heldout_gain", "beta_eff", "beta_eff_rmse"]
+
+# results/{scale}/claims.csv: one row per claim id and policy that tests it.
+CLAIM_COLUMNS = ["claim", "policy", "verdict", "metric", "value", "tolerance", "evidence"]
+VERDICTS = ("holds", "fails", "inconclusive")

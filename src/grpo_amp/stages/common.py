@@ -1,0 +1,54 @@
+"""The thin entry every stage shares: Hydra composes, a typed Config goes to a plain function.
+
+    # src/grpo_amp/stages/train.py
+    def run(cfg: Config) -> None: ...
+    if __name__ == "__main__":
+        stage_main(run)
+
+Bad input of any kind (an unknown variant, beta <= 0, a missing or corrupt file) ends as one line
+on stderr and exit status 1: never a traceback, never a half-written output.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+import hydra
+from hydra.errors import HydraException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from grpo_amp.config import CONF_DIR, Config, register_configs, to_config
+from grpo_amp.io import InputError
+
+
+def one_line(exc: BaseException) -> str:
+    """Hydra's and OmegaConf's messages span lines (options, full_key...): keep the informative ones."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    keep = [ln for ln in lines if not ln.startswith(("full_key:", "object_type=", "Set the environment"))]
+    return "; ".join(keep[:2]) if keep else type(exc).__name__
+
+
+def stage_main(func: Callable[[Config], None]) -> None:
+    register_configs()
+
+    @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+    def _main(dcfg: DictConfig) -> None:
+        func(to_config(dcfg))
+
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us whole, so we can print one line
+    try:
+        _main()
+    except (HydraException, OmegaConfBaseException, InputError, ValueError) as exc:
+        print(f"grpo-amp: error: {one_line(exc)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def device_for(cfg: Config) -> str:
+    if cfg.policy.device != "auto":
+        return cfg.policy.device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,99 @@
+"""Rule ``compare``: runs.csv, the claims table (claims.csv, claims.md), and the MLflow metrics.
+
+    python -m grpo_amp.stages.compare scale=smoke
+
+Reads only files the earlier rules wrote: every run's predict CSV, train metrics, C1 table and
+run.json. Logs per-iteration PoS (mean, quantiles) and prediction errors to each run, and the
+claims table to the scale's study run.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from grpo_amp import paths, tracking
+from grpo_amp.claims import Study, claims_markdown, claims_table, summarise_run
+from grpo_amp.config import Config
+from grpo_amp.io import read_csv, read_json, write_csv, write_text
+from grpo_amp.runs import parse_run, runs_of_study
+from grpo_amp.schema import C1_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS
+from grpo_amp.stages.common import stage_main
+
+log = logging.getLogger(__name__)
+
+SETTINGS = {  # runs.csv column -> flattened config key
+    "norm": "variant.norm", "kl": "variant.kl", "beta": "variant.beta", "beta_prev": "variant.beta_prev",
+    "eps": "variant.eps", "std": "variant.std", "group_size": "grpo.group_size",
+    "inner_steps": "grpo.inner_steps", "clip_eps": "grpo.clip_eps", "kl_estimator": "grpo.kl_estimator",
+    "iterations": "grpo.iterations",
+}
+
+
+def iteration_metrics(pred: pd.DataFrame) -> list[dict]:
+    """Per-iteration MLflow metrics of one run: PoS mean and quantiles, prediction errors."""
+    rows = []
+    for n, g in pred.groupby("iteration"):
+        train = g[g["split"] == "train"]
+        row = {"iteration": int(n), "pos_mean": train["pos"].mean(), "pos_q10": train["pos"].quantile(0.1),
+               "pos_q50": train["pos"].median(), "pos_q90": train["pos"].quantile(0.9),
+               "pred_trajectory_mean": train["pred_trajectory"].mean(),
+               "abs_err_trajectory": (train["pos"] - train["pred_trajectory"]).abs().mean(),
+               "abs_err_one_step": (train["pos"] - train["pred_one_step"]).abs().mean(),
+               "abs_err_trajectory_G": (train["pos"] - train["pred_trajectory_G"]).abs().mean()}
+        held = g[g["split"] != "train"]
+        if len(held):
+            row["heldout_pos_mean"] = held["pos"].mean()
+        rows.append(row)
+    return rows
+
+
+def run(cfg: Config) -> None:
+    rows, predictions, c1, run_ids = [], {}, {}, {}
+    for policy in cfg.scale.study.policies:
+        for name in runs_of_study(cfg.scale.study, policy):
+            train_dir = paths.path(paths.TRAIN, cfg, policy=policy, run=name)
+            meta = read_json(train_dir / "run.json")
+            conf = meta["config"]
+            pred = read_csv(paths.path(paths.PREDICT, cfg, policy=policy, run=name), PREDICT_COLUMNS)
+            c1[(policy, name)] = read_csv(train_dir / "c1.csv", C1_COLUMNS)
+            predictions[(policy, name)] = pred
+            run_ids[(policy, name)] = meta.get("mlflow_run_id")
+            variant, sweep, _ = parse_run(name)
+            settings = {col: conf[key] for col, key in SETTINGS.items()}
+            rows.append({"policy": policy, "run": name, "variant": variant, "sweep": sweep, **settings,
+                         **summarise_run(pred, settings)})
+    runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    table = claims_table(Study(runs, predictions, c1))
+    write_csv(runs, paths.path(paths.RUNS, cfg))
+    write_csv(table, paths.path(paths.CLAIMS_CSV, cfg))
+    write_text(claims_markdown(table, cfg.scale.name), paths.path(paths.CLAIMS_MD, cfg))
+    log.info("claims at scale %s:\n%s", cfg.scale.name, table[["claim", "policy", "verdict", "value"]].to_string())
+    if cfg.tracking.enabled:
+        _track(cfg, runs, predictions, run_ids, table)
+
+
+def _track(cfg: Config, runs: pd.DataFrame, predictions: dict, run_ids: dict, table: pd.DataFrame) -> None:
+    uri = cfg.tracking.uri
+    for (policy, name), pred in predictions.items():
+        run_id = run_ids[(policy, name)]
+        if run_id is None:
+            continue
+        tracking.log_metric_rows(uri, run_id, iteration_metrics(pred))
+        summary = runs[(runs["policy"] == policy) & (runs["run"] == name)].iloc[0]
+        tracking.log_metric_rows(uri, run_id, [{"iteration": 0, **{k: summary[k] for k in (
+            "gap_trajectory", "gap_one_step", "gap_trajectory_G", "beta_eff", "beta_eff_rmse", "final_pos_mean")}}])
+        tracking.log_artifacts(uri, run_id, [paths.path(paths.POS, cfg, policy=policy, run=name),
+                                             paths.path(paths.PREDICT, cfg, policy=policy, run=name)], subdir="pos")
+        tracking.finish_run(uri, run_id)
+    study_id = tracking.start_run(uri, cfg.scale.name, "study", "claims", {"scale": cfg.scale.name}, kind="study")
+    verdict_counts = table["verdict"].value_counts()
+    tracking.log_metric_rows(uri, study_id, [{"iteration": 0, **{f"n_{v}": float(verdict_counts.get(v, 0))
+                                                                    for v in ("holds", "fails", "inconclusive")}}])
+    tracking.log_artifacts(uri, study_id, [paths.path(p, cfg) for p in (paths.RUNS, paths.CLAIMS_CSV, paths.CLAIMS_MD)])
+    tracking.finish_run(uri, study_id)
+
+
+if __name__ == "__main__":
+    stage_main(run)

@@ -1,0 +1,322 @@
+"""The transformer side: ModArithTask (tokenizer, verifier, files) and TransformerPolicy.
+
+Everything runs on a tiny model (modulus 5, one layer, 32 dims) so the file stays fast on a CPU;
+one pi_ref is trained once per module and shared by the tests that need a real checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from grpo_amp.config import ModelConfig, ReferenceTrainingConfig, TaskConfig
+from grpo_amp.io import InputError
+from grpo_amp.policies.transformer import TransformerPolicy, mc_pos, train_reference
+from grpo_amp.rollout import Rollout
+from grpo_amp.tasks.modarith import ModArithTask
+
+TASK = TaskConfig(name="modarith", modulus=5, n_train=20, n_heldout=5, seed=0)
+MODEL = ModelConfig(n_layer=1, n_embd=32, n_head=2, intermediate_size=64)
+REF = ReferenceTrainingConfig(steps=500, batch_size=64, lr=3e-3)
+
+
+@pytest.fixture(scope="module")
+def task() -> ModArithTask:
+    return ModArithTask(TASK)
+
+
+@pytest.fixture(scope="module")
+def fresh(task) -> TransformerPolicy:
+    return TransformerPolicy.from_config(task, MODEL, seed=0, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def ref(task) -> TransformerPolicy:
+    return train_reference(task, MODEL, REF, seed=0, device="cpu")
+
+
+def ids(task: ModArithTask, text: str) -> list[int]:
+    return task.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    message = str(exc.value)
+    assert "\n" not in message
+    return message
+
+
+# ---- the task --------------------------------------------------------------------------------
+def test_tokenizer_round_trip_and_autotokenizer(task, tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = task.tokenizer
+    assert len(tok) == 16  # <pad> <bos> <eos>, ten digits, + * =
+    encoded = tok("3+4=")["input_ids"]
+    assert encoded[0] == tok.bos_token_id and len(encoded) == 5  # one token per character
+    assert tok.decode(encoded, skip_special_tokens=True) == "3+4="
+    assert tok.decode(ids(task, "07") + [tok.eos_token_id], skip_special_tokens=True) == "07"
+
+    task.save(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert loaded.get_vocab() == tok.get_vocab()
+    assert loaded("3*4=")["input_ids"] == tok("3*4=")["input_ids"]
+    assert (loaded.pad_token_id, loaded.eos_token_id) == (task.pad_id, task.eos_id)
+
+    # fixed-width prompts: every prompt is the same number of tokens, even for two-digit operands
+    wide = ModArithTask(TaskConfig(name="modarith", modulus=11, n_train=100, n_heldout=21, ops=["+", "*"]))
+    assert wide.questions["prompt"].str.len().nunique() == 1
+    assert wide.prompt_ids.shape == (121, 1 + 2 + 1 + 2 + 1)
+    assert (wide.prompt_ids[:, 0] == wide.tokenizer.bos_token_id).all()
+
+
+def test_questions_table(task):
+    q = task.questions
+    assert list(q.columns) == ["question", "split", "prompt", "answers", "noise_rate"]
+    assert list(q.index) == list(range(25)) and (q["question"] == q.index).all()
+    assert (q["split"] == "train").sum() == 20 and task.split_ids("heldout").tolist() == list(range(20, 25))
+    assert q["prompt"].nunique() == 25  # all distinct (a, b) pairs
+    for prompt, answers in zip(q["prompt"], q["answers"]):
+        a, b = int(prompt[0]), int(prompt[2])
+        assert answers == f"{(a + b) % 5}|0{(a + b) % 5}"  # both spellings are correct
+    assert q["noise_rate"].between(0, 1).all() and q["noise_rate"].std() > 0.1
+    assert ModArithTask(TASK).questions.equals(q)  # seeded
+
+    with pytest.raises(ValueError, match="task.n_train"):
+        ModArithTask(TaskConfig(name="modarith", modulus=5, n_train=20, n_heldout=6))
+    with pytest.raises(ValueError, match="task.answer_digits"):
+        ModArithTask(TaskConfig(name="modarith", modulus=11, answer_digits=1, n_train=4))
+
+
+def test_task_save_load(task, tmp_path):
+    task.save(tmp_path)
+    back = ModArithTask.load(tmp_path)
+    assert back.cfg == task.cfg and back.questions.equals(task.questions)
+    assert torch.equal(back.prompt_ids, task.prompt_ids) and torch.equal(back.answer_ids, task.answer_ids)
+
+    with pytest.raises(InputError, match="missing") as exc:
+        ModArithTask.load(tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in one_line(exc)
+    table = tmp_path / "questions.csv"
+    table.write_text(table.read_text().replace("|0", "|9", 1))  # a wrong "correct" answer
+    with pytest.raises(InputError, match="questions.csv") as exc:
+        ModArithTask.load(tmp_path)
+    one_line(exc)
+
+
+def test_reward_hand_built(task):
+    # question 0's value, a wrong value, and every failure mode of the format
+    value = int(task.questions.loc[0, "answers"].split("|")[0])
+    right, wrong = str(value), str((value + 1) % 5)
+    eos, pad, plus = task.eos_id, task.pad_id, ids(task, "+")[0]
+    rows = [
+        (ids(task, right) + [eos, pad], 1.0),         # correct
+        (ids(task, "0" + right) + [eos], 1.0),        # zero-padded correct
+        (ids(task, wrong) + [eos, pad], 0.0),         # wrong value
+        (ids(task, "0" + right) + ids(task, "0"), 0.0),  # no <eos> within the completion
+        ([plus, eos, pad], 0.0),                      # not a digit
+        ([eos, pad, pad], 0.0),                       # empty
+        (ids(task, right) + [plus, eos], 0.0),        # digits then junk
+    ]
+    tokens = torch.tensor([r for r, _ in rows])[None]   # (1, G, 3)
+    mask = torch.ones_like(tokens, dtype=torch.bool)
+    for g, row in enumerate(tokens[0]):  # nothing real after the first <eos>
+        hit = (row == eos).nonzero()
+        if len(hit):
+            mask[0, g, hit[0, 0] + 1 :] = False
+    reward = task.reward(Rollout(torch.tensor([0]), tokens, mask))
+    assert reward.tolist() == [[r for _, r in rows]]
+
+    # an <eos> that the mask says is not real does not end the answer
+    masked_eos = Rollout(torch.tensor([0]), tokens[:, :1], torch.tensor([[[True, False, False]]]))
+    assert task.reward(masked_eos).item() == 0.0
+    # too long: three digits when answer_digits = 2
+    long = torch.tensor([[ids(task, "00" + right) + [eos]]])
+    assert task.reward(Rollout(torch.tensor([0]), long, torch.ones_like(long, dtype=torch.bool))).item() == 0.0
+
+
+# ---- checkpoints -----------------------------------------------------------------------------
+def test_checkpoint_round_trip(task, ref, tmp_path):
+    ref.save(tmp_path / "ck")
+    back = TransformerPolicy.load(tmp_path / "ck", task, device="cpu")
+    rollout = ref.sample(torch.arange(25), 4, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(back.log_softmax(rollout), ref.log_softmax(rollout))
+    assert torch.equal(back.answer_log_probs(torch.arange(25)), ref.answer_log_probs(torch.arange(25)))
+
+
+def test_checkpoint_missing_or_corrupt(task, fresh, tmp_path):
+    with pytest.raises(InputError) as exc:
+        TransformerPolicy.load(tmp_path / "absent", task)
+    assert str(tmp_path / "absent") in one_line(exc)
+
+    fresh.save(tmp_path / "ck")
+    weights = tmp_path / "ck" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])  # truncated
+    with pytest.raises(InputError, match="corrupt") as exc:
+        TransformerPolicy.load(tmp_path / "ck", task)
+    assert str(tmp_path / "ck") in one_line(exc)
+    weights.unlink()
+    with pytest.raises(InputError, match="safetensors") as exc:
+        TransformerPolicy.load(tmp_path / "ck", task)
+    assert str(tmp_path / "ck") in one_line(exc)
+
+
+# ---- exact and Monte Carlo PoS ---------------------------------------------------------------
+def next_token_probs(model, prefix: list[int]) -> torch.Tensor:
+    """softmax of the model's last logits after ``prefix``: one plain forward, no cache."""
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([prefix])).logits[0, -1].softmax(-1)
+
+
+def sequence_prob(model, prompt: list[int], completion: list[int]) -> float:
+    prob = 1.0
+    for t, token in enumerate(completion):
+        prob *= next_token_probs(model, prompt + completion[:t])[token].item()
+    return prob
+
+
+def test_exact_pos_is_the_product_of_next_token_probs(task, ref):
+    q = 3
+    prompt = task.prompt_ids[q].tolist()
+    value = task.questions.loc[q, "answers"].split("|")[0]
+    short = ids(task, value) + [task.eos_id]         # digit, <eos>
+    padded = ids(task, "0" + value) + [task.eos_id]  # 0, digit, <eos>
+    p_short, p_padded = sequence_prob(ref.model, prompt, short), sequence_prob(ref.model, prompt, padded)
+
+    logp = ref.answer_log_probs(torch.tensor([q]))   # (1, 2)
+    assert logp.exp()[0].tolist() == pytest.approx([p_short, p_padded], rel=1e-4)
+    assert ref.exact_pos(torch.tensor([q])).item() == pytest.approx(p_short + p_padded, rel=1e-4)
+
+
+def test_exact_pos_with_padded_answer_lists():
+    # modulus 11: the value 10 has one spelling, every other value two, so answer lists are padded
+    wide = ModArithTask(TaskConfig(name="modarith", modulus=11, n_train=30, n_heldout=0))
+    policy = TransformerPolicy.from_config(wide, MODEL, seed=1, device="cpu")
+    ten = int((wide.values == 10).nonzero()[0, 0])
+    three = int((wide.values == 3).nonzero()[0, 0])
+    logp = policy.answer_log_probs(torch.tensor([ten, three]))  # (2, 2)
+    assert logp[0, 1].item() == float("-inf") and torch.isfinite(logp[1]).all()
+
+    def prob(q: int, answer: str) -> float:
+        return sequence_prob(policy.model, wide.prompt_ids[q].tolist(), wide.encode_answer(answer))
+
+    want_ten, want_three = prob(ten, "10"), prob(three, "3") + prob(three, "03")
+    pos = policy.exact_pos(torch.tensor([ten, three]))
+    assert pos.tolist() == pytest.approx([want_ten, want_three], rel=1e-4)
+
+
+def wilson(successes: int, n: int, z: float = 2.5758) -> tuple[float, float]:
+    """Wilson score interval (99% for z = 2.5758)."""
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def test_exact_pos_inside_wilson_interval_of_monte_carlo(ref):
+    questions = torch.tensor([0, 5, 11, 22])
+    exact = ref.exact_pos(questions)
+    pos, n_success, n = mc_pos(ref, questions, 2000, torch.Generator().manual_seed(7))
+    assert n == 2000 and torch.equal(pos, n_success / n)
+    for p, k in zip(exact.tolist(), n_success.tolist()):
+        low, high = wilson(k, n)
+        assert low <= p <= high, (p, k, n)
+
+
+# ---- sampling and log-probs ------------------------------------------------------------------
+def test_sample_shapes_mask_and_reproducibility(task, ref):
+    questions = torch.arange(25)
+    rollout = ref.sample(questions, 8, torch.Generator().manual_seed(0))
+    assert rollout.tokens.shape == rollout.mask.shape == (25, 8, task.max_new_tokens)
+    assert rollout.tokens.dtype == torch.long and rollout.mask.dtype == torch.bool
+
+    is_eos = (rollout.tokens == task.eos_id) & rollout.mask
+    assert is_eos.sum(-1).le(1).all()  # at most one real <eos>
+    ended_before = (is_eos.cumsum(-1) - is_eos.int()) > 0  # (Q, G, T): an <eos> came earlier
+    assert torch.equal(rollout.mask, ~ended_before)  # real up to and including <eos>, nothing after
+    assert (rollout.tokens[~rollout.mask] == task.pad_id).all()
+    assert ended_before.any()  # a trained pi_ref stops early on short answers
+
+    again = ref.sample(questions, 8, torch.Generator().manual_seed(0))
+    other = ref.sample(questions, 8, torch.Generator().manual_seed(1))
+    assert torch.equal(again.tokens, rollout.tokens) and torch.equal(again.mask, rollout.mask)
+    assert not torch.equal(other.tokens, rollout.tokens)
+
+
+def test_log_softmax_normalised_with_gradient(task, fresh):
+    policy = fresh.frozen_copy()
+    policy.requires_grad_(True)
+    rollout = policy.sample(torch.tensor([0, 1, 2]), 4, torch.Generator().manual_seed(0))
+    logq = policy.log_softmax(rollout)
+    assert logq.shape == (3, 4, task.max_new_tokens, task.vocab_size) and logq.dtype == torch.float32
+    assert torch.allclose(logq.exp().sum(-1), torch.ones(3, 4, task.max_new_tokens), atol=1e-5)
+
+    # the shared-prompt KV cache gives what one plain forward over prompt + completion gives
+    Q, G, T = rollout.tokens.shape
+    inputs = torch.cat([policy.prompt_ids[rollout.questions].repeat_interleave(G, 0), rollout.tokens.view(Q * G, T)], 1)
+    P = policy.prompt_ids.shape[1]
+    plain = policy.model(input_ids=inputs).logits[:, P - 1 : -1].log_softmax(-1).view(Q, G, T, -1)
+    assert torch.allclose(logq, plain, atol=1e-5)
+
+    logq.gather(-1, rollout.tokens[..., None]).sum().backward()
+    grads = [p.grad for p in policy.parameters()]
+    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+
+
+def test_frozen_copy_matches_and_has_no_gradient(fresh):
+    frozen = fresh.frozen_copy()
+    assert not any(p.requires_grad for p in frozen.parameters())
+    assert torch.equal(frozen.answer_log_probs(torch.arange(5)), fresh.answer_log_probs(torch.arange(5)))
+
+
+# ---- pi_ref ----------------------------------------------------------------------------------
+def test_train_reference_spreads_p_ref_by_noise(task, ref):
+    pos = ref.exact_pos(torch.arange(25))
+    clean = 1 - task.noise_rate
+    assert spearmanr(clean, pos).statistic > 0.3
+    low_noise = task.noise_rate < task.noise_rate.median()
+    assert pos[low_noise].mean() > pos[~low_noise].mean() + 0.1
+    assert 0 < pos.min() and pos.max() < 1
+
+
+def test_train_reference_is_deterministic(task):
+    short = ReferenceTrainingConfig(steps=15, batch_size=16, lr=3e-3)
+    first = train_reference(task, MODEL, short, seed=3, device="cpu").state_dict()
+    second = train_reference(task, MODEL, short, seed=3, device="cpu").state_dict()
+    third = train_reference(task, MODEL, short, seed=4, device="cpu").state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not all(torch.equal(first[k], third[k]) for k in first)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_matches_cpu(task, ref):
+    gpu = ref.frozen_copy().to("cuda")
+    questions = torch.arange(25)
+    assert torch.allclose(gpu.exact_pos(questions).cpu(), ref.exact_pos(questions), atol=0.03)  # bf16 autocast
+    for generator in (torch.Generator().manual_seed(0), torch.Generator("cuda").manual_seed(0)):
+        rollout = gpu.sample(questions, 8, generator)
+        assert rollout.tokens.device.type == "cuda"
+        assert gpu.log_softmax(rollout).dtype == torch.float32
+
+
+def test_loads_a_gpt2_style_checkpoint(task, tmp_path):
+    # any local causal-LM checkpoint with the task's tokenizer goes through the same code
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=task.vocab_size, n_embd=32, n_layer=1, n_head=2, n_positions=32,
+                        bos_token_id=task.tokenizer.bos_token_id, eos_token_id=task.eos_id)
+    GPT2LMHeadModel(config).save_pretrained(tmp_path)
+    task.tokenizer.save_pretrained(tmp_path)
+    policy = TransformerPolicy.load(tmp_path, task, device="cpu")
+
+    rollout = policy.sample(torch.arange(4), 3, torch.Generator().manual_seed(0))
+    Q, G, T = rollout.tokens.shape
+    P = policy.prompt_ids.shape[1]
+    inputs = torch.cat([policy.prompt_ids[:4].repeat_interleave(G, 0), rollout.tokens.view(Q * G, T)], 1)
+    with torch.no_grad():
+        plain = policy.model(input_ids=inputs).logits[:, P - 1 : -1].log_softmax(-1).view(Q, G, T, -1)
+        assert torch.allclose(policy.log_softmax(rollout), plain, atol=1e-5)
+    assert (policy.exact_pos(torch.arange(4)) < 1).all()

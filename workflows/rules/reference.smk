@@ -1,0 +1,31 @@
+rule tracking:
+    """Create the MLflow store and the scale's experiment once, before any parallel job."""
+    output:
+        TRACKING_JSON,
+    log:
+        log_path("tracking", "tracking"),
+    benchmark:
+        bench_path("tracking", "tracking")
+    conda:
+        ENV
+    params:
+        cmd=stage("tracking"),
+    shell:
+        "{params.cmd} > {log} 2>&1"
+
+
+rule reference:
+    """pi_ref and the task of a policy family (tabular: drawn; transformer: trained from scratch)."""
+    output:
+        directory(fill(paths.REFERENCE, family="{family}")),
+    log:
+        log_path("reference", "{family}"),
+    benchmark:
+        bench_path("reference", "{family}")
+    conda:
+        ENV
+    threads: 2
+    params:
+        cmd=lambda w: stage("reference", f"policy={paths.REFERENCE_POLICY[w.family]}"),
+    shell:
+        "OMP_NUM_THREADS={threads} {params.cmd} > {log} 2>&1"

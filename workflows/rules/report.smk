@@ -1,0 +1,21 @@
+report: "../report/workflow.rst"
+
+
+rule figures:
+    """Seaborn figures drawn from runs.csv and the predict CSVs (never from training)."""
+    input:
+        runs=RUNS_CSV,
+        predict=ALL_PREDICT,
+        tracking=TRACKING_JSON,
+    output:
+        [report(f, caption=f"../report/{Path(f).stem}.rst", category="Figures") for f in FIGURES],
+    log:
+        log_path("figures", "figures"),
+    benchmark:
+        bench_path("figures", "figures")
+    conda:
+        ENV
+    params:
+        cmd=stage("figures"),
+    shell:
+        "MPLBACKEND=Agg {params.cmd} > {log} 2>&1"
