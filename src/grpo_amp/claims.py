@@ -26,13 +26,11 @@ from grpo_amp.schema import CLAIM_COLUMNS
 TOLERANCE = {
     "pos_gap": {"exact": 1e-9, "practice": 0.05},        # mean |measured - predicted| PoS
     "kl_in_correct": {"exact": 1e-9, "practice": 0.01},  # nats
-    "z_share": {"exact": 0.95, "practice": 0.95},        # share of |z| <= 3 in C1's check
+    "noise_ratio": {"exact": 1.5, "practice": 1.5},      # RMS error / RMS SE in C1's check (1 = noise only)
     "amplified_share": {"exact": 1.0, "practice": 0.95},
     "limit_gap": {"exact": 0.05, "practice": 0.05},     # N iterations approximate the limit
     "fit_rmse": {"exact": 1e-6, "practice": 0.05},
 }
-Z = 3.0
-
 
 def kind(policy: str) -> str:
     return "practice" if policy in PRACTICE_POLICIES else "exact"
@@ -115,42 +113,48 @@ def _c1_table(study: Study, policy: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _z_share(measured, theory_value, se) -> float:
-    diff = np.abs(measured - theory_value)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(se > 0, diff / se, np.where(diff < 1e-9, 0.0, np.inf))
-    return float(np.mean(z <= Z))
+def noise_ratio(measured, closed_form, se) -> float:
+    """RMS(measured - closed form) / RMS(standard error): about 1 when sampling noise is the only error.
+
+    Robust where per-check z-scores are not: importance ratios pi_n/pi_{n-1} are heavy-tailed, so a
+    single check's SE from a few groups can be far off, while mean(se^2) still estimates the mean
+    variance without bias.
+    """
+    diff = np.asarray(measured - closed_form, float)
+    se = np.asarray(se, float)
+    ok = np.isfinite(diff) & np.isfinite(se)
+    rms_se = np.sqrt(np.mean(se[ok] ** 2))
+    rms_err = np.sqrt(np.mean(diff[ok] ** 2))
+    return float(rms_err / rms_se) if rms_se > 0 else (0.0 if rms_err < 1e-9 else np.inf)
 
 
 def claim_c1(study: Study, policy: str) -> Verdict | None:
     df = _c1_table(study, policy)
     if df.empty:
         return None
-    share = _z_share(df["surrogate"], df["theory_G"], df["surrogate_se"])
-    tol = TOLERANCE["z_share"][kind(policy)]
-    return (_verdict(share >= tol), f"share of (question, iteration) with |sampled - closed form| <= {Z:g} SE",
-            share, tol, f"{len(df)} checks, mean |diff| {_fmt((df['surrogate'] - df['theory_G']).abs().mean())}, "
-            f"mean SE {_fmt(df['surrogate_se'].mean())}; closed form w+_G p_n - w-_G (1 - p_n)")
+    ratio = noise_ratio(df["surrogate"], df["theory_G"], df["surrogate_se"])
+    tol = TOLERANCE["noise_ratio"][kind(policy)]
+    return (_verdict(ratio <= tol), "RMS(sampled surrogate - closed form) / RMS(its standard error)",
+            ratio, tol, f"{len(df)} (question, iteration) checks, mean |diff| "
+            f"{_fmt((df['surrogate'] - df['theory_G']).abs().mean())}, RMS SE {_fmt(np.sqrt((df['surrogate_se'] ** 2).mean()))}; "
+            "closed form w+_G(p_n-1) p_n - w-_G(p_n-1) (1 - p_n) with the trainer's G")
 
 
 def claim_e1(study: Study, policy: str) -> Verdict | None:
     df = _c1_table(study, policy)
     if df.empty:
         return None
-    err_g = float((df["surrogate"] - df["theory_G"]).abs().mean())
-    finite = np.isfinite(df["theory_pop"])
-    err_pop = float((df["surrogate"] - df["theory_pop"])[finite].abs().mean())
-    ratio = err_g / err_pop if err_pop > 0 else np.inf
-    share = _z_share(df["surrogate"], df["theory_G"], df["surrogate_se"])
-    ok = ratio < 1.0 and share >= TOLERANCE["z_share"][kind(policy)]
+    ratio_g = noise_ratio(df["surrogate"], df["theory_G"], df["surrogate_se"])
+    ratio_pop = noise_ratio(df["surrogate"], df["theory_pop"], df["surrogate_se"])
+    ok = ratio_g < ratio_pop and ratio_g <= TOLERANCE["noise_ratio"][kind(policy)]
     runs = study.select(policy, sweep=["variant", "group_size"])
     traj = ""
     if kind(policy) == "practice" and len(runs):
-        traj = (f"; trajectory gap finite-G {_fmt(runs['gap_trajectory_G'].mean())} vs population "
+        traj = (f"; trajectory gap with finite-G C3 {_fmt(runs['gap_trajectory_G'].mean())} vs population "
                 f"{_fmt(runs['gap_trajectory'].mean())}")
-    return (_verdict(ok), "mean |sampled - E1 closed form| / mean |sampled - population closed form|",
-            ratio, 1.0, f"E1 error {_fmt(err_g)}, population error {_fmt(err_pop)}, "
-            f"|z|<={Z:g} share {_fmt(share)}{traj}")
+    return (_verdict(ok), "RMS error / RMS SE of C1's surrogate with E1's finite-G weights (population in evidence)",
+            ratio_g, ratio_pop, f"E1 weights {_fmt(ratio_g)} vs population weights {_fmt(ratio_pop)}: "
+            f"E1 must explain the sampled objective better{traj}")
 
 
 # --------------------------------------------------------------------------- C2..C7, E2..E4
@@ -255,7 +259,7 @@ def _sweep_rho(study: Study, policy: str, sweep: str) -> tuple[float, str] | Non
     if base.empty:
         return None
     runs = pd.concat([base.iloc[:1], study.select(policy, sweep=sweep, variant=base["variant"].iloc[0])])
-    if runs[sweep].nunique() < 3:
+    if runs[sweep].nunique() < 2:
         return None
     runs = runs.sort_values(sweep)
     rho = float(stats.spearmanr(runs[sweep], runs["gap_trajectory"]).statistic)

@@ -204,6 +204,10 @@ class ScaleConfig:
 class TrackingConfig:
     uri: str = "sqlite:///results/mlflow.db"  # a server URI (http://host:5000) works the same
     enabled: bool = True
+    # live: train opens its MLflow run and logs each iteration as it goes (worth it for long GPU
+    # runs). Otherwise compare creates every run at the end, in one process: each job is ~2 s
+    # lighter and parallel jobs never contend for the SQLite file.
+    live: bool = False
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy import stats
+from scipy import special
 
 from grpo_amp.policies.base import Policy
 from grpo_amp.tasks.base import Task
@@ -22,7 +22,7 @@ CONFIDENCE = 0.95
 def wilson_interval(successes, n, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval for a binomial proportion (good near 0 and 1, unlike the normal one)."""
     k, n = np.asarray(successes, float), np.asarray(n, float)
-    z = stats.norm.ppf(0.5 + confidence / 2)
+    z = special.ndtri(0.5 + confidence / 2)
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)

@@ -69,6 +69,6 @@ wildcard_constraints:
 onsuccess:
     if flag("report"):
         # The HTML report needs the finished workflow: run it once everything is done.
-        shell(f"snakemake --report {fill(paths.REPORT)} --config scale={SCALE} results={RESULTS} "
+        shell(f"mkdir -p {Path(fill(paths.LOG, rule='report', name='html')).parent} && snakemake --report {fill(paths.REPORT)} --config scale={SCALE} results={RESULTS} "
               f"'tracking_uri={config['tracking_uri']}' > {fill(paths.LOG, rule='report', name='html')} 2>&1 "
               "|| echo 'snakemake --report failed: see the log under logs/report/'")

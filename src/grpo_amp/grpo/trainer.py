@@ -58,7 +58,7 @@ def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions:
         optimiser.zero_grad(set_to_none=True)
         terms.loss.backward()
         optimiser.step()
-    return {"loss": float(terms.loss), "pg_objective": float(terms.pg_objective), "kl_ref": float(terms.kl_ref),
+    return {"loss": float(terms.loss.detach()), "pg_objective": float(terms.pg_objective), "kl_ref": float(terms.kl_ref),
             "kl_prev": float(terms.kl_prev), "mean_reward": float(rewards.mean()),
             "zero_spread_frac": float(zero_spread.double().mean()), "clip_frac": float(terms.clip_frac)}
 

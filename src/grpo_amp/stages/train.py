@@ -33,8 +33,8 @@ def run(cfg: Config) -> None:
     policy = load_policy(family, ref_dir, task, device=device)  # pi_0 = pi_ref
     params = flatten(cfg)
     uri, run_name = cfg.tracking.uri, cfg.run_name or cfg.variant.name
-    run_id = tracking.start_run(uri, cfg.scale.name, cfg.policy.name.value, run_name, params) \
-        if cfg.tracking.enabled else None
+    live = cfg.tracking.enabled and cfg.tracking.live
+    run_id = tracking.start_run(uri, cfg.scale.name, cfg.policy.name.value, run_name, params) if live else None
 
     out = paths.path(paths.TRAIN, cfg)
     with atomic_path(out, directory=True) as tmp:

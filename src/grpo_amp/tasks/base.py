@@ -21,7 +21,7 @@ class Task(ABC):
     questions: pd.DataFrame
 
     def split_ids(self, split: str) -> torch.Tensor:
-        return torch.as_tensor(self.questions.index[self.questions["split"] == split].to_numpy(), dtype=torch.long)
+        return torch.as_tensor(self.questions.index[self.questions["split"] == split].to_numpy().copy(), dtype=torch.long)
 
     @abstractmethod
     def reward(self, rollout: Rollout) -> torch.Tensor:
