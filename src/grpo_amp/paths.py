@@ -21,6 +21,8 @@ REPORT = "{results}/{scale}/report.html"
 LOG = "{results}/{scale}/logs/{rule}/{name}.log"
 BENCHMARK = "{results}/{scale}/benchmarks/{rule}/{name}.tsv"
 
+POS_MEASURED_IN_TRAINING = "pos.csv"  # in a train dir, when per-iteration checkpoints are off
+
 FAMILY_OF_POLICY = {"tabular_exact": "tabular", "tabular_sgd": "tabular", "transformer": "transformer"}
 REFERENCE_POLICY = {"tabular": "tabular_exact", "transformer": "transformer"}  # whose config builds pi_ref
 

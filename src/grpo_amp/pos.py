@@ -2,6 +2,7 @@
 
     pos, kl_c = pos_exact(policy, questions, ref_answer_logp)     # (Q,), (Q,)
     pos, lo, hi = pos_mc(policy, task, questions, n_samples=256, generator=g)
+    table = measure(policy, task, ref_answer_logp, method="exact", n_samples=256, generator=g, iteration=3)
 
 exact: p(q) = sum over correct answers a of pi(a|q) (teacher forcing; ``answer_log_probs``).
 mc:    the share of N sampled outputs that the verifier accepts, with a Wilson interval.
@@ -10,6 +11,7 @@ mc:    the share of N sampled outputs that the verifier accepts, with a Wilson i
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy import special
 
@@ -17,6 +19,7 @@ from grpo_amp.policies.base import Policy
 from grpo_amp.tasks.base import Task
 
 CONFIDENCE = 0.95
+MC_SEED_OFFSET = 7919  # Monte Carlo PoS draws, seeded apart from training's
 
 
 def wilson_interval(successes, n, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
@@ -64,3 +67,16 @@ def pos_mc(policy: Policy, task: Task, questions: torch.Tensor, n_samples: int,
     k = successes.cpu().numpy()
     lo, hi = wilson_interval(k, n_samples)
     return k / n_samples, lo, hi
+
+
+def measure(policy: Policy, task: Task, ref_answer_logp: torch.Tensor, method: str, n_samples: int,
+            generator: torch.Generator, iteration: int) -> pd.DataFrame:
+    """One iteration's rows of the pos table (schema.POS_COLUMNS) for every question of the task."""
+    questions = torch.arange(len(task.questions), device=ref_answer_logp.device)
+    pos, kl_c = pos_exact(policy, questions, ref_answer_logp)
+    lo = hi = pos
+    if method == "mc":
+        pos, lo, hi = pos_mc(policy, task, questions, n_samples, generator)
+    return pd.DataFrame({"question": task.questions["question"].to_numpy(),
+                         "split": task.questions["split"].to_numpy(), "iteration": iteration,
+                         "pos": pos, "pos_lo": lo, "pos_hi": hi, "method": method, "kl_in_correct": kl_c})

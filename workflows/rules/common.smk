@@ -5,7 +5,8 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
-configfile: "workflows/config/config.yaml"
+# Against the Snakefile's directory, not the working directory: `--directory <tmp>` must still find it.
+configfile: str(Path(workflow.basedir) / "workflows" / "config" / "config.yaml")
 
 
 validate(config, "../schemas/config.schema.yaml")
@@ -69,6 +70,6 @@ wildcard_constraints:
 onsuccess:
     if flag("report"):
         # The HTML report needs the finished workflow: run it once everything is done.
-        shell(f"mkdir -p {Path(fill(paths.LOG, rule='report', name='html')).parent} && snakemake --report {fill(paths.REPORT)} --config scale={SCALE} results={RESULTS} "
+        shell(f"mkdir -p {Path(fill(paths.LOG, rule='report', name='html')).parent} && snakemake -s '{workflow.main_snakefile}' --report {fill(paths.REPORT)} --config scale={SCALE} results={RESULTS} "
               f"'tracking_uri={config['tracking_uri']}' > {fill(paths.LOG, rule='report', name='html')} 2>&1 "
               "|| echo 'snakemake --report failed: see the log under logs/report/'")

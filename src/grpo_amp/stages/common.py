@@ -34,15 +34,25 @@ def one_line(exc: BaseException) -> str:
 def stage_main(func: Callable[[Config], None]) -> None:
     register_configs()
 
+    user_errors = (HydraException, OmegaConfBaseException, InputError, ValueError)
+    failures: list[BaseException] = []
+
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def _main(dcfg: DictConfig) -> None:
-        func(to_config(dcfg))
+        # Caught here, inside the job: an exception that escapes the job makes Hydra write its own
+        # "Error executing job with overrides: ..." line to stderr, a second line beside ours.
+        try:
+            func(to_config(dcfg))
+        except user_errors as exc:
+            failures.append(exc)
 
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us whole, so we can print one line
     try:
         _main()
-    except (HydraException, OmegaConfBaseException, InputError, ValueError) as exc:
-        print(f"grpo-amp: error: {one_line(exc)}", file=sys.stderr)
+    except user_errors as exc:
+        failures.append(exc)
+    if failures:
+        print(f"grpo-amp: error: {one_line(failures[0])}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -3,7 +3,9 @@
     python -m grpo_amp.stages.pos policy=tabular_sgd variant=mean_std_ref scale=smoke
 
 Reads pi_ref (iteration 0) and train/{policy}/{run}/iter_NNN; writes pos/{policy}/{run}.csv with
-``policy.pos_method`` (exact: summed over the correct answers; mc: Wilson interval).
+``policy.pos_method`` (exact: summed over the correct answers; mc: Wilson interval). A run trained
+with ``policy.save_checkpoints=false`` measured itself as it went (train/.../pos.csv): that table is
+checked and used instead.
 """
 
 from __future__ import annotations
@@ -13,45 +15,39 @@ import pandas as pd
 
 from grpo_amp import paths
 from grpo_amp.config import Config
-from grpo_amp.io import InputError, write_csv
+from grpo_amp.io import InputError, read_csv, write_csv
 from grpo_amp.policies import load_policy, load_task
 from grpo_amp.schema import POS_COLUMNS
 from grpo_amp.stages.common import device_for, stage_main
-
-
-def measure_iteration(policy, task, questions, ref_answer_logp, cfg: Config, generator) -> dict:
-    from grpo_amp.pos import pos_exact, pos_mc
-
-    pos, kl_c = pos_exact(policy, questions, ref_answer_logp)
-    if cfg.policy.pos_method.value == "exact":
-        return {"pos": pos, "pos_lo": pos, "pos_hi": pos, "method": "exact", "kl_in_correct": kl_c}
-    mc, lo, hi = pos_mc(policy, task, questions, cfg.policy.mc_samples, generator)
-    return {"pos": mc, "pos_lo": lo, "pos_hi": hi, "method": "mc", "kl_in_correct": kl_c}
 
 
 def run(cfg: Config) -> None:
     import torch
     from tqdm.auto import tqdm
 
+    from grpo_amp.pos import MC_SEED_OFFSET, measure
+
     family, device = cfg.policy.family, device_for(cfg)
     ref_dir, train_dir = paths.path(paths.REFERENCE, cfg), paths.path(paths.TRAIN, cfg)
-    task = load_task(family, ref_dir)
-    questions = torch.arange(len(task.questions), device=device)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed + 7919)  # MC draws apart from training's
-    ref = load_policy(family, ref_dir, task, device=device)
-    ref_answer_logp = ref.answer_log_probs(questions)
-    frames = []
-    for n in tqdm(range(cfg.grpo.iterations + 1), desc=f"pos {cfg.policy.name.value}/{cfg.run_name}", unit="iter"):
-        state = ref_dir if n == 0 else paths.iteration_dir(train_dir, n)
-        if n > 0 and not state.is_dir():
-            raise InputError(f"missing checkpoint {state} (train with policy.save_checkpoints=true)")
-        policy = ref if n == 0 else load_policy(family, state, task, device=device)
-        cols = measure_iteration(policy, task, questions, ref_answer_logp, cfg, generator)
-        frames.append(pd.DataFrame({"question": task.questions["question"].to_numpy(),
-                                    "split": task.questions["split"].to_numpy(), "iteration": n, **cols}))
-    table = pd.concat(frames, ignore_index=True)[POS_COLUMNS]
-    if not np.isfinite(table["pos"]).all():
-        raise InputError(f"non-finite PoS measured from {train_dir}: a corrupt checkpoint?")
+    in_training = train_dir / paths.POS_MEASURED_IN_TRAINING
+    if in_training.is_file():
+        table = read_csv(in_training, POS_COLUMNS)
+    else:
+        task = load_task(family, ref_dir)
+        generator = torch.Generator(device=device).manual_seed(cfg.seed + MC_SEED_OFFSET)
+        ref = load_policy(family, ref_dir, task, device=device)
+        ref_answer_logp = ref.answer_log_probs(torch.arange(len(task.questions), device=device))
+        frames = []
+        for n in tqdm(range(cfg.grpo.iterations + 1), desc=f"pos {cfg.policy.name.value}/{cfg.run_name}", unit="iter"):
+            state = ref_dir if n == 0 else paths.iteration_dir(train_dir, n)
+            if n > 0 and not state.is_dir():
+                raise InputError(f"missing checkpoint {state} (and no {in_training})")
+            policy = ref if n == 0 else load_policy(family, state, task, device=device)
+            frames.append(measure(policy, task, ref_answer_logp, cfg.policy.pos_method.value,
+                                  cfg.policy.mc_samples, generator, iteration=n))
+        table = pd.concat(frames, ignore_index=True)[POS_COLUMNS]
+    if not np.isfinite(table["pos"]).all() or set(table["iteration"]) != set(range(cfg.grpo.iterations + 1)):
+        raise InputError(f"the PoS of {train_dir} is incomplete or non-finite: a corrupt checkpoint?")
     write_csv(table, paths.path(paths.POS, cfg))
 
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import logging
 
+import pandas as pd
+
 from grpo_amp import paths, tracking
 from grpo_amp.config import Config, flatten
 from grpo_amp.io import atomic_path, write_csv, write_json
 from grpo_amp.policies import load_policy, load_task
+from grpo_amp.schema import POS_COLUMNS
 from grpo_amp.stages.common import device_for, stage_main
 
 log = logging.getLogger(__name__)
@@ -23,6 +26,7 @@ def run(cfg: Config) -> None:
     import torch
 
     from grpo_amp.grpo.trainer import train
+    from grpo_amp.pos import MC_SEED_OFFSET, measure
 
     family = cfg.policy.family
     ref_dir = paths.path(paths.REFERENCE, cfg)
@@ -37,10 +41,19 @@ def run(cfg: Config) -> None:
     run_id = tracking.start_run(uri, cfg.scale.name, cfg.policy.name.value, run_name, params) if live else None
 
     out = paths.path(paths.TRAIN, cfg)
+    measured = []  # with checkpoints off, PoS is measured here, per iteration (the pos rule reads it)
+    if not cfg.policy.save_checkpoints:
+        generator = torch.Generator(device=device).manual_seed(cfg.seed + MC_SEED_OFFSET)
+        ref_answer_logp = ref.answer_log_probs(torch.arange(len(task.questions), device=device))
+        measured.append(measure(ref, task, ref_answer_logp, cfg.policy.pos_method.value,
+                                cfg.policy.mc_samples, generator, iteration=0))
     with atomic_path(out, directory=True) as tmp:
         def save_iteration(n, pi):
             if cfg.policy.save_checkpoints:
                 pi.save(paths.iteration_dir(tmp, n))
+            else:
+                measured.append(measure(pi, task, ref_answer_logp, cfg.policy.pos_method.value,
+                                        cfg.policy.mc_samples, generator, iteration=n))
 
         def log_metrics(n, metrics):
             if run_id is not None:
@@ -49,7 +62,8 @@ def run(cfg: Config) -> None:
         torch.manual_seed(cfg.seed)
         history = train(policy, ref, task, cfg, save_iteration=save_iteration, log_metrics=log_metrics)
         if not cfg.policy.save_checkpoints:
-            policy.save(paths.iteration_dir(tmp, cfg.grpo.iterations))
+            policy.save(paths.iteration_dir(tmp, cfg.grpo.iterations))  # the final policy is always kept
+            write_csv(pd.concat(measured, ignore_index=True)[POS_COLUMNS], tmp / paths.POS_MEASURED_IN_TRAINING)
         write_csv(history.metrics_frame(), tmp / "metrics.csv")
         write_csv(history.c1_frame(), tmp / "c1.csv")
         write_json({"config": params, "mlflow_run_id": run_id, "tracking_uri": uri}, tmp / "run.json")
