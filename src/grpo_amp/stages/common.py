@@ -27,8 +27,21 @@ from grpo_amp.io import InputError
 def one_line(exc: BaseException) -> str:
     """Hydra's and OmegaConf's messages span lines (options, full_key...): keep the informative ones."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    keep = [ln for ln in lines if not ln.startswith(("full_key:", "object_type=", "Set the environment"))]
-    return "; ".join(keep[:2]) if keep else type(exc).__name__
+    keep = [ln for ln in lines if not ln.startswith(("full_key:", "object_type=", "reference_type=", "Set the environment"))]
+    if not keep:
+        return type(exc).__name__
+    if len(keep) > 1 and keep[1].startswith("Available options"):  # an unknown group option: list them
+        options = []
+        for ln in keep[2:]:
+            if ln.startswith("Config search path"):
+                break
+            if not ln.endswith("_schema"):
+                options.append(ln)
+        return f"{keep[0]} (choose from: {', '.join(options)})"
+    message = "; ".join(keep[:2])
+    if exc.__cause__ is not None and len(keep) == 1:  # Hydra wraps the reason: "Error merging override ..."
+        message += f": {one_line(exc.__cause__)}"
+    return message
 
 
 def stage_main(func: Callable[[Config], None]) -> None:
@@ -47,6 +60,10 @@ def stage_main(func: Callable[[Config], None]) -> None:
             failures.append(exc)
 
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us whole, so we can print one line
+    # every stage enters through this module: name Hydra's job (and its run dir) after the stage
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    if spec is not None and not any(a.startswith("hydra.job.name=") for a in sys.argv):
+        sys.argv.append(f"hydra.job.name={spec.name.rsplit('.', 1)[-1]}")
     try:
         _main()
     except user_errors as exc:

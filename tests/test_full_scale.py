@@ -1,0 +1,69 @@
+"""The `full` scale without a GPU: its DAG dry-runs, and its code path runs on the CPU at smoke size.
+
+The full scale differs from the others in more than size: two operations (+ and *), per-token
+ratios, live MLflow tracking from inside `train`. Those paths run here, shrunk to seconds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from grpo_amp.config import compose_config
+from grpo_amp.runs import study_runs
+from grpo_amp.schema import POS_COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
+SHRINK = ["task.modulus=5", "task.n_train=30", "task.n_heldout=10", "policy.model.n_layer=1",
+          "policy.model.n_embd=32", "policy.model.n_head=2", "policy.model.intermediate_size=64",
+          "policy.reference.steps=60", "policy.reference.batch_size=32", "grpo.iterations=2",
+          "grpo.group_size=4", "grpo.c1_groups=2"]
+
+
+def test_full_scale_config_keeps_its_distinct_choices():
+    cfg = compose_config(["policy=transformer", "scale=full"])
+    assert cfg.task.ops == ["+", "*"] and cfg.task.modulus == 23
+    assert cfg.grpo.ratio_level.value == "token" and cfg.tracking.live
+    assert cfg.policy.model.n_embd == 256
+
+
+def test_full_scale_dry_run_lists_every_run():
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", "scale=full", "results=/nonexistent",
+                          "-s", str(ROOT / "Snakefile"), "--directory", str(ROOT)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    n_runs = sum(len(study_runs("full", p)) for p in ("tabular_exact", "tabular_sgd", "transformer"))
+    for rule in ("train", "pos", "predict"):
+        counts = [ln.split() for ln in out.stdout.splitlines() if ln.strip().startswith(rule + " ")]
+        assert counts and int(counts[0][1]) == n_runs, (rule, counts)
+
+
+@pytest.mark.slow
+def test_full_scale_transformer_code_path_on_cpu(tmp_path):
+    common = ["policy=transformer", "scale=full", f"results={tmp_path}", "policy.device=cpu",
+              f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "run_name=mean_std_ref", *SHRINK]
+
+    def stage(name):
+        res = subprocess.run([sys.executable, "-m", f"grpo_amp.stages.{name}", *common],
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-3000:]
+
+    for name in ("tracking", "reference", "train", "pos"):
+        stage(name)
+    pos = pd.read_csv(tmp_path / "full" / "pos" / "transformer" / "mean_std_ref.csv")
+    assert list(pos.columns) == POS_COLUMNS
+    assert len(pos) == 40 * 3 and pos["pos"].between(0, 1).all()
+    prompts = pd.read_csv(tmp_path / "full" / "reference" / "transformer" / "questions.csv")["prompt"]
+    assert prompts.str.contains(r"\*").any() and prompts.str.contains(r"\+").any()
+
+    from mlflow.tracking import MlflowClient  # live tracking: train opened the run itself
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("grpo-amp/full")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "mean_reward")] == [1, 2]
