@@ -4,6 +4,9 @@
     grpo-amp predict --p-ref 0.02 --beta 0.5 --kl both --beta-prev 5 --json
     grpo-amp predict --p-ref 0.2 --beta 1 --group-size 8 --std sample   # E1: finite group
     grpo-amp bench theory --repeat 5
+    grpo-amp bench trl --repeat 20 --threads 2                 # ours vs TRL's GRPOTrainer (bench extra)
+    grpo-amp check-published results/smoke results/published/<machine>/smoke   # exit 1 if any differs
+    grpo-amp publish results/smoke results/published/<machine>/smoke --command "snakemake ..."
 
 Values the theory rejects (beta <= 0, p outside [0, 1], unknown kl/norm, group size < 2) end in one
 line ``grpo-amp: error: ...`` on stderr and exit status 1; malformed command lines (a missing option,
@@ -128,19 +131,71 @@ def _run_predict(args) -> int:
 
 # --------------------------------------------------------------------------- bench
 def _add_bench(subparsers) -> None:
-    from grpo_amp.bench import BENCHMARKS
+    from grpo_amp.bench import BENCHMARKS, REPORTS
 
-    parser = subparsers.add_parser("bench", help="time a part of the project against its goals",
-                                   description=f"Benchmarks: {', '.join(BENCHMARKS)}.")
-    parser.add_argument("name", help=f"which benchmark ({' | '.join(BENCHMARKS)})")
+    names = [*BENCHMARKS, *REPORTS]
+    parser = subparsers.add_parser(
+        "bench", help="time a part of the project against its goals",
+        description=f"Benchmarks: {', '.join(names)}. trl times one GRPO iteration of ours against TRL's "
+                    "GRPOTrainer at equal work (needs the bench extra: pip install -e .[bench]).")
+    parser.add_argument("name", help=f"which benchmark ({' | '.join(names)})")
     parser.add_argument("--repeat", type=int, default=5, help="runs per task; the median is reported (default: 5)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for trl (default: torch's current setting)")
     parser.set_defaults(func=_run_bench)
 
 
 def _run_bench(args) -> int:
-    from grpo_amp.bench import format_timings, run_benchmark
+    from grpo_amp.bench import REPORTS, format_timings, run_benchmark
 
+    if args.name in REPORTS:
+        if args.repeat < 1:
+            raise ValueError(f"repeat must be an integer >= 1; got {args.repeat!r}")
+        print(REPORTS[args.name](args.repeat, args.threads))
+        return 0
     print(format_timings(run_benchmark(args.name, args.repeat), args.repeat))
+    return 0
+
+
+# --------------------------------------------------------------------------- published runs
+def _add_check_published(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "check-published", help="compare a fresh run's claims.csv and runs.csv with a published run",
+        description="Prints 'reproduced' or 'differs (...)' per claim and policy (claims.csv) and per "
+                    "policy and run (runs.csv); exit status 1 if any differs. Verdicts and settings must "
+                    "be equal; numbers within 1e-6 for the exact control, 0.02 or 10% for practice "
+                    "(grpo_amp.published).")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a fresh run's results/<scale>/")
+    parser.add_argument("published_dir", metavar="PUBLISHED_DIR", help="results/published/<machine>/<scale>/")
+    parser.set_defaults(func=_run_check_published)
+
+
+def _run_check_published(args) -> int:
+    from grpo_amp.published import check_published
+
+    ok, report = check_published(args.run_dir, args.published_dir)
+    print(report)
+    return 0 if ok else 1
+
+
+def _add_publish(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "publish", help="copy a run's summary files (claims, runs, figures, benchmarks) for committing",
+        description="Copies claims.csv, claims.md, runs.csv and figures/*.png from RUN_DIR, every job's "
+                    "benchmark TSV as one benchmarks.csv, and writes COMMAND.txt (grpo_amp.published).")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run's results/<scale>/")
+    parser.add_argument("published_dir", metavar="PUBLISHED_DIR", help="results/published/<machine>/<scale>/")
+    # dest: "command" is already the subcommand's name in the namespace
+    parser.add_argument("--command", dest="run_command", metavar="COMMAND", required=True,
+                        help="the command line that made the run (for COMMAND.txt)")
+    parser.set_defaults(func=_run_publish)
+
+
+def _run_publish(args) -> int:
+    from grpo_amp.published import publish
+
+    written = publish(args.run_dir, args.published_dir, args.run_command)
+    print(f"published {len(written)} files to {args.published_dir}")
     return 0
 
 
@@ -152,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_predict(subparsers)
     _add_bench(subparsers)
+    _add_check_published(subparsers)
+    _add_publish(subparsers)
     return parser
 
 

@@ -66,8 +66,10 @@ def init_tracking(uri: str, scale: str, artifact_root: str | None = None) -> str
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    # keep artifacts under results/, not in ./mlartifacts at the project's top level
-    location = None if artifact_root is None else Path(artifact_root).resolve().as_uri()
+    # a local store keeps artifacts under results/, not in ./mlartifacts at the project's top level;
+    # a server (http://...) keeps them in its own artifact store, which every cluster job can reach
+    local = not uri.startswith(("http://", "https://"))
+    location = Path(artifact_root).resolve().as_uri() if local and artifact_root is not None else None
     return c.create_experiment(name, artifact_location=location)
 
 

@@ -78,18 +78,20 @@ UPDATES: dict[str, Callable[..., dict]] = {
     "transformer": grpo_update,
 }
 
-# Persisting optimiser state across iterations (reset_optimizer=false) keeps Adam's moments.
-_PERSISTENT_OPTIMISERS: dict[int, torch.optim.Optimizer] = {}
-
-
 def _optimiser(policy: Policy, cfg: Config) -> torch.optim.Optimizer:
+    """A fresh Adam per iteration, or (reset_optimizer=false) one kept on the policy, moments and all."""
     params = [p for p in policy.parameters() if p.requires_grad]
     if cfg.grpo.reset_optimizer:
-        return torch.optim.Adam(params, lr=cfg.grpo.lr)
-    key = id(policy)
-    if key not in _PERSISTENT_OPTIMISERS:
-        _PERSISTENT_OPTIMISERS[key] = torch.optim.Adam(params, lr=cfg.grpo.lr)
-    return _PERSISTENT_OPTIMISERS[key]
+        return _adam(params, cfg.grpo.lr)
+    if getattr(policy, "_grpo_optimiser", None) is None:
+        policy._grpo_optimiser = _adam(params, cfg.grpo.lr)  # lives and dies with the policy
+    return policy._grpo_optimiser
+
+
+def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Adam:
+    """Adam; its fused kernel (the same update, one pass per tensor) for fp32 CPU parameters, half the time of foreach."""
+    fused = bool(params) and all(p.device.type == "cpu" and p.dtype == torch.float32 for p in params)
+    return torch.optim.Adam(params, lr=lr, fused=True) if fused else torch.optim.Adam(params, lr=lr)
 
 
 # --------------------------------------------------------------------------- C1 measurement

@@ -88,8 +88,10 @@ def _track(cfg: Config, runs: pd.DataFrame, predictions: dict, run_ids: dict, ta
         summary = runs[(runs["policy"] == policy) & (runs["run"] == name)].iloc[0]
         tracking.log_metric_rows(uri, run_id, [{"iteration": 0, **{k: summary[k] for k in (
             "gap_trajectory", "gap_one_step", "gap_trajectory_G", "beta_eff", "beta_eff_rmse", "final_pos_mean")}}])
-        tracking.log_artifacts(uri, run_id, [paths.path(paths.POS, cfg, policy=policy, run=name),
-                                             paths.path(paths.PREDICT, cfg, policy=policy, run=name)], subdir="pos")
+        # one subdir each: both files are named {run}.csv, and the second would overwrite the first
+        tracking.log_artifacts(uri, run_id, [paths.path(paths.POS, cfg, policy=policy, run=name)], subdir="pos")
+        tracking.log_artifacts(uri, run_id, [paths.path(paths.PREDICT, cfg, policy=policy, run=name)],
+                               subdir="predict")
         tracking.finish_run(uri, run_id)
     study_id = tracking.start_run(uri, cfg.scale.name, "study", "claims", {"scale": cfg.scale.name}, kind="study")
     verdict_counts = table["verdict"].value_counts()

@@ -38,7 +38,10 @@ def run(cfg: Config) -> None:
         ref = load_policy(family, ref_dir, task, device=device)
         ref_answer_logp = ref.answer_log_probs(torch.arange(len(task.questions), device=device))
         frames = []
-        for n in tqdm(range(cfg.grpo.iterations + 1), desc=f"pos {cfg.policy.name.value}/{cfg.run_name}", unit="iter"):
+        # disable=None: a bar on a terminal only, so that a corrupt checkpoint met mid-loop still ends
+        # in the one stderr line of stages.common (a bar in a log file is noise anyway)
+        for n in tqdm(range(cfg.grpo.iterations + 1), desc=f"pos {cfg.policy.name.value}/{cfg.run_name}", unit="iter",
+                      disable=None):
             state = ref_dir if n == 0 else paths.iteration_dir(train_dir, n)
             if n > 0 and not state.is_dir():
                 raise InputError(f"missing checkpoint {state} (and no {in_training})")

@@ -60,4 +60,7 @@ class TabularTask(Task):
         questions = read_csv(directory / "questions.csv", ["question", "split", "prompt", "answers"])
         if meta.get("name") != "tabular" or "n_outputs" not in meta:
             raise InputError(f"{directory / 'task.json'} does not describe a tabular task")
+        # the verifier is a table indexed by position: ids must be 0..n-1 in order
+        if not questions["question"].tolist() == list(range(len(questions))):
+            raise InputError(f"corrupt {directory / 'questions.csv'}: question ids must be 0..n-1 in order")
         return cls(questions.set_index("question", drop=False), int(meta["n_outputs"]))

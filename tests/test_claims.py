@@ -1,0 +1,304 @@
+"""claims.py on synthetic studies whose truth is known by construction.
+
+Every study is built the way ``compare`` builds it: a pos table per run (POS_COLUMNS), turned into
+the predict frame by ``predict.predict_frame``, summarised by ``claims.summarise_run`` into a
+runs.csv row (RUN_COLUMNS), with a C1 frame (C1_COLUMNS) per plain-variant run. Only the measured
+PoS, the C1 surrogate and the within-correct KL are synthetic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grpo_amp import theory
+from grpo_amp.claims import CLAIMS, TOLERANCE, Study, claims_markdown, claims_table, noise_ratio, summarise_run
+from grpo_amp.config import KLTarget, Norm, VariantConfig
+from grpo_amp.predict import predict_frame
+from grpo_amp.schema import C1_COLUMNS, CLAIM_COLUMNS, POS_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS
+
+N_ITERS = 12
+SE = 0.01  # the stated standard error of every synthetic C1 check
+
+VARIANTS = {
+    "mean_std_ref": VariantConfig(name="mean_std_ref"),
+    "mean_std_mirror": VariantConfig(name="mean_std_mirror", kl=KLTarget.mirror),
+    "mean_std_both": VariantConfig(name="mean_std_both", kl=KLTarget.both, beta_prev=1.0),
+    "mean_only_ref": VariantConfig(name="mean_only_ref", norm=Norm.mean_only),
+}
+
+
+def _variant(name: str, beta: float | None = None) -> VariantConfig:
+    v = VARIANTS[name]
+    return v if beta is None else VariantConfig(name=v.name, norm=v.norm, kl=v.kl, beta=beta, beta_prev=v.beta_prev,
+                                                eps=v.eps, std=v.std)
+
+
+def _c3(p_ref, v: VariantConfig, n_iters=N_ITERS, beta=None) -> np.ndarray:
+    return theory.pos_recurrence(p_ref, n_iters, kl=v.kl.value, beta=v.beta if beta is None else beta,
+                                 beta_prev=v.beta_prev, norm=v.norm.value, eps=v.eps, std=v.std.value)
+
+
+def _pos_table(train: np.ndarray, heldout: np.ndarray, kl_in_correct: float = 0.0) -> pd.DataFrame:
+    """POS_COLUMNS from (N+1, Q_train) and (N+1, Q_heldout) measured PoS."""
+    rows = []
+    q_train, q_held = train.shape[1], heldout.shape[1]
+    for n in range(train.shape[0]):
+        for split, values, offset in (("train", train[n], 0), ("heldout", heldout[n], q_train)):
+            for i, p in enumerate(values):
+                rows.append({"question": offset + i, "split": split, "iteration": n, "pos": p, "pos_lo": p,
+                             "pos_hi": p, "method": "exact", "kl_in_correct": kl_in_correct if n else 0.0})
+    df = pd.DataFrame(rows, columns=POS_COLUMNS)
+    assert len(df) == (q_train + q_held) * train.shape[0]
+    return df
+
+
+def _c1_frame(pos: np.ndarray, group_size: int, v: VariantConfig, mode: str, rng) -> pd.DataFrame:
+    """C1's surrogate: E1's closed form w+_G(p_{n-1}) p_n - w-_G(p_{n-1}) (1 - p_n), plus noise or bias."""
+    rows = []
+    for n in range(1, pos.shape[0]):
+        wp, wm = theory.finite_group_weights(pos[n - 1], group_size, norm=v.norm.value, eps=v.eps, std=v.std.value)
+        closed = wp * pos[n] - wm * (1 - pos[n])
+        extra = rng.normal(0.0, SE, size=closed.shape) if mode == "noise" else np.full(closed.shape, 5 * SE)
+        for q, s in enumerate(closed + extra):
+            rows.append({"question": q, "iteration": n, "surrogate": s, "surrogate_se": SE, "n_groups": 16})
+    return pd.DataFrame(rows, columns=C1_COLUMNS)
+
+
+class Builder:
+    """Collects runs into a Study, as the compare stage does."""
+
+    def __init__(self, p_ref, seed=0):
+        self.p_ref = np.asarray(p_ref, float)
+        self.held = np.linspace(0.2, 0.6, 4)
+        self.rows, self.predictions, self.c1 = [], {}, {}
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, policy, run, variant, sweep, measured, group_size=8, inner_steps=12, kl_in_correct=0.0,
+            c1="noise", heldout=None):
+        v = variant
+        heldout = np.broadcast_to(self.held, (measured.shape[0], len(self.held))) if heldout is None else heldout
+        pred = predict_frame(_pos_table(measured, heldout, kl_in_correct), v, group_size)
+        assert list(pred.columns) == PREDICT_COLUMNS
+        settings = {"norm": v.norm.value, "kl": v.kl.value, "beta": v.beta, "beta_prev": v.beta_prev,
+                    "eps": v.eps, "std": v.std.value, "group_size": group_size, "inner_steps": inner_steps,
+                    "clip_eps": np.nan, "kl_estimator": "exact", "iterations": measured.shape[0] - 1}
+        self.rows.append({"policy": policy, "run": run, "variant": v.name, "sweep": sweep, **settings,
+                          **summarise_run(pred, settings)})
+        self.predictions[(policy, run)] = pred
+        if c1 is not None and sweep == "variant":
+            self.c1[(policy, run)] = _c1_frame(measured, group_size, v, c1, self.rng)
+        return self
+
+    def study(self) -> Study:
+        return Study(pd.DataFrame(self.rows, columns=RUN_COLUMNS), self.predictions, self.c1)
+
+
+def _verdicts(table: pd.DataFrame, policy: str) -> dict:
+    rows = table[table["policy"] == policy]
+    return dict(zip(rows["claim"], rows["verdict"]))
+
+
+def _row(table, claim, policy):
+    rows = table[(table["claim"] == claim) & (table["policy"] == policy)]
+    assert len(rows) == 1, (claim, policy)
+    return rows.iloc[0]
+
+
+# --------------------------------------------------------------------------- the exact control
+P_EXACT = np.linspace(0.1, 0.9, 20)
+
+
+def exact_study(policy="tabular_exact", betas=(0.5, 2.0, 4.0), beta_of_measure=None, c1="noise") -> Builder:
+    """Measured = C3 exactly for every run (tabular_exact-like); ``beta_of_measure`` re-labels the beta sweep."""
+    b = Builder(P_EXACT)
+    for name in VARIANTS:
+        b.add(policy, name, VARIANTS[name], "variant", _c3(P_EXACT, VARIANTS[name]), c1=c1)
+    for beta in betas:
+        measured_beta = beta if beta_of_measure is None else beta_of_measure[beta]
+        b.add(policy, f"mean_std_ref-beta{beta:g}", _variant("mean_std_ref", beta), "beta",
+              _c3(P_EXACT, VARIANTS["mean_std_ref"], beta=measured_beta))
+    return b
+
+
+def test_exact_study_every_claim_holds():
+    table = claims_table(exact_study().study())
+    assert list(table.columns) == CLAIM_COLUMNS
+    assert _verdicts(table, "tabular_exact") == {c: "holds" for c in ("C1", "C2", "C3", "C4", "C5", "C6", "C7",
+                                                                        "E1", "E4")}
+    assert _row(table, "C3", "tabular_exact")["value"] < 1e-12
+    assert _row(table, "C2", "tabular_exact")["value"] == 0.0
+    assert _row(table, "C4", "tabular_exact")["value"] == 1.0  # every question amplified
+    assert _row(table, "C5", "tabular_exact")["value"] < 1e-12  # mean_only: p_n = p_1 for n >= 1
+    assert _row(table, "C7", "tabular_exact")["value"] == pytest.approx(-1.0)  # finals strictly decrease in beta
+    assert _row(table, "E4", "tabular_exact")["value"] <= TOLERANCE["fit_rmse"]["exact"]
+    c1 = _row(table, "C1", "tabular_exact")
+    assert 0.8 < c1["value"] < 1.2 and c1["tolerance"] == 1.5  # noise of the stated SE: ratio ~1
+    e1 = _row(table, "E1", "tabular_exact")
+    assert e1["value"] == pytest.approx(c1["value"]) and e1["tolerance"] == 1.5
+    population = float(e1["evidence"].split("vs population weights ")[1].split(":")[0])
+    assert population > 3  # population weights explain the sampled objective worse
+
+
+def test_c1_bias_of_five_se_fails():
+    table = claims_table(exact_study(c1="bias").study())
+    v = _verdicts(table, "tabular_exact")
+    assert v["C1"] == "fails" and v["E1"] == "fails"
+    assert _row(table, "C1", "tabular_exact")["value"] == pytest.approx(5.0, rel=1e-9)  # RMS(5 SE) / SE
+    assert all(v[c] == "holds" for c in ("C2", "C3", "C4", "C5", "C6", "C7", "E4"))
+
+
+def test_c7_fails_when_finals_increase_with_beta():
+    relabel = {0.5: 8.0, 2.0: 0.9, 4.0: 0.8}  # the run called beta=4 behaves like beta=0.8, ...
+    table = claims_table(exact_study(betas=(0.5, 2.0, 4.0), beta_of_measure=relabel).study())
+    c7 = _row(table, "C7", "tabular_exact")
+    assert c7["verdict"] == "fails" and c7["value"] > 0
+    finals = {b: float(_c3(P_EXACT, VARIANTS["mean_std_ref"], beta=relabel.get(b, 1.0))[-1].mean())
+              for b in (0.5, 1.0, 2.0, 4.0)}
+    assert finals[0.5] < finals[1.0] < finals[2.0] < finals[4.0]  # the construction: increasing in beta
+    assert c7["value"] == pytest.approx(1.0)
+    assert _row(table, "C3", "tabular_exact")["verdict"] == "holds"  # the plain runs are still exact
+
+
+def test_c7_fails_on_one_increase_even_with_negative_rho():
+    """Finals 0.968, 0.915, 0.943, 0.610 for beta 0.5, 1, 2, 4: rho = 1 - 6*18/60 = -0.8, but 0.915 -> 0.943 rises."""
+    table = claims_table(exact_study(beta_of_measure={0.5: 0.8, 2.0: 0.9, 4.0: 4.0}).study())
+    c7 = _row(table, "C7", "tabular_exact")
+    assert c7["verdict"] == "fails" and c7["value"] == pytest.approx(-0.8)
+
+
+def test_c7_needs_three_betas():
+    table = claims_table(exact_study(betas=(0.5,)).study())
+    assert "C7" not in set(table["claim"])
+
+
+# --------------------------------------------------------------------------- practice
+P_PRACTICE = np.linspace(0.4, 0.9, 20)
+
+
+def _drifted(drift: float) -> np.ndarray:
+    traj = _c3(P_PRACTICE, VARIANTS["mean_std_ref"])
+    out = traj.copy()
+    out[1:] -= drift
+    assert out.min() >= 0
+    return out
+
+
+def practice_study(g_gaps: dict, m_gaps: dict, kl_in_correct=0.0, policy="tabular_sgd") -> Study:
+    b = Builder(P_PRACTICE)
+    b.add(policy, "mean_std_ref", VARIANTS["mean_std_ref"], "variant", _drifted(0.2), group_size=8, inner_steps=12,
+          kl_in_correct=kl_in_correct)
+    for G, gap in g_gaps.items():
+        b.add(policy, f"mean_std_ref-G{G}", VARIANTS["mean_std_ref"], "group_size", _drifted(gap), group_size=G)
+    for M, gap in m_gaps.items():
+        b.add(policy, f"mean_std_ref-M{M}", VARIANTS["mean_std_ref"], "inner_steps", _drifted(gap), inner_steps=M)
+    return b.study()
+
+
+def test_practice_drift_of_0_2_fails_c3_and_e2_holds_when_gaps_shrink():
+    study = practice_study({4: 0.3, 32: 0.1}, {1: 0.35, 32: 0.05}, kl_in_correct=0.005)
+    table = claims_table(study)
+    assert _verdicts(table, "tabular_sgd") == {"C1": "holds", "C2": "holds", "C3": "fails", "C4": "fails",
+                                               "E1": "holds", "E2": "holds", "E4": "fails"}
+    c3 = _row(table, "C3", "tabular_sgd")
+    assert c3["value"] == pytest.approx(0.2, abs=1e-12) and c3["tolerance"] == 0.05
+    assert _row(table, "C2", "tabular_sgd")["value"] == pytest.approx(0.005)
+    assert _row(table, "C4", "tabular_sgd")["value"] < 0.95  # p_N = C3 - 0.2 falls below p_ref for easy questions
+    assert _row(table, "E2", "tabular_sgd")["value"] == pytest.approx(-1.0)  # rho over G (4, 8, 32) and M (1, 12, 32)
+    assert _row(table, "E4", "tabular_sgd")["value"] > 2 * TOLERANCE["fit_rmse"]["practice"]  # no beta explains it
+    runs = study.runs.set_index("run")
+    assert runs.loc["mean_std_ref-G4", "gap_trajectory"] == pytest.approx(0.3, abs=1e-12)
+    assert runs.loc["mean_std_ref-M32", "gap_trajectory"] == pytest.approx(0.05, abs=1e-12)
+
+
+def test_practice_e2_fails_when_gaps_grow_with_group_size():
+    table = claims_table(practice_study({4: 0.1, 32: 0.3}, {1: 0.35, 32: 0.05}, kl_in_correct=0.02))
+    v = _verdicts(table, "tabular_sgd")
+    assert v["E2"] == "fails" and v["C3"] == "fails" and v["C2"] == "fails"
+    assert _row(table, "E2", "tabular_sgd")["value"] == pytest.approx(1.0)
+    assert _row(table, "C2", "tabular_sgd")["value"] == pytest.approx(0.02)
+
+
+def test_practice_matching_c3_holds_within_tolerance():
+    """Practice gets its stated allowance: a drift of 0.03 < 0.05 passes C3 for tabular_sgd, not for the exact control."""
+    for policy, verdict in (("tabular_sgd", "holds"), ("tabular_exact", "fails")):
+        b = Builder(P_PRACTICE).add(policy, "mean_std_ref", VARIANTS["mean_std_ref"], "variant", _drifted(0.03))
+        c3 = _row(claims_table(b.study()), "C3", policy)
+        assert c3["verdict"] == verdict and c3["value"] == pytest.approx(0.03, abs=1e-12)
+
+
+def test_e3_heldout_gain_for_the_transformer():
+    """E3: paired t of the held-out gain; +-0.05 with noise 0.01 over 30 questions gives |t| ~ 27; no change gives 0."""
+    rng = np.random.default_rng(0)
+    held0 = rng.uniform(0.2, 0.6, 30)
+    results = {}
+    for sign in (+1, -1, 0):
+        noise = rng.normal(0, 0.01, held0.size) if sign else 0.0
+        heldout = np.vstack([held0, held0 + sign * 0.02, held0 + sign * 0.05 + noise])
+        b = Builder(P_EXACT).add("transformer", "mean_std_ref", VARIANTS["mean_std_ref"], "variant",
+                                 _c3(P_EXACT, VARIANTS["mean_std_ref"], n_iters=2), heldout=heldout)
+        table = claims_table(b.study())
+        results[sign] = _row(table, "E3", "transformer")
+        assert "E3" not in set(table.loc[table["policy"] != "transformer", "claim"])
+    assert results[+1]["verdict"] == "holds" and results[+1]["value"] > 10
+    assert results[-1]["verdict"] == "fails" and results[-1]["value"] < -10
+    assert results[0]["verdict"] == "inconclusive" and results[0]["value"] == 0.0
+
+
+# --------------------------------------------------------------------------- summaries and rendering
+def test_summarise_run_recovers_beta_eff():
+    v = _variant("mean_std_ref", beta=0.7)
+    measured = _c3(P_EXACT, v)
+    held = np.vstack([np.full(3, 0.3 + 0.01 * n) for n in range(N_ITERS + 1)])  # held-out PoS rises 0.01 per step
+    pred = predict_frame(_pos_table(measured, held), v, 8)
+    settings = {"kl": "ref", "norm": "mean_std", "eps": 0.0, "beta_prev": 0.0, "std": "population"}
+    s = summarise_run(pred, settings)
+    assert s["beta_eff"] == pytest.approx(0.7, rel=1e-6) and s["beta_eff_rmse"] < 1e-8
+    assert s["final_pos_mean"] == pytest.approx(measured[-1].mean(), rel=1e-12)
+    assert s["pred_final_mean"] == pytest.approx(measured[-1].mean(), rel=1e-12)
+    assert s["gap_trajectory"] < 1e-12 and s["gap_one_step"] < 1e-12
+    assert s["gap_trajectory_G"] > 0.01  # E1's finite-G C3 differs from the population one at G = 8
+    assert s["heldout_gain"] == pytest.approx(0.01 * N_ITERS, rel=1e-9)
+    # a mean_only trajectory with its own beta
+    v2 = _variant("mean_only_ref", beta=2.5)
+    s2 = summarise_run(predict_frame(_pos_table(_c3(P_EXACT, v2), held), v2, 8),
+                       {**settings, "norm": "mean_only"})
+    assert s2["beta_eff"] == pytest.approx(2.5, rel=1e-6)
+
+
+def test_noise_ratio_by_hand():
+    assert noise_ratio(np.array([1.0, 2.0]), np.array([1.0, 0.0]), np.array([1.0, 1.0])) == pytest.approx(
+        np.sqrt(2.0))  # RMS(0, 2) / RMS(1, 1)
+    assert noise_ratio(np.array([1.0, np.nan]), np.array([0.5, 0.0]), np.array([0.25, 0.1])) == pytest.approx(2.0)
+    assert noise_ratio(np.zeros(3), np.zeros(3), np.zeros(3)) == 0.0
+    assert noise_ratio(np.ones(3), np.zeros(3), np.zeros(3)) == np.inf
+
+
+def test_claims_markdown_renders_every_row():
+    b = exact_study()
+    study = b.study()
+    practice = practice_study({4: 0.3, 32: 0.1}, {1: 0.35, 32: 0.05})
+    both = Study(pd.concat([study.runs, practice.runs], ignore_index=True), {**study.predictions,
+                 **practice.predictions}, {**study.c1, **practice.c1})
+    table = claims_table(both)
+    assert set(table["policy"]) == {"tabular_exact", "tabular_sgd"}
+    assert set(table["verdict"]) <= {"holds", "fails", "inconclusive"}
+    md = claims_markdown(table, "smoke")
+    assert md.startswith("# Claims at scale `smoke`")
+    lines = md.splitlines()
+    for r in table.itertuples():
+        hits = [ln for ln in lines if ln.startswith(f"| {r.claim} | {r.policy} | **{r.verdict}** |")]
+        assert len(hits) == 1, (r.claim, r.policy)
+        assert f"{r.value:.4g}" in hits[0]
+    first = lines.index(next(ln for ln in lines if ln.startswith("| claim | ")))
+    end = lines.index("", first)  # the verdict matrix runs from its header to the blank line
+    header, body = lines[first], lines[first + 2:end]
+    matrix = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]] for ln in body}
+    assert set(matrix) == set(table["claim"]) and set(matrix) <= set(CLAIMS)
+    policies = [c.strip() for c in header.split("|")[2:-1]]
+    for claim, cells in matrix.items():
+        for policy, cell in zip(policies, cells):
+            rows = table[(table["claim"] == claim) & (table["policy"] == policy)]
+            assert cell == (rows["verdict"].iloc[0] if len(rows) else "-")
+    assert matrix["E2"][policies.index("tabular_exact")] == "-"  # the exact control has no E2

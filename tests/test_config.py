@@ -1,0 +1,284 @@
+"""conf/ + config.py + runs.py: every Hydra option composes into a typed Config; bad values fail by name.
+
+Compositions go through Hydra itself (``initialize_config_dir``/``compose``, once per module) and
+through ``config.compose_config`` (what the CLI and other tests use). A composition costs ~0.2 s,
+so each option is composed once and checked for everything it should carry.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from grpo_amp import runs
+from grpo_amp.config import (
+    CONF_DIR, Config, KLEstimator, KLTarget, LossAgg, Norm, PolicyName, RatioLevel, Std, compose_config, flatten,
+    register_configs, to_config,
+)
+
+GROUPS = ("variant", "policy", "task", "scale")
+OPTIONS = {g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml")) for g in GROUPS}
+TASK_OF_POLICY = {"tabular_exact": "tabular", "tabular_sgd": "tabular", "transformer": "modarith"}
+
+
+@pytest.fixture(scope="module")
+def hydra_compose():
+    """compose(overrides) -> Config through Hydra's own initialize_config_dir/compose."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+
+    def _compose(overrides=()):
+        GlobalHydra.instance().clear()  # compose_config (used by other tests) leaves its own instance
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            return to_config(compose("config", overrides=list(overrides)))
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+def _leaves(node, prefix=""):
+    """Dotted leaf keys of a plain dict (lists are leaves)."""
+    out = {}
+    for k, v in node.items():
+        key = f"{prefix}.{k}" if prefix else k
+        out.update(_leaves(v, key) if isinstance(v, dict) else {key: v})
+    return out
+
+
+def _as_plain(cfg: Config) -> dict:
+    return _leaves(OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True))
+
+
+def test_the_groups_hold_what_the_docs_name():
+    assert OPTIONS["variant"] == ["mean_only_both", "mean_only_mirror", "mean_only_ref", "mean_std_both",
+                                  "mean_std_mirror", "mean_std_ref", "mean_std_ref_eps"]
+    assert OPTIONS["policy"] == ["tabular_exact", "tabular_sgd", "transformer"]
+    assert OPTIONS["task"] == ["modarith", "tabular"]
+    assert OPTIONS["scale"] == ["default", "full", "smoke"]
+
+
+def test_defaults(hydra_compose):
+    cfg = hydra_compose()
+    assert isinstance(cfg, Config)
+    assert cfg.variant.name == "mean_std_ref" and cfg.policy.name is PolicyName.tabular_exact
+    assert cfg.task.name == "tabular" and cfg.scale.name == "default"
+    # default x tabular sizing (conf/sizing/default_tabular.yaml)
+    assert (cfg.task.n_train, cfg.task.n_heldout, cfg.task.n_outputs) == (256, 64, 16)
+    assert (cfg.grpo.iterations, cfg.grpo.group_size, cfg.grpo.inner_steps, cfg.grpo.lr) == (12, 8, 12, 0.1)
+    assert cfg.grpo.clip_eps is None and cfg.grpo.kl_estimator is KLEstimator.exact
+    assert cfg.results == "results" and cfg.seed == 0
+
+
+@pytest.mark.parametrize("variant", OPTIONS["variant"])
+def test_every_variant_composes(hydra_compose, variant):
+    cfg = hydra_compose([f"variant={variant}"])
+    yaml = OmegaConf.load(CONF_DIR / "variant" / f"{variant}.yaml")
+    v = cfg.variant
+    assert v.name == variant
+    assert isinstance(v.norm, Norm) and isinstance(v.kl, KLTarget) and isinstance(v.std, Std)
+    assert (v.norm.value, v.kl.value, v.std.value) == (yaml.norm, yaml.kl, yaml.std)
+    assert (v.beta, v.beta_prev, v.eps) == (yaml.beta, yaml.beta_prev, yaml.eps)
+    # the name spells the settings: <norm>_<kl>[_eps]
+    assert variant.startswith(f"{v.norm.value}_{v.kl.value}")
+    assert (v.eps > 0) == variant.endswith("_eps")
+    assert (v.beta_prev > 0) == (v.kl is KLTarget.both)
+
+
+@pytest.mark.parametrize("policy", OPTIONS["policy"])
+def test_every_policy_composes_with_its_own_task(hydra_compose, policy):
+    cfg = hydra_compose([f"policy={policy}"])
+    assert cfg.policy.name.value == policy
+    assert cfg.policy.family == ("transformer" if policy == "transformer" else "tabular")
+    assert cfg.task.name == TASK_OF_POLICY[policy]  # the policy picks its task
+
+
+@pytest.mark.parametrize("policy,task", [(p, t) for p, t in TASK_OF_POLICY.items()])
+def test_every_task_composes_where_compatible(hydra_compose, policy, task):
+    cfg = hydra_compose([f"policy={policy}", f"task={task}"])
+    assert cfg.task.name == task
+    if task == "modarith":
+        assert cfg.task.ops == ["+"] and cfg.task.answer_digits == 2
+        assert (cfg.task.noise_a, cfg.task.noise_b) == (0.6, 0.9)
+    else:
+        assert (cfg.task.p_ref_low, cfg.task.p_ref_high) == (0.02, 0.95)
+
+
+@pytest.mark.parametrize("scale,policy", list(itertools.product(OPTIONS["scale"], OPTIONS["policy"])))
+def test_every_scale_x_policy_composes_with_its_sizing(hydra_compose, scale, policy):
+    cfg = hydra_compose([f"scale={scale}", f"policy={policy}"])
+    assert cfg.scale.name == scale and cfg.policy.name.value == policy
+    sizing = CONF_DIR / "sizing" / f"{scale}_{TASK_OF_POLICY[policy]}.yaml"
+    assert sizing.is_file()
+    plain = _as_plain(cfg)
+    wanted = _leaves(OmegaConf.to_container(OmegaConf.load(sizing)))
+    assert wanted, sizing
+    for key, value in wanted.items():  # every value of the specialisation reached the Config
+        assert plain[key] == value, (key, plain[key], value)
+    # the study of the scale is the YAML's
+    study = OmegaConf.load(CONF_DIR / "scale" / f"{scale}.yaml").study
+    assert cfg.scale.study.policies == list(study.policies)
+    assert cfg.scale.study.beta_sweep == list(study.beta_sweep)
+
+
+def test_sizing_hand_values(hydra_compose):
+    smoke_tab = hydra_compose(["scale=smoke", "policy=tabular_sgd"])
+    assert (smoke_tab.task.n_train, smoke_tab.task.n_heldout, smoke_tab.task.n_outputs) == (48, 8, 8)
+    assert smoke_tab.grpo.iterations == 5 and smoke_tab.grpo.ratio_level is RatioLevel.sequence
+    smoke_tr = hydra_compose(["scale=smoke", "policy=transformer"])
+    assert (smoke_tr.task.modulus, smoke_tr.task.n_train, smoke_tr.task.n_heldout) == (7, 36, 13)
+    assert smoke_tr.policy.model.n_layer == 1 and smoke_tr.policy.model.n_embd == 32
+    assert smoke_tr.grpo.ratio_level is RatioLevel.token and smoke_tr.grpo.loss_agg is LossAgg.sequence_mean
+    full_tr = hydra_compose(["scale=full", "policy=transformer"])
+    assert full_tr.task.ops == ["+", "*"] and full_tr.task.modulus == 23 and full_tr.tracking.live is True
+    full_tab = hydra_compose(["scale=full", "policy=tabular_exact"])
+    assert (full_tab.task.n_train, full_tab.task.n_outputs, full_tab.grpo.iterations) == (2048, 32, 30)
+
+
+def test_every_group_at_once(hydra_compose):
+    overrides = ["variant=mean_only_both", "policy=tabular_sgd", "task=tabular", "scale=full",
+                 "grpo.kl_estimator=k3", "grpo.clip_eps=0.2", "grpo.group_size=16", "variant.beta=0.5",
+                 "seed=3", "run_name=mean_only_both-beta0.5"]
+    cfg = hydra_compose(overrides)
+    assert cfg.variant.name == "mean_only_both" and cfg.variant.norm is Norm.mean_only
+    assert cfg.variant.kl is KLTarget.both and cfg.variant.beta == 0.5 and cfg.variant.beta_prev == 1.0
+    assert cfg.policy.name is PolicyName.tabular_sgd and cfg.task.name == "tabular" and cfg.scale.name == "full"
+    assert cfg.task.n_train == 2048  # full_tabular sizing
+    assert cfg.grpo.kl_estimator is KLEstimator.k3 and cfg.grpo.clip_eps == 0.2 and cfg.grpo.group_size == 16
+    assert cfg.seed == 3 and cfg.run_name == "mean_only_both-beta0.5"
+    # compose_config is the same composition
+    assert compose_config(overrides) == cfg
+
+
+# --------------------------------------------------------------------------- bad values
+BAD = [
+    (["variant.beta=0"], ValueError, "variant.beta"),
+    (["variant.beta=-1"], ValueError, "variant.beta"),
+    (["variant.eps=-1"], ValueError, "variant.eps"),
+    (["grpo.group_size=1"], ValueError, "grpo.group_size"),
+    (["grpo.inner_steps=0"], ValueError, "grpo.inner_steps"),
+    (["variant=nope"], HydraException, "variant/nope"),
+    (["grpo.kl_estimator=k9"], HydraException, "grpo.kl_estimator"),
+    (["variant.norm=std_only"], HydraException, "variant.norm"),
+    (["variant=mean_std_both", "variant.beta_prev=0"], ValueError, "variant.beta_prev"),
+    (["variant.kl=both"], ValueError, "variant.beta_prev"),  # both with the default beta_prev = 0
+    (["variant=mean_std_mirror", "variant.beta_prev=1"], ValueError, "variant.beta_prev"),
+    (["policy=transformer", "task=tabular"], ValueError, "task"),
+    (["variant.beta=abc"], HydraException, "variant.beta"),
+]
+
+
+@pytest.mark.parametrize("overrides,error,name", BAD, ids=[" ".join(b[0]) for b in BAD])
+def test_bad_values_fail_naming_the_field(overrides, error, name):
+    with pytest.raises(error) as info:
+        compose_config(overrides)
+    assert name in str(info.value)
+
+
+def test_bad_enum_message_lists_the_choices():
+    with pytest.raises(HydraException) as info:
+        compose_config(["grpo.kl_estimator=k9"])
+    cause = str(info.value.__cause__)
+    assert "k9" in cause and all(k in cause for k in ("exact", "k1", "k3"))
+    assert isinstance(info.value.__cause__, OmegaConfBaseException)
+
+
+def test_policy_transformer_with_tabular_task_names_both():
+    with pytest.raises(ValueError, match=r"task must be modarith for policy=transformer; got 'tabular'"):
+        compose_config(["policy=transformer", "task=tabular"])
+
+
+def test_flatten_has_dotted_keys():
+    cfg = compose_config(["variant=mean_std_both", "variant.eps=0.01", "variant.beta=2", "grpo.group_size=4",
+                          "inputs=[a]", "outputs=[b]"])
+    flat = flatten(cfg)
+    assert flat["variant.beta"] == 2.0 and flat["variant.kl"] == "both" and flat["variant.norm"] == "mean_std"
+    assert flat["variant.eps"] == 0.01 and flat["variant.beta_prev"] == 1.0 and flat["grpo.group_size"] == 4
+    assert flat["grpo.kl_estimator"] == "exact" and flat["policy.name"] == "tabular_exact"
+    assert flat["grpo.clip_eps"] is None and flat["policy.model.n_layer"] == 2
+    assert all(isinstance(v, (str, int, float, bool, list, type(None))) for v in flat.values())  # enums as str
+    assert not any(k.startswith("scale.study") for k in flat) and "inputs" not in flat and "outputs" not in flat
+    assert not any(isinstance(v, dict) for v in flat.values())
+
+
+# --------------------------------------------------------------------------- runs.py
+EXPECTED_RUNS = {
+    ("smoke", "tabular_exact"): ["mean_std_ref", "mean_std_mirror", "mean_std_both", "mean_only_ref",
+                                 "mean_std_ref-beta0.5", "mean_std_ref-beta2"],
+    ("smoke", "tabular_sgd"): ["mean_std_ref", "mean_std_mirror", "mean_std_both", "mean_only_ref",
+                               "mean_std_ref-beta0.5", "mean_std_ref-beta2", "mean_std_ref-G32", "mean_std_ref-M1"],
+    ("smoke", "transformer"): ["mean_std_ref"],
+    ("default", "tabular_exact"): ["mean_std_ref", "mean_std_mirror", "mean_std_both", "mean_only_ref",
+                                   "mean_only_mirror", "mean_only_both", "mean_std_ref_eps",
+                                   "mean_std_ref-beta0.25", "mean_std_ref-beta0.5", "mean_std_ref-beta2",
+                                   "mean_std_ref-beta4"],
+    ("default", "transformer"): ["mean_std_ref", "mean_std_mirror", "mean_std_both", "mean_only_ref",
+                                 "mean_std_ref-beta0.25", "mean_std_ref-beta0.5", "mean_std_ref-beta2",
+                                 "mean_std_ref-beta4"],
+}
+
+
+@pytest.mark.parametrize("scale,policy", list(EXPECTED_RUNS))
+def test_study_runs_by_hand(scale, policy):
+    assert runs.study_runs(scale, policy) == EXPECTED_RUNS[(scale, policy)]
+
+
+def test_study_runs_practice_sweeps():
+    sgd = runs.study_runs("default", "tabular_sgd")
+    assert sgd == EXPECTED_RUNS[("default", "tabular_exact")] + [
+        "mean_std_ref-G2", "mean_std_ref-G4", "mean_std_ref-G16", "mean_std_ref-G64",
+        "mean_std_ref-M1", "mean_std_ref-M4", "mean_std_ref-M32",
+        "mean_std_ref-klk1", "mean_std_ref-klk3", "mean_std_ref-clip0.2"]
+    full_tr = runs.study_runs("full", "transformer")
+    assert len(full_tr) == 6 + 6 + 4 + 3 + 2 + 1 and len(set(full_tr)) == len(full_tr)
+    full_exact = runs.study_runs("full", "tabular_exact")
+    assert not any(tag in r for r in full_exact for tag in ("-G", "-M", "-kl", "-clip"))  # no practice knobs
+    assert runs.study_runs("smoke", "no_such_policy") == []
+    with pytest.raises(ValueError, match="unknown scale 'huge'"):
+        runs.study_runs("huge", "tabular_exact")
+
+
+def test_run_names_round_trip_through_hydra(hydra_compose):
+    names = sorted({r for s in OPTIONS["scale"] for p in ("tabular_sgd", "transformer") for r in runs.study_runs(s, p)})
+    assert len(names) == 7 + 6 + 5 + 3 + 2 + 1  # variants, betas, Gs, Ms, estimators, clips
+    for name in names:
+        variant, sweep, value = runs.parse_run(name)
+        assert runs.run_name(variant, None if sweep == "variant" else sweep,
+                             None if value is None else (float(value) if sweep in ("beta", "clip_eps") else
+                                                         int(value) if sweep in ("group_size", "inner_steps") else value)
+                             ) == name
+        cfg = hydra_compose(["policy=tabular_sgd", *runs.run_overrides(name)])
+        assert cfg.run_name == name and cfg.variant.name == variant
+        got = {"beta": cfg.variant.beta, "group_size": cfg.grpo.group_size, "inner_steps": cfg.grpo.inner_steps,
+               "kl_estimator": cfg.grpo.kl_estimator.value, "clip_eps": cfg.grpo.clip_eps}
+        if sweep == "variant":
+            continue
+        want = {"beta": float, "group_size": int, "inner_steps": int, "kl_estimator": str, "clip_eps": float}[sweep](value)
+        assert got[sweep] == want, (name, got)
+
+
+def test_run_overrides_by_hand():
+    assert runs.run_overrides("mean_std_ref") == ["variant=mean_std_ref", "run_name=mean_std_ref"]
+    assert runs.run_overrides("mean_only_ref-beta0.5") == ["variant=mean_only_ref", "run_name=mean_only_ref-beta0.5",
+                                                          "variant.beta=0.5"]
+    assert runs.run_overrides("mean_std_ref-G32")[-1] == "grpo.group_size=32"
+    assert runs.run_overrides("mean_std_ref-M16")[-1] == "grpo.inner_steps=16"
+    assert runs.run_overrides("mean_std_ref-klk3")[-1] == "grpo.kl_estimator=k3"
+    assert runs.run_overrides("mean_std_ref-clip0.2")[-1] == "grpo.clip_eps=0.2"
+    assert runs.run_name("mean_std_ref", "beta", 2.0) == "mean_std_ref-beta2"
+    assert runs.parse_run("mean_std_ref-beta0.25") == ("mean_std_ref", "beta", "0.25")
+    assert runs.parse_run("mean_only_both") == ("mean_only_both", "variant", None)
+
+
+@pytest.mark.parametrize("name", ["", "mean_std_ref-", "mean_std_ref-beta", "mean_std_ref-foo1", "mean-std-ref",
+                                  "mean_std_ref-beta0.5-G4", "mean std", "mean_std_ref-G-3", "../x"])
+def test_parse_run_errors(name):
+    with pytest.raises(ValueError, match="is not VARIANT or VARIANT-"):
+        runs.parse_run(name)
+    with pytest.raises(ValueError):
+        runs.run_overrides(name)

@@ -1,0 +1,482 @@
+"""The Snakemake workflow end to end at the smoke scale, always in temporary directories.
+
+One smoke study runs once per test session (``smoke_study``: tests/test_cluster.py reuses it
+through a marker in pytest's session temp dir) and most tests only read its files. A second run,
+killed after its first train outputs and resumed with --rerun-incomplete, checks resuming and
+run-to-run identity at once. Dry runs check the default scale, the lint and the profiles.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import yaml
+
+from grpo_amp import paths
+from grpo_amp.runs import run_overrides, study_runs
+from grpo_amp.schema import (C1_COLUMNS, CLAIM_COLUMNS, POS_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS,
+                             TRAIN_METRICS_COLUMNS, VERDICTS)
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "Snakefile"
+PROFILES = ROOT / "workflows" / "profiles"
+POLICIES = ("tabular_exact", "tabular_sgd", "transformer")
+CLAIMS_ANY_POLICY = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "E1", "E2", "E4")
+FIGURES = ("trajectories", "per_question", "fixed_points", "normalisation", "regularisation",
+           "practice_gap", "heldout")
+CORES = "2"  # the same in every run: a rule's threads (so its float sums) must not vary between runs
+RUN_TIMEOUT_S = 1200  # one smoke study: about 80 s on an idle 2-core machine
+MLFLOW_PARAMS = ("variant.beta", "variant.kl", "variant.norm", "variant.eps", "variant.beta_prev",
+                 "grpo.group_size")
+
+
+# --------------------------------------------------------------------------- helpers (test_cluster uses them)
+def snakemake_env() -> dict:
+    """The rules call `python -m grpo_amp...`: this interpreter's bin first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("SNAKEMAKE_PROFILE", None)
+    return env
+
+
+def snakemake_cmd(workdir: Path, *options: str, scale: str = "smoke", tracking_uri: str | None = None,
+                  config: tuple[str, ...] = ()) -> list[str]:
+    """snakemake on this project's Snakefile, run in ``workdir`` with every output under workdir/results."""
+    results = Path(workdir) / "results"
+    uri = tracking_uri or f"sqlite:///{results}/mlflow.db"
+    return [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *options,
+            "--config", f"scale={scale}", f"results={results}", f"tracking_uri={uri}", *config]
+
+
+def run_snakemake(workdir: Path, *options: str, log: str = "snakemake.log", timeout: float = RUN_TIMEOUT_S,
+                  **kwargs) -> tuple[int, str]:
+    """(exit status, its output), the output also kept in workdir/<log>."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(snakemake_cmd(workdir, *options, **kwargs), cwd=workdir, env=snakemake_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    (workdir / log).write_text(proc.stdout)
+    return proc.returncode, proc.stdout
+
+
+def smoke_study(tmp_path_factory) -> Path:
+    """results/smoke of one local smoke study (tracking to SQLite, HTML report), made once per session."""
+    workdir = tmp_path_factory.getbasetemp() / "smoke-local"
+    done, failed = workdir / "DONE", workdir / "FAILED"
+    if not done.exists():
+        if failed.exists():  # do not pay for the same failure twice
+            pytest.fail(failed.read_text())
+        start = time.monotonic()
+        rc, out = run_snakemake(workdir, "--cores", CORES)
+        if rc != 0:
+            failed.write_text(f"the local smoke study failed (exit {rc}):\n{out[-4000:]}")
+            pytest.fail(failed.read_text())
+        done.write_text(f"{time.monotonic() - start:.1f}\n")
+    return workdir / "results" / "smoke"
+
+
+def study() -> list[tuple[str, str]]:
+    return [(policy, run) for policy in POLICIES for run in study_runs("smoke", policy)]
+
+
+def fill(pattern: str, scale_dir: Path, **fields) -> Path:
+    return Path(pattern.format(results=scale_dir.parent, scale=scale_dir.name, **fields))
+
+
+def pos_table(scale_dir: Path, policy: str, run: str) -> pd.DataFrame:
+    return pd.read_csv(fill(paths.POS, scale_dir, policy=policy, run=run))
+
+
+def assert_same_pos(scale_dir: Path, other_dir: Path) -> None:
+    """Every pos CSV of the smoke study equal, number for number, in two runs."""
+    for policy, run in study():
+        pd.testing.assert_frame_equal(pos_table(other_dir, policy, run), pos_table(scale_dir, policy, run),
+                                      check_exact=True, obj=f"pos/{policy}/{run}.csv")
+
+
+def train_config(scale_dir: Path, policy: str, run: str) -> dict:
+    return json.loads((fill(paths.TRAIN, scale_dir, policy=policy, run=run) / "run.json").read_text())["config"]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> Path:
+    return smoke_study(tmp_path_factory)
+
+
+# --------------------------------------------------------------------------- the output contract
+def test_every_run_writes_its_train_pos_and_predict_files(smoke):
+    assert study(), "the smoke scale lists no run"
+    for policy, run in study():
+        where = f"{policy}/{run}"
+        config = train_config(smoke, policy, run)
+        assert (config["policy.name"], config["run_name"], config["scale.name"]) == (policy, run, "smoke")
+        n_iter = config["grpo.iterations"]
+
+        train = fill(paths.TRAIN, smoke, policy=policy, run=run)
+        metrics = pd.read_csv(train / "metrics.csv")
+        assert set(TRAIN_METRICS_COLUMNS) <= set(metrics.columns), where
+        assert metrics["iteration"].tolist() == list(range(1, n_iter + 1)), where
+        c1 = pd.read_csv(train / "c1.csv")
+        assert set(c1.columns) == set(C1_COLUMNS), where
+        assert len(c1) and c1["iteration"].between(1, n_iter).all() and (c1["surrogate_se"] >= 0).all(), where
+        if config["policy.save_checkpoints"]:
+            for n in range(1, n_iter + 1):
+                state = paths.iteration_dir(train, n)
+                assert state.is_dir() and any(state.iterdir()), f"{where}: no checkpoint {state.name}"
+            assert not paths.iteration_dir(train, n_iter + 1).exists(), where
+
+        pos = pos_table(smoke, policy, run)
+        assert set(pos.columns) == set(POS_COLUMNS), where
+        assert set(pos["split"]) <= {"train", "heldout"} and "train" in set(pos["split"]), where
+        assert set(pos["method"]) <= {"exact", "mc"}, where
+        assert sorted(pos["iteration"].unique()) == list(range(n_iter + 1)), where
+        assert not pos.duplicated(["question", "iteration"]).any(), where
+        assert (pos.groupby("question")["iteration"].count() == n_iter + 1).all(), where
+        assert pos["pos"].between(0, 1).all(), where
+        assert (pos["pos_lo"] <= pos["pos"] + 1e-12).all() and (pos["pos"] <= pos["pos_hi"] + 1e-12).all(), where
+        assert (pos["kl_in_correct"] >= -1e-9).all(), where
+        assert (pos.loc[pos["iteration"] == 0, "kl_in_correct"].abs() < 1e-9).all(), where  # pi_0 = pi_ref
+
+        pred = pd.read_csv(fill(paths.PREDICT, smoke, policy=policy, run=run))
+        assert set(pred.columns) == set(PREDICT_COLUMNS), where
+        merged = pred.merge(pos, on=["question", "split", "iteration"], suffixes=("", "_measured"))
+        assert len(merged) == len(pos) == len(pred), where
+        for col in ("pos", "pos_lo", "pos_hi", "kl_in_correct"):  # predict carries the measured PoS unchanged
+            assert (merged[col] == merged[f"{col}_measured"]).all(), f"{where}: {col}"
+        p_ref = pos[pos["iteration"] == 0].set_index("question")["pos"]
+        assert (pred["p_ref"] == pred["question"].map(p_ref)).all(), where
+        trained = pred[pred["split"] == "train"]
+        first = trained[trained["iteration"] == 0]
+        assert (first["pred_trajectory"] - first["p_ref"]).abs().max() < 1e-12, where
+        for col in ("pred_trajectory", "pred_one_step", "pred_trajectory_G", "pred_one_step_G"):
+            assert trained[col].between(0, 1).all(), f"{where}: {col}"
+        assert trained["pred_limit"].dropna().between(0, 1).all(), where
+        held = pred[pred["split"] == "heldout"]
+        assert held[["pred_trajectory", "pred_one_step"]].isna().all().all(), where  # never trained on
+
+
+def test_exact_control_predictions_equal_measured_pos(smoke):
+    runs = study_runs("smoke", "tabular_exact")
+    assert runs
+    for run in runs:
+        pred = pd.read_csv(fill(paths.PREDICT, smoke, policy="tabular_exact", run=run))
+        trained = pred[pred["split"] == "train"]
+        for col in ("pred_trajectory", "pred_one_step"):
+            gap = (trained["pos"] - trained[col]).abs().max()
+            assert gap <= 1e-9, f"tabular_exact/{run}: |pos - {col}| = {gap:.3g}"
+
+
+def test_runs_and_claims_tables(smoke):
+    runs = pd.read_csv(smoke / "runs.csv")
+    assert list(runs.columns) == RUN_COLUMNS
+    assert Counter(zip(runs["policy"], runs["run"])) == Counter(study())
+    for _, row in runs.iterrows():
+        assert row["iterations"] == train_config(smoke, row["policy"], row["run"])["grpo.iterations"]
+
+    claims = pd.read_csv(smoke / "claims.csv")
+    assert list(claims.columns) == CLAIM_COLUMNS
+    assert set(claims["verdict"]) <= set(VERDICTS)
+    assert set(claims["policy"]) <= set(POLICIES)
+    assert not claims.duplicated(["claim", "policy"]).any()
+    missing = set(CLAIMS_ANY_POLICY) - set(claims["claim"])
+    assert not missing, f"claims without a row: {sorted(missing)}"
+    assert ((claims["claim"] == "E3") & (claims["policy"] == "transformer")).any()
+    md = (smoke / "claims.md").read_text()
+    for claim in set(claims["claim"]):
+        assert claim in md
+
+
+def test_figures_and_report(smoke):
+    from PIL import Image
+
+    for name in FIGURES:
+        png = fill(paths.FIGURE, smoke, name=name)
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+        with Image.open(png) as img:
+            img.verify()
+        with Image.open(png) as img:
+            assert min(img.size) >= 100, (png, img.size)
+    report = fill(paths.REPORT, smoke)
+    text = report.read_text(errors="replace")
+    assert text.lstrip().lower().startswith("<!doctype html") and "trajectories.png" in text
+    assert report.stat().st_size > 50_000  # the figures are embedded
+
+
+def test_every_job_has_a_log_and_a_benchmark(smoke):
+    jobs = [("tracking", "tracking"), ("reference", "tabular"), ("reference", "transformer"),
+            ("compare", "compare"), ("figures", "figures")]
+    jobs += [(rule, f"{policy}/{run}") for rule in ("train", "pos", "predict") for policy, run in study()]
+    for rule, name in jobs:
+        assert fill(paths.LOG, smoke, rule=rule, name=name).is_file(), f"log of {rule} {name}"
+        bench = pd.read_csv(fill(paths.BENCHMARK, smoke, rule=rule, name=name), sep="\t")
+        assert len(bench) == 1 and bench["s"].iloc[0] > 0, f"benchmark of {rule} {name}"
+    benchmarks = list((smoke / "benchmarks").rglob("*.tsv"))
+    assert len(benchmarks) == len(jobs)  # and no other job ran
+    assert fill(paths.LOG, smoke, rule="report", name="html").is_file()
+
+
+def _same(param: str, expected) -> bool:
+    try:
+        return float(param) == float(expected)
+    except (TypeError, ValueError):
+        return param == str(expected)
+
+
+def test_mlflow_has_one_run_per_policy_and_run(smoke):
+    from mlflow.tracking import MlflowClient
+
+    from grpo_amp.config import compose_config, flatten
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{smoke.parent}/mlflow.db")
+    exp = client.get_experiment_by_name("grpo-amp/smoke")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    per_run = [r for r in runs if r.data.tags.get("grpo_amp.kind") == "run"]
+    studies = [r for r in runs if r.data.tags.get("grpo_amp.kind") == "study"]
+    assert Counter((r.data.tags["policy"], r.data.tags["run"]) for r in per_run) == Counter(study())
+    assert len(studies) == 1 and len(runs) == len(per_run) + 1
+    study_artifacts = {a.path for a in client.list_artifacts(studies[0].info.run_id)}
+    assert {"claims.csv", "claims.md", "runs.csv"} <= study_artifacts
+
+    for r in per_run:
+        policy, run = r.data.tags["policy"], r.data.tags["run"]
+        where = f"{policy}/{run}"
+        assert r.info.status == "FINISHED", where
+        assert r.data.tags["scale"] == "smoke" and r.data.tags["variant"] == run.split("-")[0], where
+        expected = flatten(compose_config([f"policy={policy}", "scale=smoke", *run_overrides(run)]))
+        for key in MLFLOW_PARAMS:
+            assert _same(r.data.params[key], expected[key]), (where, key, r.data.params[key], expected[key])
+        n_iter = expected["grpo.iterations"]
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, "pos_mean")]
+        assert sorted(steps) == list(range(n_iter + 1)), (where, steps)
+
+        artifacts = {a.path: a.file_size for sub in ("pos", "predict", "train")
+                     for a in client.list_artifacts(r.info.run_id, sub)}
+        for pattern, sub in ((paths.POS, "pos"), (paths.PREDICT, "predict")):
+            local = fill(pattern, smoke, policy=policy, run=run)
+            assert artifacts.get(f"{sub}/{local.name}") == local.stat().st_size, (where, sub, sorted(artifacts))
+        assert {"train/metrics.csv", "train/c1.csv"} <= set(artifacts), where
+
+
+# --------------------------------------------------------------------------- run again, interrupted
+def test_interrupted_rerun_resumes_with_the_same_numbers(smoke, tmp_path_factory):
+    """A second study into another directory, SIGKILLed (Snakemake and its jobs) once the first
+    train outputs exist, resumed with --rerun-incomplete: every pos CSV equals the first run's."""
+    workdir = tmp_path_factory.mktemp("smoke-resumed")
+    scale_dir = workdir / "results" / "smoke"
+    targets = [str(fill(paths.POS, scale_dir, policy=p, run=r)) for p, r in study()]
+    options = ("--cores", CORES, *targets)
+    config = ("tracking=false", "report=false")  # numbers do not depend on tracking; compare is not run
+    with open(workdir / "killed.log", "w") as log:
+        proc = subprocess.Popen(snakemake_cmd(workdir, *options, config=config), cwd=workdir,
+                                env=snakemake_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + RUN_TIMEOUT_S
+            while not list(scale_dir.glob("train/*/[!.]*")):
+                assert proc.poll() is None, "snakemake ended before any train output: see killed.log"
+                assert time.monotonic() < deadline, "no train output in time"
+                time.sleep(0.2)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # snakemake and every job it started
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=60)
+    assert not all(Path(t).exists() for t in targets), "nothing was left to do after the kill"
+
+    rc, out = run_snakemake(workdir, "--unlock", log="unlock.log", config=config)
+    assert rc == 0, out[-3000:]
+    rc, out = run_snakemake(workdir, *options, "--rerun-incomplete", log="resumed.log", config=config)
+    assert rc == 0, out[-3000:]
+    assert_same_pos(smoke, scale_dir)
+
+
+# --------------------------------------------------------------------------- dry runs, lint, bad config
+def _dry_run_jobs(out: str) -> list[dict]:
+    """Rule name, output, wildcards and resources of every job a dry run lists."""
+    jobs, job = [], None
+    for line in out.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line.strip())
+        if m:
+            job = {"rule": m.group(1)}
+            jobs.append(job)
+        elif job is not None and ":" in line and line.startswith("    "):
+            key, _, value = line.strip().partition(": ")
+            if key in ("output", "wildcards", "resources"):
+                job[key] = value
+    return jobs
+
+
+def _fields(text: str) -> dict:
+    return dict(item.split("=", 1) for item in text.split(", ") if "=" in item)
+
+
+def test_lint_is_clean(tmp_path):
+    rc, out = run_snakemake(tmp_path, "--lint")
+    assert rc == 0, out[-3000:]
+
+
+def test_dry_run_of_the_default_scale_lists_every_run(tmp_path):
+    rc, out = run_snakemake(tmp_path, "-n", "--cores", CORES, scale="default")
+    assert rc == 0, out[-3000:]
+    outputs = {(job["rule"], job.get("output", "")) for job in _dry_run_jobs(out)}
+    scale_dir = tmp_path / "results" / "default"
+    expected = [(p, r) for p in POLICIES for r in study_runs("default", p)]
+    assert len(expected) > len(study())
+    for policy, run in expected:
+        for rule, pattern in (("train", paths.TRAIN), ("pos", paths.POS), ("predict", paths.PREDICT)):
+            assert (rule, str(fill(pattern, scale_dir, policy=policy, run=run))) in outputs, (rule, policy, run)
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_bad_config_fails_clearly_and_writes_nothing(tmp_path):
+    rc, out = run_snakemake(tmp_path, "--cores", CORES, scale="nope")
+    assert rc != 0
+    assert "'nope' is not one of" in out and "smoke" in out, out[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
+# --------------------------------------------------------------------------- profiles
+def _known_options() -> set[str]:
+    from snakemake.cli import get_argument_parser
+
+    return {opt.lstrip("-") for action in get_argument_parser()._actions for opt in action.option_strings}
+
+
+def _profile(name: str) -> dict:
+    cfg = yaml.safe_load((PROFILES / name / "config.yaml").read_text())
+    assert isinstance(cfg, dict), name
+    return cfg
+
+
+def test_profiles_are_valid_yaml_with_known_options():
+    known = _known_options()
+    for name in ("default", "slurm", "kubernetes"):
+        cfg = _profile(name)
+        plugin = cfg.get("executor")
+        unknown = [k for k in cfg if k not in known and not (plugin and k.startswith(f"{plugin}-"))]
+        assert not unknown, f"{name}: unknown options {unknown}"
+    default = _profile("default")
+    assert default["cores"] == "all" and default["rerun-incomplete"] is True and default["printshellcmds"] is True
+    assert default["keep-going"] is False and default["latency-wait"] > 0
+    slurm = _profile("slurm")
+    assert slurm["executor"] == "slurm"
+    assert {"slurm_partition", "runtime", "mem_mb"} <= set(slurm["default-resources"])
+    assert {"gpu", "gres"} & set(slurm["set-resources"]["train"])
+    k8s = _profile("kubernetes")
+    assert k8s["executor"] == "kubernetes" and k8s["container-image"]
+    assert k8s["set-resources"]["train"]["gpu_manufacturer"] in ("nvidia", "amd")  # the rule always sets gpu
+    for cfg in (slurm, k8s):  # resource expressions by wildcard are valid Python
+        for rule, resources in cfg.get("set-resources", {}).items():
+            for key, value in resources.items():
+                if isinstance(value, str) and "wildcards" in value:
+                    for policy in POLICIES:
+                        eval(value, {"wildcards": SimpleNamespace(policy=policy, variant="mean_std_ref")})
+
+
+def test_default_profile_dry_runs(tmp_path):
+    rc, out = run_snakemake(tmp_path, "-n", "--profile", str(PROFILES / "default"))
+    assert rc == 0, out[-3000:]
+    assert "python -m grpo_amp.stages.train" in out  # printshellcmds: the profile was read
+
+
+@pytest.mark.parametrize("name", ["slurm", "kubernetes"])
+def test_cluster_profile_dry_runs(name, tmp_path):
+    """With the plugin: a dry run with the profile itself. Without: the profile's resources through a
+    local dry run (executor and plugin options dropped), so every set-resources expression evaluates."""
+    cfg = _profile(name)
+    plugin = f"snakemake_executor_plugin_{name}"
+    if importlib.util.find_spec(plugin) is not None:
+        profile = PROFILES / name
+    else:
+        local = {k: v for k, v in cfg.items() if k not in ("executor", "jobs") and not k.startswith(f"{name}-")}
+        local["cores"] = int(CORES)
+        profile = tmp_path / "profile"
+        profile.mkdir()
+        (profile / "config.yaml").write_text(yaml.safe_dump(local))
+    rc, out = run_snakemake(tmp_path, "-n", "--profile", str(profile), scale="full")
+    assert rc == 0, out[-3000:]
+    train = [job for job in _dry_run_jobs(out) if job["rule"] == "train"]
+    assert train
+    for job in train:
+        policy = _fields(job["wildcards"])["policy"]
+        resources = _fields(job["resources"])
+        assert resources.get("gpu") == ("1" if policy == "transformer" else "0"), (name, policy, resources)
+
+
+# --------------------------------------------------------------------------- publish, check-published
+def _status_lines(out: str) -> list[str]:
+    return [ln for ln in out.splitlines() if ln.startswith(("claims ", "runs "))]
+
+
+def test_publish_then_check_published(smoke, tmp_path, capsys):
+    from grpo_amp.cli import main
+
+    published = tmp_path / "published" / "this-machine" / "smoke"
+    command = f"snakemake --cores {CORES} --config scale=smoke"
+    assert main(["publish", str(smoke), str(published), "--command", command]) == 0
+    for name in ("claims.csv", "claims.md", "runs.csv", "benchmarks.csv", "COMMAND.txt"):
+        assert (published / name).is_file(), name
+    assert sorted(p.stem for p in (published / "figures").glob("*.png")) == sorted(FIGURES)
+    assert (published / "COMMAND.txt").read_text().splitlines()[0] == command
+    bench = pd.read_csv(published / "benchmarks.csv")
+    assert len(bench) == len(list((smoke / "benchmarks").rglob("*.tsv")))
+    assert {"rule", "job", "s"} <= set(bench.columns)
+    assert set(bench["rule"]) == {"tracking", "reference", "train", "pos", "predict", "compare", "figures"}
+
+    capsys.readouterr()
+    assert main(["check-published", str(smoke), str(published)]) == 0
+    lines = _status_lines(capsys.readouterr().out)
+    n_claims, n_runs = len(pd.read_csv(smoke / "claims.csv")), len(pd.read_csv(smoke / "runs.csv"))
+    assert len(lines) == n_claims + n_runs and all(ln.endswith("reproduced") for ln in lines)
+
+    # Perturb the published numbers: within a practice tolerance, beyond the exact control's, a verdict.
+    claims = pd.read_csv(published / "claims.csv")
+    at = {(c, p): i for i, (c, p) in enumerate(zip(claims["claim"], claims["policy"]))}
+    claims.loc[at[("C3", "tabular_exact")], "value"] += 1e-5
+    claims.loc[at[("C3", "tabular_sgd")], "value"] += 0.01
+    flip = {"holds": "fails", "fails": "holds", "inconclusive": "holds"}
+    claims.loc[at[("C1", "transformer")], "verdict"] = flip[claims.loc[at[("C1", "transformer")], "verdict"]]
+    claims.to_csv(published / "claims.csv", index=False)
+    runs = pd.read_csv(published / "runs.csv")
+    row = runs.index[(runs["policy"] == "tabular_sgd") & (runs["run"] == "mean_std_ref")][0]
+    runs.loc[row, "final_pos_mean"] += 0.2
+    runs.to_csv(published / "runs.csv", index=False)
+
+    assert main(["check-published", str(smoke), str(published)]) == 1
+    lines = _status_lines(capsys.readouterr().out)
+
+    def status(*key):
+        found = [ln for ln in lines if ln.split()[1:1 + len(key)] == list(key)]
+        assert len(found) == 1, key
+        return found[0]
+
+    assert "differs (value by 1e-05" in status("C3", "tabular_exact")
+    assert status("C3", "tabular_sgd").endswith("reproduced")
+    assert "differs (verdict" in status("C1", "transformer")
+    assert "differs (final_pos_mean by 0.2" in status("tabular_sgd", "mean_std_ref")
+    assert sum("differs" in ln for ln in lines) == 3
+
+
+def test_check_published_without_files_is_one_line_error(smoke, tmp_path, capsys):
+    from grpo_amp.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["check-published", str(smoke), str(tmp_path / "nowhere")])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("grpo-amp: error: missing") and len(err.splitlines()) == 1

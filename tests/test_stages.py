@@ -1,0 +1,225 @@
+"""The stages as Snakemake runs them: real ``python -m grpo_amp.stages.<name>`` subprocesses.
+
+Each subprocess pays ~1-3 s of imports, so the chains (reference -> train -> pos -> predict, one per
+tabular policy, each in its own results root) run in parallel in a module fixture, and the bad-input
+runs are started together in a second one. Everything is written under pytest's tmp_path.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from grpo_amp import theory
+from grpo_amp.policies.tabular import WEIGHTS, TabularPolicy
+from grpo_amp.pos import pos_exact
+from grpo_amp.schema import C1_COLUMNS, POS_COLUMNS, PREDICT_COLUMNS, TRAIN_METRICS_COLUMNS
+from grpo_amp.tasks.tabular import TabularTask
+
+pytestmark = pytest.mark.slow
+
+ITERS = 2
+N_TRAIN, N_HELDOUT = 16, 8  # scale=smoke keeps 8 held-out questions
+SMALL = [f"grpo.iterations={ITERS}", f"task.n_train={N_TRAIN}", "grpo.c1_groups=4"]
+RUN = "mean_std_ref"
+
+
+def stage(name: str, root: Path, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", f"grpo_amp.stages.{name}", f"results={root}", "scale=smoke",
+           "tracking.enabled=false", *overrides]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def chain(root: Path, policy: str, *extra: str, stages=("reference", "train", "pos", "predict")):
+    out = {}
+    for name in stages:
+        out[name] = stage(name, root, f"policy={policy}", *SMALL, *extra)
+        if out[name].returncode != 0:
+            break
+    return out
+
+
+CHAINS = {  # results root -> (policy, extra overrides, stages)
+    "tabular_exact": ("tabular_exact", (), ("reference", "train", "pos", "predict")),
+    "tabular_sgd": ("tabular_sgd", (), ("reference", "train", "pos", "predict")),
+    # no per-iteration checkpoints: train measures PoS as it goes and the pos rule takes that table
+    "sgd_no_checkpoints": ("tabular_sgd", ("policy.save_checkpoints=false",), ("reference", "train", "pos")),
+}
+
+
+@pytest.fixture(scope="module")
+def chains(tmp_path_factory):
+    roots = {r: tmp_path_factory.mktemp(r) for r in CHAINS}
+    with ThreadPoolExecutor(3) as pool:
+        done = {r: pool.submit(chain, roots[r], CHAINS[r][0], *CHAINS[r][1], stages=CHAINS[r][2]) for r in roots}
+        results = {r: f.result() for r, f in done.items()}
+    for p, procs in results.items():
+        for name, proc in procs.items():
+            assert proc.returncode == 0, f"{p} {name} failed:\n{proc.stderr[-3000:]}"
+    return roots
+
+
+def _tmp_leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.startswith(".tmp-")]
+
+
+# --------------------------------------------------------------------------- the contract
+@pytest.mark.parametrize("policy", ["tabular_exact", "tabular_sgd"])
+def test_reference_and_train_outputs(chains, policy):
+    smoke = chains[policy] / "smoke"
+    ref = smoke / "reference" / "tabular"
+    assert {p.name for p in ref.iterdir()} == {"questions.csv", "task.json", WEIGHTS}
+    task = TabularTask.load(ref)
+    assert len(task.questions) == N_TRAIN + N_HELDOUT and task.n_outputs == 8  # smoke_tabular sizing
+    train = smoke / "train" / policy / RUN
+    assert {p.name for p in train.iterdir()} == {"iter_001", "iter_002", "metrics.csv", "c1.csv", "run.json"}
+    for n in (1, 2):
+        TabularPolicy.load(train / f"iter_{n:03d}", task)
+    metrics = pd.read_csv(train / "metrics.csv")
+    assert list(metrics.columns) == TRAIN_METRICS_COLUMNS and list(metrics["iteration"]) == [1, 2]
+    c1 = pd.read_csv(train / "c1.csv")
+    assert set(C1_COLUMNS) <= set(c1.columns) and len(c1) == N_TRAIN * ITERS and (c1["n_groups"] == 4).all()
+    assert np.isfinite(c1["surrogate"]).all() and (c1["surrogate_se"] >= 0).all()
+    conf = json.loads((train / "run.json").read_text())["config"]
+    assert conf["policy.name"] == policy and conf["variant.beta"] == 1.0 and conf["grpo.iterations"] == ITERS
+    if policy == "tabular_sgd":
+        assert np.isfinite(metrics["loss"]).all() and metrics["mean_reward"].between(0, 1).all()
+    else:
+        assert metrics["loss"].isna().all()  # no optimiser: C2's closed form
+    assert not _tmp_leftovers(chains[policy])
+
+
+@pytest.mark.parametrize("policy", ["tabular_exact", "tabular_sgd"])
+def test_pos_and_predict_outputs(chains, policy):
+    smoke = chains[policy] / "smoke"
+    pos = pd.read_csv(smoke / "pos" / policy / f"{RUN}.csv")
+    assert list(pos.columns) == POS_COLUMNS
+    assert len(pos) == (N_TRAIN + N_HELDOUT) * (ITERS + 1)
+    assert sorted(pos["iteration"].unique()) == list(range(ITERS + 1))
+    assert pos["pos"].between(0, 1).all() and (pos["method"] == "exact").all()
+    assert (pos["pos_lo"] == pos["pos"]).all() and (pos["pos_hi"] == pos["pos"]).all()
+    assert (pos.groupby("iteration").size() == N_TRAIN + N_HELDOUT).all()
+    # iteration 0 is pi_ref's exact PoS
+    ref = smoke / "reference" / "tabular"
+    task = TabularTask.load(ref)
+    p_ref, _ = pos_exact(TabularPolicy.load(ref, task), torch.arange(N_TRAIN + N_HELDOUT))
+    np.testing.assert_allclose(pos[pos["iteration"] == 0].sort_values("question")["pos"], p_ref, atol=1e-12)
+    # tabular questions share no parameters: held-out PoS never moves
+    held = pos[pos["split"] == "heldout"].pivot(index="iteration", columns="question", values="pos")
+    np.testing.assert_allclose(held.to_numpy() - held.to_numpy()[0], 0.0, atol=1e-12)
+
+    pred = pd.read_csv(smoke / "predict" / policy / f"{RUN}.csv")
+    assert list(pred.columns) == PREDICT_COLUMNS and len(pred) == len(pos)
+    train = pred[pred["split"] == "train"].sort_values(["iteration", "question"])
+    wide = train.pivot(index="iteration", columns="question", values="pred_trajectory").to_numpy()
+    np.testing.assert_allclose(wide, theory.pos_recurrence(wide[0], ITERS), rtol=0, atol=1e-12)
+    assert pred.loc[pred["split"] == "heldout", ["pred_trajectory", "pred_one_step", "pred_limit"]].isna().all().all()
+    np.testing.assert_allclose(train["p_ref"], np.tile(p_ref[:N_TRAIN], ITERS + 1), atol=1e-12)
+    gap = (train["pos"] - train["pred_trajectory"]).abs()
+    if policy == "tabular_exact":
+        assert gap.max() < 1e-9 and train["kl_in_correct"].abs().max() < 1e-9
+    else:
+        assert gap[train["iteration"] > 0].mean() > 1e-3  # sampled practice is not the closed form
+    assert not _tmp_leftovers(chains[policy])
+
+
+def test_pos_measured_in_training_equals_pos_from_checkpoints(chains):
+    """policy.save_checkpoints=false: only the last state is kept, and the pos table is the same."""
+    train = chains["sgd_no_checkpoints"] / "smoke" / "train" / "tabular_sgd" / RUN
+    assert {p.name for p in train.iterdir()} == {f"iter_{ITERS:03d}", "pos.csv", "metrics.csv", "c1.csv", "run.json"}
+    a = pd.read_csv(chains["sgd_no_checkpoints"] / "smoke" / "pos" / "tabular_sgd" / f"{RUN}.csv")
+    b = pd.read_csv(chains["tabular_sgd"] / "smoke" / "pos" / "tabular_sgd" / f"{RUN}.csv")
+    assert list(a.columns) == POS_COLUMNS and len(a) == len(b)
+    assert (a["question"] == b["question"]).all() and (a["iteration"] == b["iteration"]).all()
+    np.testing.assert_allclose(a["pos"], b["pos"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(a["kl_in_correct"], b["kl_in_correct"], rtol=0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- bad input
+def _prepare(root: Path, exact_root: Path, what: str) -> None:
+    smoke = root / "smoke"
+    if what in ("corrupt_reference", "corrupt_checkpoint"):
+        shutil.copytree(exact_root / "smoke" / "reference", smoke / "reference")
+    if what == "corrupt_reference":
+        (smoke / "reference" / "tabular" / WEIGHTS).write_bytes(b"\x93NUMPY garbage, not safetensors" * 4)
+    if what == "corrupt_checkpoint":
+        src = exact_root / "smoke" / "train" / "tabular_exact" / RUN
+        shutil.copytree(src, smoke / "train" / "tabular_exact" / RUN)
+        (smoke / "train" / "tabular_exact" / RUN / "iter_002" / WEIGHTS).write_bytes(bytes(range(256)) * 3)
+    if what == "corrupt_pos":
+        (smoke / "pos" / "tabular_exact").mkdir(parents=True)
+        (smoke / "pos" / "tabular_exact" / f"{RUN}.csv").write_bytes(bytes(range(255, -1, -1)) * 8)
+    if what == "pos_missing_column":
+        (smoke / "pos" / "tabular_exact").mkdir(parents=True)
+        (smoke / "pos" / "tabular_exact" / f"{RUN}.csv").write_text("question,split,iteration\n0,train,0\n")
+
+
+# name -> (stage, extra overrides, what to prepare, words the one line must name, the output that must not exist)
+TRAIN_OUT, POS_OUT, PREDICT_OUT = (f"smoke/train/tabular_exact/{RUN}", f"smoke/pos/tabular_exact/{RUN}.csv",
+                                   f"smoke/predict/tabular_exact/{RUN}.csv")
+BAD = {
+    "unknown_variant": ("train", ["variant=nope"], None, ["variant/nope"], "smoke/train/tabular_exact/nope"),
+    "beta_negative": ("train", ["variant.beta=-1"], None, ["variant.beta", "> 0"], TRAIN_OUT),
+    "group_of_one": ("train", ["grpo.group_size=1"], None, ["grpo.group_size", ">= 2"], TRAIN_OUT),
+    "unknown_estimator": ("train", ["grpo.kl_estimator=k9"], None, ["grpo.kl_estimator"], TRAIN_OUT),
+    "transformer_on_tabular": ("reference", ["policy=transformer", "task=tabular"], None,
+                               ["task must be modarith"], "smoke/reference/transformer"),
+    "train_before_reference": ("train", [], None, ["missing reference directory", "smoke/reference/tabular"],
+                               TRAIN_OUT),
+    "corrupt_reference": ("train", [], "corrupt_reference", ["corrupt tabular policy file", f"tabular/{WEIGHTS}"],
+                          TRAIN_OUT),
+    "corrupt_checkpoint": ("pos", [], "corrupt_checkpoint", ["corrupt tabular policy file", f"iter_002/{WEIGHTS}"],
+                           POS_OUT),
+    "corrupt_pos_csv": ("predict", [], "corrupt_pos", ["corrupt CSV file", f"pos/tabular_exact/{RUN}.csv"],
+                        PREDICT_OUT),
+    "pos_csv_missing_columns": ("predict", [], "pos_missing_column", ["missing column(s)", "pos_lo"], PREDICT_OUT),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_runs(chains, tmp_path_factory):
+    jobs = {}
+    for name, (stage_name, overrides, prepare, _words, _out) in BAD.items():
+        root = tmp_path_factory.mktemp(f"bad_{name}")
+        if prepare:
+            _prepare(root, chains["tabular_exact"], prepare)
+        policy = [] if any(o.startswith("policy=") for o in overrides) else ["policy=tabular_exact"]
+        jobs[name] = (root, [*policy, *SMALL, *overrides])
+    with ThreadPoolExecutor(3) as pool:
+        futures = {n: pool.submit(stage, BAD[n][0], root, *ov) for n, (root, ov) in jobs.items()}
+        return {n: (jobs[n][0], f.result()) for n, f in futures.items()}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_input_is_one_line_and_no_output(bad_runs, name):
+    root, proc = bad_runs[name]
+    stage_name, _ov, _prep, words, output = BAD[name]
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr  # splitlines also splits on a progress bar's \r
+    assert lines[0].startswith("grpo-amp: error: ")
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert not (root / output).exists()
+    # the stage's own folder held nothing before (``_prepare`` fills only its inputs): it holds no file now
+    stage_dir = root / "smoke" / stage_name
+    assert not stage_dir.exists() or not [p for p in stage_dir.rglob("*") if p.is_file()], sorted(stage_dir.rglob("*"))
+    assert not _tmp_leftovers(root), _tmp_leftovers(root)
+
+
+def test_config_errors_write_nothing_but_hydra_logs(bad_runs):
+    """A config that fails to compose or validate writes no stage output at all."""
+    for name in ("unknown_variant", "beta_negative", "group_of_one", "unknown_estimator"):
+        root, _ = bad_runs[name]
+        written = [p.relative_to(root).parts[:2] for p in root.rglob("*") if p.is_file()]
+        assert all(parts[1] == "hydra" for parts in written), (name, written)
