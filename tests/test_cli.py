@@ -205,7 +205,7 @@ def test_bad_input_is_one_line_exit_1(capsys, runs, extra, name):
 def test_unknown_benchmark_is_one_line_exit_1(runs):
     proc = runs["bench_unknown"]
     assert proc.returncode == 1
-    assert proc.stderr.splitlines() == ["grpo-amp: error: benchmark must be one of theory; got 'nonesuch'"]
+    assert proc.stderr.splitlines() == ["grpo-amp: error: benchmark must be one of theory, trl; got 'nonesuch'"]
 
 
 def test_malformed_command_line_is_argparse_usage_error(runs):

@@ -146,8 +146,11 @@ def _add_bench(subparsers) -> None:
 
 
 def _run_bench(args) -> int:
-    from grpo_amp.bench import REPORTS, format_timings, run_benchmark
+    from grpo_amp.bench import BENCHMARKS, REPORTS, format_timings, run_benchmark
 
+    names = [*BENCHMARKS, *REPORTS]
+    if args.name not in names:
+        raise ValueError(f"benchmark must be one of {', '.join(names)}; got {args.name!r}")
     if args.name in REPORTS:
         if args.repeat < 1:
             raise ValueError(f"repeat must be an integer >= 1; got {args.repeat!r}")
