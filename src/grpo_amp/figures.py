@@ -113,6 +113,15 @@ def _sample(df: pd.DataFrame, n: int = MAX_POINTS) -> pd.DataFrame:
     return df.sample(n, random_state=0) if len(df) > n else df
 
 
+def _finish(fig: Figure, title: str, colors: dict | None = None, styles: dict | None = None) -> Figure:
+    """Title, tight layout, then (if any) the figure-level legend: the last steps of every figure."""
+    fig.suptitle(title)
+    fig.tight_layout()
+    if colors or styles:
+        _legend(fig, colors, styles)
+    return fig
+
+
 def _legend(fig: Figure, colors: dict | None = None, styles: dict | None = None) -> None:
     """One figure-level legend on the right: a colour per label, then the line styles."""
     handles = [Line2D([], [], color=c, lw=2, label=str(k)) for k, c in (colors or {}).items()]
@@ -221,10 +230,7 @@ def trajectories(D: Path, runs: pd.DataFrame) -> Figure:
         _iteration_axis(ax)
     for ax in axes[:, 0]:
         ax.set_ylabel("PoS")
-    fig.suptitle(title)
-    fig.tight_layout()
-    _legend(fig, colors, STYLE_LEGEND)
-    return fig
+    return _finish(fig, title, colors, STYLE_LEGEND)
 
 
 @_themed
@@ -255,9 +261,7 @@ def per_question(D: Path, runs: pd.DataFrame) -> Figure:
         ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel=f"predicted ({col})", ylabel="measured p_n",
                title=label)
         ax.set_aspect("equal")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 @_themed
@@ -285,12 +289,9 @@ def fixed_points(D: Path, runs: pd.DataFrame) -> Figure:
             ax.scatter(pts["p_ref"], pts["pos"], color=color, s=12, alpha=0.7, edgecolor="white", lw=0.3)
         ax.set(xlim=(0, 1), ylim=(-0.02, 1.02), xlabel="p_ref", ylabel="limit (curve) / final PoS (points)",
                title=policy)
-    fig.suptitle(title)
-    fig.tight_layout()
-    _legend(fig, {f"beta={b:g}": c for b, c in colors.items()},
+    return _finish(fig, title, {f"beta={b:g}": c for b, c in colors.items()},
             {"measured, last iteration": dict(linestyle="", marker="o"), "C3 limit from p_ref": PREDICTED,
              "C3 limit, finite G (E1)": PREDICTED_G, "p = p_ref (no amplification)": dict(linestyle="-", lw=1)})
-    return fig
 
 
 @_themed
@@ -329,11 +330,8 @@ def normalisation(D: Path, runs: pd.DataFrame) -> Figure:
         left.set(xlabel="measured p_{n-1}", ylabel="logit p_n - logit p_ref", title=f"{policy}: vs p_{{n-1}}")
         right.set(ylabel="mean logit p_n - logit p_ref", title=f"{policy}: vs iteration (mean +- s.e.)")
         _iteration_axis(right, "iteration n")
-    fig.suptitle(title)
-    fig.tight_layout()
-    _legend(fig, colors, {"measured": MEASURED, "C3: S(p)/beta (left), trajectory (right)": PREDICTED,
+    return _finish(fig, title, colors, {"measured": MEASURED, "C3: S(p)/beta (left), trajectory (right)": PREDICTED,
                           "the same with finite G (E1)": PREDICTED_G})
-    return fig
 
 
 @_themed
@@ -357,10 +355,7 @@ def regularisation(D: Path, runs: pd.DataFrame) -> Figure:
                 _plot_trajectory(ax, sub, color)
         ax.set(ylabel="mean PoS", title=policy, ylim=(-0.02, 1.02))
         _iteration_axis(ax)
-    fig.suptitle(title)
-    fig.tight_layout()
-    _legend(fig, {f"kl={k}": c for k, c in colors.items()}, STYLE_LEGEND)
-    return fig
+    return _finish(fig, title, {f"kl={k}": c for k, c in colors.items()}, STYLE_LEGEND)
 
 
 GAP_STYLES = {"gap_trajectory": dict(linestyle="-", marker="o"), "gap_trajectory_G": dict(linestyle="--", marker="s")}
@@ -417,10 +412,7 @@ def practice_gap(D: Path, runs: pd.DataFrame) -> Figure:
         ax.set(xlabel="", ylabel="gap (mean |difference|)", title="gap vs KL estimator / clipping")
         ax.tick_params(axis="x", labelrotation=30)
         ax.legend(fontsize="x-small", title=None)
-    fig.suptitle(title)
-    fig.tight_layout()
-    _legend(fig, colors, GAP_LEGEND)
-    return fig
+    return _finish(fig, title, colors, GAP_LEGEND)
 
 
 @_themed
@@ -442,10 +434,7 @@ def heldout(D: Path, runs: pd.DataFrame) -> Figure:
         gain = "" if pd.isna(row.heldout_gain) else f"\nheld-out gain {row.heldout_gain:+.3f}"
         ax.set(ylabel="mean PoS", title=f"{row.run}{gain}", ylim=(-0.02, 1.02))
         _iteration_axis(ax)
-    fig.suptitle(title)
-    fig.tight_layout()
-    _legend(fig, colors, {"measured (band: mean CI)": MEASURED})
-    return fig
+    return _finish(fig, title, colors, {"measured (band: mean CI)": MEASURED})
 
 
 FIGURES: dict[str, Callable[[Path, pd.DataFrame], Figure]] = {
