@@ -45,7 +45,6 @@ def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions:
     rollout = old.sample(questions, g.group_size, generator)            # (Q, G, T)
     rewards = task.reward(rollout)                                      # (Q, G)
     adv, zero_spread = group_advantages(rewards, v.norm.value, v.eps, v.std.value)
-    adv = adv.to(torch.float32) if rollout.tokens.device.type == "cuda" else adv
     with torch.no_grad():
         ref_logq = ref.log_softmax(rollout)                             # (Q, G, T, V)
         # with one inner step pi = pi_old at the only step: ratio = 1, skip the extra pass (as TRL does)
@@ -104,7 +103,6 @@ def sampled_surrogate(policy: Policy, old: Policy, task: Task, questions: torch.
     own (finite G), so the closed form to compare with is E1's w+_G p_n - w-_G (1 - p_n).
     """
     v, g = cfg.variant, cfg.grpo
-    rows = []
     per_group = []
     for _ in range(g.c1_groups):
         rollout = old.sample(questions, g.group_size, generator)           # (Q, G, T)
