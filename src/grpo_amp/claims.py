@@ -240,14 +240,19 @@ def claim_c6(study: Study, policy: str) -> Verdict | None:
     return (_verdict(ok), "final mean PoS under kl=mirror", final_mirror, final_ref, evidence)
 
 
-def claim_c7(study: Study, policy: str) -> Verdict | None:
+def _sweep_with_base(study: Study, policy: str, sweep: str, min_points: int) -> pd.DataFrame | None:
+    """The sweep's runs plus its base run (mean_std, kl=ref, eps=0), sorted by the swept value."""
     base = study.select(policy, sweep="variant", kl="ref", norm="mean_std", eps=0.0)
     if base.empty:
         return None
-    runs = pd.concat([base.iloc[:1], study.select(policy, sweep="beta", variant=base["variant"].iloc[0])])
-    if runs["beta"].nunique() < 3:
+    runs = pd.concat([base.iloc[:1], study.select(policy, sweep=sweep, variant=base["variant"].iloc[0])])
+    return runs.sort_values(sweep) if runs[sweep].nunique() >= min_points else None
+
+
+def claim_c7(study: Study, policy: str) -> Verdict | None:
+    runs = _sweep_with_base(study, policy, "beta", min_points=3)
+    if runs is None:
         return None
-    runs = runs.sort_values("beta")
     finals = runs["final_pos_mean"].to_numpy()
     non_increasing = bool(np.all(np.diff(finals) <= 0.01))
     rho = float(stats.spearmanr(runs["beta"], finals).statistic)
@@ -256,13 +261,9 @@ def claim_c7(study: Study, policy: str) -> Verdict | None:
 
 
 def _sweep_rho(study: Study, policy: str, sweep: str) -> tuple[float, str] | None:
-    base = study.select(policy, sweep="variant", kl="ref", norm="mean_std", eps=0.0)
-    if base.empty:
+    runs = _sweep_with_base(study, policy, sweep, min_points=2)
+    if runs is None:
         return None
-    runs = pd.concat([base.iloc[:1], study.select(policy, sweep=sweep, variant=base["variant"].iloc[0])])
-    if runs[sweep].nunique() < 2:
-        return None
-    runs = runs.sort_values(sweep)
     rho = float(stats.spearmanr(runs[sweep], runs["gap_trajectory"]).statistic)
     return rho, ", ".join(f"{int(k)}: {_fmt(g)}" for k, g in zip(runs[sweep], runs["gap_trajectory"]))
 

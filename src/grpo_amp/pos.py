@@ -2,7 +2,8 @@
 
     pos, kl_c = pos_exact(policy, questions, ref_answer_logp)     # (Q,), (Q,)
     pos, lo, hi = pos_mc(policy, task, questions, n_samples=256, generator=g)
-    table = measure(policy, task, ref_answer_logp, method="exact", n_samples=256, generator=g, iteration=3)
+    meter = PosMeter(ref, task, method="exact", n_samples=256, seed=0)
+    table = meter(policy, iteration=3)                            # rows of the pos table (POS_COLUMNS)
 
 exact: p(q) = sum over correct answers a of pi(a|q) (teacher forcing; ``answer_log_probs``).
 mc:    the share of N sampled outputs that the verifier accepts, with a Wilson interval.
@@ -69,14 +70,25 @@ def pos_mc(policy: Policy, task: Task, questions: torch.Tensor, n_samples: int,
     return k / n_samples, lo, hi
 
 
-def measure(policy: Policy, task: Task, ref_answer_logp: torch.Tensor, method: str, n_samples: int,
-            generator: torch.Generator, iteration: int) -> pd.DataFrame:
-    """One iteration's rows of the pos table (schema.POS_COLUMNS) for every question of the task."""
-    questions = torch.arange(len(task.questions), device=ref_answer_logp.device)
-    pos, kl_c = pos_exact(policy, questions, ref_answer_logp)
-    lo = hi = pos
-    if method == "mc":
-        pos, lo, hi = pos_mc(policy, task, questions, n_samples, generator)
-    return pd.DataFrame({"question": task.questions["question"].to_numpy(),
-                         "split": task.questions["split"].to_numpy(), "iteration": iteration,
-                         "pos": pos, "pos_lo": lo, "pos_hi": hi, "method": method, "kl_in_correct": kl_c})
+class PosMeter:
+    """The pos table's rows for one policy at one iteration, against one pi_ref.
+
+    The train rule (checkpoints off) and the pos rule both build it from the same config, so
+    they draw the same seeded Monte Carlo stream and give the same numbers.
+    """
+
+    def __init__(self, ref: Policy, task: Task, method: str, n_samples: int, seed: int):
+        device = next(ref.parameters()).device
+        self.task, self.method, self.n_samples = task, method, n_samples
+        self.questions = torch.arange(len(task.questions), device=device)
+        self.generator = torch.Generator(device=device).manual_seed(seed + MC_SEED_OFFSET)
+        self.ref_answer_logp = ref.answer_log_probs(self.questions)  # C2: the within-correct KL's reference
+
+    def __call__(self, policy: Policy, iteration: int) -> pd.DataFrame:
+        pos, kl_c = pos_exact(policy, self.questions, self.ref_answer_logp)
+        lo = hi = pos
+        if self.method == "mc":
+            pos, lo, hi = pos_mc(policy, self.task, self.questions, self.n_samples, self.generator)
+        return pd.DataFrame({"question": self.task.questions["question"].to_numpy(),
+                             "split": self.task.questions["split"].to_numpy(), "iteration": iteration,
+                             "pos": pos, "pos_lo": lo, "pos_hi": hi, "method": self.method, "kl_in_correct": kl_c})

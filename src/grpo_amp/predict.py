@@ -39,8 +39,7 @@ def predict_frame(pos: pd.DataFrame, variant: VariantConfig, group_size: int) ->
         one_step = np.vstack([p_ref, theory.pos_step(measured[:-1], p_ref, group_size=g, **kw)])
         columns[f"pred_trajectory{suffix}"] = traj
         columns[f"pred_one_step{suffix}"] = one_step
-    limit = theory.predicted_limit(p_ref, variant.beta, kl=variant.kl.value, beta_prev=variant.beta_prev,
-                                   norm=variant.norm.value, eps=variant.eps, std=variant.std.value)
+    limit = theory.predicted_limit(p_ref, **kw)
     columns["pred_limit"] = np.broadcast_to(limit, measured.shape)
     columns["p_ref"] = np.broadcast_to(p_ref, measured.shape)
 

@@ -22,10 +22,9 @@ from grpo_amp.stages.common import device_for, stage_main
 
 
 def run(cfg: Config) -> None:
-    import torch
     from tqdm.auto import tqdm
 
-    from grpo_amp.pos import MC_SEED_OFFSET, measure
+    from grpo_amp.pos import PosMeter
 
     family, device = cfg.policy.family, device_for(cfg)
     ref_dir, train_dir = paths.path(paths.REFERENCE, cfg), paths.path(paths.TRAIN, cfg)
@@ -34,9 +33,8 @@ def run(cfg: Config) -> None:
         table = read_csv(in_training, POS_COLUMNS)
     else:
         task = load_task(family, ref_dir)
-        generator = torch.Generator(device=device).manual_seed(cfg.seed + MC_SEED_OFFSET)
         ref = load_policy(family, ref_dir, task, device=device)
-        ref_answer_logp = ref.answer_log_probs(torch.arange(len(task.questions), device=device))
+        meter = PosMeter(ref, task, cfg.policy.pos_method.value, cfg.policy.mc_samples, cfg.seed)
         frames = []
         # disable=None: a bar on a terminal only, so that a corrupt checkpoint met mid-loop still ends
         # in the one stderr line of stages.common (a bar in a log file is noise anyway)
@@ -46,8 +44,7 @@ def run(cfg: Config) -> None:
             if n > 0 and not state.is_dir():
                 raise InputError(f"missing checkpoint {state} (and no {in_training})")
             policy = ref if n == 0 else load_policy(family, state, task, device=device)
-            frames.append(measure(policy, task, ref_answer_logp, cfg.policy.pos_method.value,
-                                  cfg.policy.mc_samples, generator, iteration=n))
+            frames.append(meter(policy, iteration=n))
         table = pd.concat(frames, ignore_index=True)[POS_COLUMNS]
     if not np.isfinite(table["pos"]).all() or set(table["iteration"]) != set(range(cfg.grpo.iterations + 1)):
         raise InputError(f"the PoS of {train_dir} is incomplete or non-finite: a corrupt checkpoint?")

@@ -26,7 +26,7 @@ def run(cfg: Config) -> None:
     import torch
 
     from grpo_amp.grpo.trainer import train
-    from grpo_amp.pos import MC_SEED_OFFSET, measure
+    from grpo_amp.pos import PosMeter
 
     family = cfg.policy.family
     ref_dir = paths.path(paths.REFERENCE, cfg)
@@ -43,17 +43,14 @@ def run(cfg: Config) -> None:
     out = paths.path(paths.TRAIN, cfg)
     measured = []  # with checkpoints off, PoS is measured here, per iteration (the pos rule reads it)
     if not cfg.policy.save_checkpoints:
-        generator = torch.Generator(device=device).manual_seed(cfg.seed + MC_SEED_OFFSET)
-        ref_answer_logp = ref.answer_log_probs(torch.arange(len(task.questions), device=device))
-        measured.append(measure(ref, task, ref_answer_logp, cfg.policy.pos_method.value,
-                                cfg.policy.mc_samples, generator, iteration=0))
+        meter = PosMeter(ref, task, cfg.policy.pos_method.value, cfg.policy.mc_samples, cfg.seed)
+        measured.append(meter(ref, iteration=0))
     with atomic_path(out, directory=True) as tmp:
         def save_iteration(n, pi):
             if cfg.policy.save_checkpoints:
                 pi.save(paths.iteration_dir(tmp, n))
             else:
-                measured.append(measure(pi, task, ref_answer_logp, cfg.policy.pos_method.value,
-                                        cfg.policy.mc_samples, generator, iteration=n))
+                measured.append(meter(pi, iteration=n))
 
         def log_metrics(n, metrics):
             if run_id is not None:
