@@ -1,12 +1,17 @@
-"""Verdicts per claim (THEORY.md's C1..C7, E1..E4) from the measured files, never by hand.
+"""Verdicts per claim (THEORY.md's C1..C7, E1..E5) from the measured files, never by hand.
 
     study = Study(runs, predictions, c1)   # runs.csv rows, predict frames and C1 frames per (policy, run)
     table = claims_table(study)            # CLAIM_COLUMNS, one row per claim and policy
 
-Each claim is one small function (``CLAIMS``) returning (verdict, metric, value, tolerance,
-evidence) or None where the scale made no run that tests it. Tolerances are in ``TOLERANCE``:
-the exact control must agree to round-off; practice gets a stated, fixed allowance. A claim
-that fails in practice is reported as failing, with its numbers.
+Each claim is one small function (``CLAIMS``) returning a ``Verdict`` or None where the scale made
+no run that tests it. Every threshold is in ``TOLERANCE``, by the policy's tolerance kind
+(``grpo_amp.registry``): round-off for the closed-form self-check, the optimiser's tolerance for
+E5's numerical maximisers (R1, R2), a stated allowance for practice.
+
+The interval rule (one place, ``interval_verdict``): a claim's value carries its 95% interval over
+seeds; the claim **holds** where the whole interval lies inside the tolerance, **fails** where it
+lies wholly outside, and is **inconclusive** where it straddles the tolerance. A deterministic
+policy's interval is its value. A claim that fails in practice is reported as failing, with its numbers.
 """
 
 from __future__ import annotations
@@ -18,22 +23,89 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from grpo_amp import theory
-from grpo_amp.runs import PRACTICE_POLICIES
-from grpo_amp.schema import CLAIM_COLUMNS
+from grpo_amp import registry, theory
+from grpo_amp.schema import CLAIM_COLUMNS, VERDICTS
+from grpo_amp.summaries import CONFIDENCE, mean_gap, seed_interval
 
-# tolerance[kind]: "exact" for tabular_exact, "practice" for sampled training
+HOLDS, FAILS, INCONCLUSIVE = VERDICTS
+
+# TOLERANCE[name][tolerance kind of the policy]; one number for every kind where it does not depend on it
 TOLERANCE = {
-    "pos_gap": {"exact": 1e-9, "practice": 0.05},        # mean |measured - predicted| PoS
-    "kl_in_correct": {"exact": 1e-9, "practice": 0.01},  # nats
-    "noise_ratio": {"exact": 1.5, "practice": 1.5},      # RMS error / RMS SE in C1's check (1 = noise only)
-    "amplified_share": {"exact": 1.0, "practice": 0.95},
-    "limit_gap": {"exact": 0.05, "practice": 0.05},     # N iterations approximate the limit
-    "fit_rmse": {"exact": 1e-6, "practice": 0.05},
+    "pos_gap": {registry.ROUNDOFF: 1e-9, registry.OPTIMISER: 1e-6, registry.PRACTICE: 0.05},  # mean |p - C3|
+    "kl_in_correct": {registry.ROUNDOFF: 1e-9, registry.OPTIMISER: 1e-6, registry.PRACTICE: 0.01},  # nats
+    "noise_ratio": 1.5,        # RMS error / RMS SE in C1's check (about 1 when sampling noise is the only error)
+    "amplified_share": {registry.ROUNDOFF: 1.0, registry.OPTIMISER: 1.0, registry.PRACTICE: 0.95},
+    "limit_gap": 0.05,         # N iterations approximate C4's limit
+    "fit_rmse": {registry.ROUNDOFF: 1e-6, registry.OPTIMISER: 1e-5, registry.PRACTICE: 0.05},
+    "monotone_slack": 0.01,    # C6/C7: a mean PoS may dip this much and still count as non-decreasing
+    "spearman": 0.0,           # C7: rho(beta, final PoS) must lie below this
+    "heldout_t": 2.0,          # E3: |paired t| beyond this decides
+    "gap_step": 0.0,           # E2/E5: a step of the gap must lie below this (it shrinks)
+    "visible_gap": 0.01,       # E5 R5: the one-group maximiser's gap must lie above this
+    "degenerate_p": 1e-6,      # C1/E1: checks with p_{n-1} this close to 0 or 1 are 0 = 0 and left out
 }
 
-def kind(policy: str) -> str:
-    return "practice" if policy in PRACTICE_POLICIES else "exact"
+
+def tolerance(name: str, policy: str) -> float:
+    value = TOLERANCE[name]
+    return value[registry.policy(policy).tolerance] if isinstance(value, dict) else value
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One row of the claims table: the verdict and the measured value it rests on."""
+    verdict: str     # holds | fails | inconclusive
+    metric: str      # what ``value`` measures
+    value: float     # the measured value (mean over seeds)
+    lo: float        # its 95% interval over seeds (lo = hi = value with one seed)
+    hi: float
+    n_seeds: int
+    tolerance: float  # the threshold the verdict compares with (``TOLERANCE``)
+    evidence: str     # the numbers behind it, in words
+
+
+def interval_verdict(lo: float, hi: float, threshold: float, holds_below: bool = True) -> str:
+    """holds where [lo, hi] lies inside the threshold, fails where wholly outside, else inconclusive.
+
+    ``holds_below``: the claim holds for values <= threshold (a gap, an error); otherwise for values
+    >= threshold (a share, a visible effect).
+    """
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return INCONCLUSIVE
+    inside, outside = (hi <= threshold, lo > threshold) if holds_below else (lo >= threshold, hi < threshold)
+    return HOLDS if inside else FAILS if outside else INCONCLUSIVE
+
+
+def combine(*verdicts: str) -> str:
+    """All parts must hold; any that fails fails the claim; otherwise it is inconclusive."""
+    return FAILS if FAILS in verdicts else HOLDS if all(v == HOLDS for v in verdicts) else INCONCLUSIVE
+
+
+def _verdict(verdict: str, metric: str, values, threshold: float, evidence: str) -> Verdict:
+    """A Verdict for per-seed ``values`` (one number for a deterministic policy)."""
+    values = np.atleast_1d(np.asarray(values, dtype=float))
+    mean, lo, hi = seed_interval(values)
+    return Verdict(verdict, metric, mean, lo, hi, int(np.isfinite(values).sum()), threshold, evidence)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _fmt_interval(mean: float, lo: float, hi: float) -> str:
+    return _fmt(mean) if lo == hi else f"{_fmt(mean)} [{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def difference_interval(a, b) -> tuple[float, float, float]:
+    """mean(b) - mean(a) over independent seeds, with a 95% Welch interval (a point for one seed each)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    diff = float(b.mean() - a.mean())
+    var = (a.var(ddof=1) / len(a) if len(a) > 1 else 0.0) + (b.var(ddof=1) / len(b) if len(b) > 1 else 0.0)
+    if var == 0:
+        return diff, diff, diff
+    dof = max(min(len(a), len(b)) - 1, 1)  # conservative Welch degrees of freedom
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, dof) * np.sqrt(var))
+    return diff, diff - half, diff + half
 
 
 @dataclass
@@ -52,56 +124,36 @@ class Study:
         df = self.predictions[(policy, run)]
         return df[df["split"] == "train"]
 
+    def per_seed(self, policy: str, run: str, func: Callable[[pd.DataFrame], float]) -> np.ndarray:
+        """``func`` of each seed's train rows of one run (ordered by seed)."""
+        rows = self.train_rows(policy, run)
+        return np.array([func(g) for _, g in rows.groupby("seed", sort=True)], dtype=float)
 
-Verdict = tuple[str, str, float, float, str]
+    def gaps(self, policy: str, run: str, column: str = "pred_trajectory") -> np.ndarray:
+        return self.per_seed(policy, run, lambda g: mean_gap(g, column))
 
-
-def _verdict(ok: bool) -> str:
-    return "holds" if ok else "fails"
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.3g}"
-
-
-# --------------------------------------------------------------------------- summaries per run
-def summarise_run(pred: pd.DataFrame, settings: dict) -> dict:
-    """runs.csv's summary columns for one run (gaps, final PoS, held-out gain, E4's beta)."""
-    train = pred[pred["split"] == "train"]
-    later = train[train["iteration"] >= 1]
-    last = train["iteration"].max()
-    heldout = pred[pred["split"] != "train"]
-    gain = np.nan
-    if len(heldout):
-        by_n = heldout.groupby("iteration")["pos"].mean()
-        gain = float(by_n.loc[by_n.index.max()] - by_n.loc[0])
-    wide = train.pivot(index="iteration", columns="question", values="pos").sort_index()
-    beta_eff, rmse = theory.fit_effective_beta(
-        wide.iloc[0].to_numpy(), wide.to_numpy(), kl=settings["kl"], norm=settings["norm"], eps=settings["eps"],
-        beta_prev=settings["beta_prev"], std=settings["std"])
-    gap = lambda col: float((later["pos"] - later[col]).abs().mean())  # noqa: E731
-    return {
-        "final_pos_mean": float(train.loc[train["iteration"] == last, "pos"].mean()),
-        "pred_final_mean": float(train.loc[train["iteration"] == last, "pred_trajectory"].mean()),
-        "gap_trajectory": gap("pred_trajectory"), "gap_one_step": gap("pred_one_step"),
-        "gap_trajectory_G": gap("pred_trajectory_G"), "gap_one_step_G": gap("pred_one_step_G"),
-        "heldout_gain": gain, "beta_eff": beta_eff, "beta_eff_rmse": rmse,
-    }
+    def base(self, policy: str) -> pd.DataFrame:
+        """The base run of every sweep: mean_std, kl=ref, eps=0, no swept knob."""
+        return self.select(policy, sweep="variant", kl="ref", norm="mean_std", eps=0.0)
 
 
 # --------------------------------------------------------------------------- C1 / E1 data
 def _c1_table(study: Study, policy: str) -> pd.DataFrame:
-    """Sampled surrogate beside C1's closed form with E1 (finite G) and population weights."""
+    """Sampled surrogate beside C1's closed form with E1 (finite G) and population weights.
+
+    Checks with p_{n-1} at 0 or 1 (every group has zero spread: both sides are 0) are left out.
+    """
     frames = []
     for _, r in study.select(policy, sweep="variant").iterrows():
         key = (policy, r["run"])
         if key not in study.c1:
             continue
-        pos = study.train_rows(*key).pivot(index="iteration", columns="question", values="pos")
-        c1 = study.c1[key]
-        p_n = pos.stack().rename("p_n").reset_index()
-        p_prev = pos.shift(1).stack().rename("p_prev").reset_index()
-        df = c1.merge(p_n, on=["iteration", "question"]).merge(p_prev, on=["iteration", "question"])
+        pos = study.train_rows(*key).set_index(["seed", "question", "iteration"])["pos"].sort_index()
+        p_prev = pos.groupby(level=["seed", "question"]).shift(1).rename("p_prev")
+        df = (study.c1[key].join(pos.rename("p_n"), on=["seed", "question", "iteration"])
+              .join(p_prev, on=["seed", "question", "iteration"]))
+        edge = TOLERANCE["degenerate_p"]
+        df = df[(df["p_prev"] > edge) & (df["p_prev"] < 1 - edge)].copy()
         kw = dict(norm=r["norm"], eps=float(r["eps"]))
         wg_plus, wg_minus = theory.finite_group_weights(df["p_prev"].to_numpy(), int(r["group_size"]),
                                                         std=r["std"], **kw)
@@ -128,80 +180,102 @@ def noise_ratio(measured, closed_form, se) -> float:
     return float(rms_err / rms_se) if rms_se > 0 else (0.0 if rms_err < 1e-9 else np.inf)
 
 
+def _per_seed_ratio(df: pd.DataFrame, column: str) -> np.ndarray:
+    return np.array([noise_ratio(g["surrogate"], g[column], g["surrogate_se"]) for _, g in df.groupby("seed")])
+
+
 def claim_c1(study: Study, policy: str) -> Verdict | None:
     df = _c1_table(study, policy)
     if df.empty:
         return None
-    ratio = noise_ratio(df["surrogate"], df["theory_G"], df["surrogate_se"])
-    tol = TOLERANCE["noise_ratio"][kind(policy)]
-    return (_verdict(ratio <= tol), "RMS(sampled surrogate - closed form) / RMS(its standard error)",
-            ratio, tol, f"{len(df)} (question, iteration) checks, mean |diff| "
-            f"{_fmt((df['surrogate'] - df['theory_G']).abs().mean())}, RMS SE {_fmt(np.sqrt((df['surrogate_se'] ** 2).mean()))}; "
-            "closed form w+_G(p_n-1) p_n - w-_G(p_n-1) (1 - p_n) with the trainer's G")
+    ratios = _per_seed_ratio(df, "theory_G")
+    tol = TOLERANCE["noise_ratio"]
+    _, lo, hi = seed_interval(ratios)
+    return _verdict(interval_verdict(lo, hi, tol), "RMS(sampled surrogate - closed form) / RMS(its standard error)",
+                    ratios, tol, f"an identity in expectation for every pi_n: this checks the measurement (ratios, "
+                    f"advantages, PoS), not GRPO; {len(df)} (question, iteration, seed) checks with 0 < p_n-1 < 1, "
+                    f"mean |diff| {_fmt((df['surrogate'] - df['theory_G']).abs().mean())}, RMS SE "
+                    f"{_fmt(np.sqrt((df['surrogate_se'] ** 2).mean()))}; closed form w+_G(p_n-1) p_n - "
+                    "w-_G(p_n-1) (1 - p_n) with the trainer's G")
 
 
 def claim_e1(study: Study, policy: str) -> Verdict | None:
+    """E1's weights must explain the sampled objective AND the population weights must be rejected."""
+    if not registry.policy(policy).sampled:
+        return None  # only sampled groups have finite-G weights to tell apart
     df = _c1_table(study, policy)
     if df.empty:
         return None
-    ratio_g = noise_ratio(df["surrogate"], df["theory_G"], df["surrogate_se"])
-    ratio_pop = noise_ratio(df["surrogate"], df["theory_pop"], df["surrogate_se"])
-    ok = ratio_g < ratio_pop and ratio_g <= TOLERANCE["noise_ratio"][kind(policy)]
+    ratio_g, ratio_pop = _per_seed_ratio(df, "theory_G"), _per_seed_ratio(df, "theory_pop")
+    tol = TOLERANCE["noise_ratio"]
+    accepted = interval_verdict(*seed_interval(ratio_g)[1:], tol)
+    rejected = interval_verdict(*seed_interval(ratio_pop)[1:], tol, holds_below=False)
     runs = study.select(policy, sweep=["variant", "group_size"])
-    traj = ""
-    if kind(policy) == "practice" and len(runs):
-        traj = (f"; trajectory gap with finite-G C3 {_fmt(runs['gap_trajectory_G'].mean())} vs population "
-                f"{_fmt(runs['gap_trajectory'].mean())}")
-    return (_verdict(ok), "RMS error / RMS SE of C1's surrogate with E1's finite-G weights",
-            ratio_g, TOLERANCE["noise_ratio"][kind(policy)],
-            f"E1 weights {_fmt(ratio_g)} vs population weights {_fmt(ratio_pop)}: "
-            f"E1 must also explain the sampled objective better than the population limit{traj}")
+    return _verdict(combine(accepted, rejected), "RMS error / RMS SE of C1's surrogate with E1's finite-G weights",
+                    ratio_g, tol, f"E1 weights {_fmt_interval(*seed_interval(ratio_g))} (must be <= {tol:g}) vs "
+                    f"population weights {_fmt_interval(*seed_interval(ratio_pop))} (must be > {tol:g}); "
+                    f"trajectory gap with finite-G C3 {_fmt(runs['gap_trajectory_G'].mean())} vs population "
+                    f"{_fmt(runs['gap_trajectory'].mean())}")
 
 
-# --------------------------------------------------------------------------- C2..C7, E2..E4
+# --------------------------------------------------------------------------- C2..C7
 def claim_c2(study: Study, policy: str) -> Verdict | None:
     runs = study.select(policy, sweep="variant")
-    if runs.empty:
-        return None
-    medians = {}
-    for run in runs["run"]:
-        train = study.train_rows(policy, run)
-        medians[run] = float(train.loc[train["iteration"] == train["iteration"].max(), "kl_in_correct"].median())
-    worst = max(medians, key=medians.get)
-    tol = TOLERANCE["kl_in_correct"][kind(policy)]
-    return (_verdict(medians[worst] <= tol), "largest median KL(pi_N | correct || pi_ref | correct), nats",
-            medians[worst], tol, ", ".join(f"{k}: {_fmt(v)}" for k, v in medians.items()))
+    if runs.empty or registry.policy(policy).rung not in (None, "R1", "R6"):
+        return None  # C2 is the population maximiser: R1 checks it numerically, the rest of E5 by C3_G
+
+    def median_kl(g):
+        return float(g.loc[g["iteration"] == g["iteration"].max(), "kl_in_correct"].median())
+    per_run = {run: study.per_seed(policy, run, median_kl) for run in runs["run"]}
+    worst = max(per_run, key=lambda k: per_run[k].mean())
+    tol = tolerance("kl_in_correct", policy)
+    _, lo, hi = seed_interval(per_run[worst])
+    return _verdict(interval_verdict(lo, hi, tol), "largest median KL(pi_N | correct || pi_ref | correct), nats",
+                    per_run[worst], tol, f"worst {worst}; " + ", ".join(f"{k}: {_fmt(v.mean())}" for k, v in per_run.items()))
+
+
+def _prediction_column(policy: str) -> str:
+    """R2 maximises the finite-G objective: its C3 is the one with E1's S_G."""
+    return "pred_trajectory_G" if registry.policy(policy).rung == "R2" else "pred_trajectory"
 
 
 def claim_c3(study: Study, policy: str) -> Verdict | None:
     runs = study.select(policy, sweep="variant")
     if runs.empty:
         return None
-    worst = runs.loc[runs["gap_trajectory"].idxmax()]
-    tol = TOLERANCE["pos_gap"][kind(policy)]
-    return (_verdict(worst["gap_trajectory"] <= tol), "largest mean |p_n - C3 trajectory| over variants (train, n >= 1)",
-            float(worst["gap_trajectory"]), tol,
-            f"worst {worst['run']}; one-step gap {_fmt(worst['gap_one_step'])}; per variant: "
-            + ", ".join(f"{r.run}: {_fmt(r.gap_trajectory)}" for r in runs.itertuples()))
+    column = _prediction_column(policy)
+    per_run = {run: study.gaps(policy, run, column) for run in runs["run"]}
+    worst = max(per_run, key=lambda k: per_run[k].mean())
+    one_step = study.gaps(policy, worst, column.replace("trajectory", "one_step"))
+    tol = tolerance("pos_gap", policy)
+    _, lo, hi = seed_interval(per_run[worst])
+    label = "C3 with finite-G S_G" if column.endswith("_G") else "C3"
+    return _verdict(interval_verdict(lo, hi, tol),
+                    f"largest mean |p_n - {label} trajectory| over variants (train, n >= 1)", per_run[worst], tol,
+                    f"worst {worst}; one-step gap {_fmt(one_step.mean())}; per variant: "
+                    + ", ".join(f"{k}: {_fmt_interval(*seed_interval(v))}" for k, v in per_run.items()))
 
 
 def claim_c4(study: Study, policy: str) -> Verdict | None:
     runs = study.select(policy, sweep=["variant", "beta"], kl="ref", norm="mean_std")
     if runs.empty:
         return None
-    amplified, limit_gap = [], []
+    amplified, limit_gaps = [], []
     for run in runs["run"]:
         train = study.train_rows(policy, run)
         last = train[train["iteration"] == train["iteration"].max()]
-        amplified.append((last["pos"] > last["p_ref"]).to_numpy())
-        finite = np.isfinite(last["pred_limit"])
-        limit_gap.append(float((last["pos"] - last["pred_limit"])[finite].abs().mean()))
-    share = float(np.concatenate(amplified).mean())
-    worst_limit = float(np.nanmax(limit_gap))
-    tol, tol_limit = TOLERANCE["amplified_share"][kind(policy)], TOLERANCE["limit_gap"][kind(policy)]
-    return (_verdict(share >= tol and worst_limit <= tol_limit), "share of questions with p_N > p_ref (kl=ref runs)",
-            share, tol, f"largest mean |p_N - predicted limit| {_fmt(worst_limit)} (tolerance {tol_limit:g}) "
-            f"over {len(runs)} runs")
+        amplified.append(last.groupby("seed").apply(lambda g: (g["pos"] > g["p_ref"]).mean(), include_groups=False))
+        finite = last[np.isfinite(last["pred_limit"])]
+        limit_gaps.append(finite.groupby("seed").apply(lambda g: (g["pos"] - g["pred_limit"]).abs().mean(),
+                                                       include_groups=False))
+    share = pd.concat(amplified, axis=1).mean(axis=1).to_numpy()      # per seed, over runs
+    limit = pd.concat(limit_gaps, axis=1).max(axis=1).to_numpy()      # per seed, the worst run
+    tol, tol_limit = tolerance("amplified_share", policy), TOLERANCE["limit_gap"]
+    verdict = combine(interval_verdict(*seed_interval(share)[1:], tol, holds_below=False),
+                      interval_verdict(*seed_interval(limit)[1:], tol_limit))
+    return _verdict(verdict, "share of questions with p_N > p_ref (kl=ref runs)", share, tol,
+                    f"largest mean |p_N - predicted limit| {_fmt_interval(*seed_interval(limit))} "
+                    f"(tolerance {tol_limit:g}) over {len(runs)} runs")
 
 
 def _spread_after_first(train: pd.DataFrame) -> float:
@@ -212,37 +286,44 @@ def _spread_after_first(train: pd.DataFrame) -> float:
 
 def claim_c5(study: Study, policy: str) -> Verdict | None:
     only = study.select(policy, sweep="variant", kl="ref", norm="mean_only")
-    std_ = study.select(policy, sweep="variant", kl="ref", norm="mean_std", eps=0.0)
+    std_ = study.base(policy)
     if only.empty or std_.empty:
         return None
-    s_only = _spread_after_first(study.train_rows(policy, only["run"].iloc[0]))
-    s_std = _spread_after_first(study.train_rows(policy, std_["run"].iloc[0]))
-    tol = TOLERANCE["pos_gap"][kind(policy)]
-    return (_verdict(s_only <= tol and s_std > s_only), "mean_only: mean over questions of max_n |p_n - p_1| (n >= 1)",
-            s_only, tol, f"mean_std adapts: its spread {_fmt(s_std)} (must exceed mean_only's)")
+    s_only = study.per_seed(policy, only["run"].iloc[0], _spread_after_first)
+    s_std = study.per_seed(policy, std_["run"].iloc[0], _spread_after_first)
+    tol = tolerance("pos_gap", policy)
+    adapts = interval_verdict(*difference_interval(s_only, s_std)[1:], 0.0, holds_below=False)
+    return _verdict(combine(interval_verdict(*seed_interval(s_only)[1:], tol), adapts),
+                    "mean_only: mean over questions of max_n |p_n - p_1| (n >= 1)", s_only, tol,
+                    f"mean_std adapts: its spread {_fmt_interval(*seed_interval(s_std))} must exceed mean_only's")
 
 
 def claim_c6(study: Study, policy: str) -> Verdict | None:
     mirror = study.select(policy, sweep="variant", kl="mirror", norm="mean_std")
-    ref = study.select(policy, sweep="variant", kl="ref", norm="mean_std", eps=0.0)
+    ref = study.base(policy)
     both = study.select(policy, sweep="variant", kl="both", norm="mean_std")
     if mirror.empty or ref.empty:
         return None
-    traj = study.train_rows(policy, mirror["run"].iloc[0]).groupby("iteration")["pos"].mean()
-    monotone = bool((traj.diff().dropna() >= -0.01).all())
-    final_mirror, final_ref = float(traj.iloc[-1]), float(ref["final_pos_mean"].iloc[0])
-    ok = monotone and final_mirror >= final_ref - 0.01
-    evidence = f"mirror mean PoS non-decreasing: {monotone}; final mirror {_fmt(final_mirror)} vs ref {_fmt(final_ref)}"
+    slack = TOLERANCE["monotone_slack"]
+    m_run, r_run = mirror["run"].iloc[0], ref["run"].iloc[0]
+    traj = study.train_rows(policy, m_run).groupby("iteration")["pos"].mean()
+    monotone = bool((traj.diff().dropna() >= -slack).all())
+    final = study.per_seed(policy, m_run, lambda g: g.loc[g["iteration"] == g["iteration"].max(), "pos"].mean())
+    final_ref = study.per_seed(policy, r_run, lambda g: g.loc[g["iteration"] == g["iteration"].max(), "pos"].mean())
+    above_ref = interval_verdict(*difference_interval(final_ref, final)[1:], -slack, holds_below=False)
+    parts = [HOLDS if monotone else FAILS, above_ref]
+    evidence = (f"mirror's mean PoS non-decreasing (slack {slack:g}): {monotone}; final mirror "
+                f"{_fmt_interval(*seed_interval(final))} must be >= final ref {_fmt_interval(*seed_interval(final_ref))}")
     if not both.empty:
-        gap = float(both["gap_trajectory"].iloc[0])
-        ok = ok and gap <= TOLERANCE["pos_gap"][kind(policy)]
-        evidence += f"; both: final {_fmt(float(both['final_pos_mean'].iloc[0]))}, C3 gap {_fmt(gap)}"
-    return (_verdict(ok), "final mean PoS under kl=mirror", final_mirror, final_ref, evidence)
+        gap = study.gaps(policy, both["run"].iloc[0], _prediction_column(policy))
+        parts.append(interval_verdict(*seed_interval(gap)[1:], tolerance("pos_gap", policy)))
+        evidence += f"; both: C3 gap {_fmt_interval(*seed_interval(gap))}"
+    return _verdict(combine(*parts), "final mean PoS under kl=mirror", final, slack, evidence)
 
 
 def _sweep_with_base(study: Study, policy: str, sweep: str, min_points: int) -> pd.DataFrame | None:
     """The sweep's runs plus its base run (mean_std, kl=ref, eps=0), sorted by the swept value."""
-    base = study.select(policy, sweep="variant", kl="ref", norm="mean_std", eps=0.0)
+    base = study.base(policy)
     if base.empty:
         return None
     runs = pd.concat([base.iloc[:1], study.select(policy, sweep=sweep, variant=base["variant"].iloc[0])])
@@ -253,53 +334,79 @@ def claim_c7(study: Study, policy: str) -> Verdict | None:
     runs = _sweep_with_base(study, policy, "beta", min_points=3)
     if runs is None:
         return None
-    finals = runs["final_pos_mean"].to_numpy()
-    non_increasing = bool(np.all(np.diff(finals) <= 0.01))
-    rho = float(stats.spearmanr(runs["beta"], finals).statistic)
-    return (_verdict(non_increasing and rho < 0), "Spearman rho(beta, final mean PoS)", rho, 0.0,
-            "final mean PoS by beta: " + ", ".join(f"{b:g}: {_fmt(f)}" for b, f in zip(runs["beta"], finals)))
+    finals = np.stack([study.per_seed(policy, r, lambda g: g.loc[g["iteration"] == g["iteration"].max(), "pos"].mean())
+                       for r in runs["run"]])  # (betas, seeds)
+    rhos = np.array([stats.spearmanr(runs["beta"], finals[:, s]).statistic for s in range(finals.shape[1])])
+    means = finals.mean(axis=1)
+    non_increasing = bool(np.all(np.diff(means) <= TOLERANCE["monotone_slack"]))
+    verdict = combine(HOLDS if non_increasing else FAILS,
+                      interval_verdict(*seed_interval(rhos)[1:], TOLERANCE["spearman"] - 1e-12))
+    return _verdict(verdict, "Spearman rho(beta, final mean PoS), per seed", rhos, TOLERANCE["spearman"],
+                    "final mean PoS by beta: " + ", ".join(f"{b:g}: {_fmt(f)}" for b, f in zip(runs["beta"], means)))
 
 
-def _sweep_rho(study: Study, policy: str, sweep: str) -> tuple[float, str] | None:
-    runs = _sweep_with_base(study, policy, sweep, min_points=2)
-    if runs is None:
-        return None
-    rho = float(stats.spearmanr(runs[sweep], runs["gap_trajectory"]).statistic)
-    return rho, ", ".join(f"{int(k)}: {_fmt(g)}" for k, g in zip(runs[sweep], runs["gap_trajectory"]))
+# --------------------------------------------------------------------------- E2..E5
+def _gap_steps(study: Study, runs: pd.DataFrame, policy: str, sweep: str, column: str):
+    """Each step of the gap along a sweep: (from, to, diff, lo, hi) with Welch intervals over seeds."""
+    gaps = [study.gaps(policy, r, column) for r in runs["run"]]
+    values = runs[sweep].tolist()
+    steps = [(values[i], values[i + 1], *difference_interval(gaps[i], gaps[i + 1])) for i in range(len(gaps) - 1)]
+    return gaps, steps
+
+
+def _steps_text(steps) -> str:
+    return ", ".join(f"{a:g}->{b:g}: {_fmt_interval(d, lo, hi)}" for a, b, d, lo, hi in steps)
 
 
 def claim_e2(study: Study, policy: str) -> Verdict | None:
-    if kind(policy) != "practice":
+    """The gap falls with G: every step of the G sweep lies below 0 with its interval."""
+    if not registry.policy(policy).sampled:
         return None
-    g, m = _sweep_rho(study, policy, "group_size"), _sweep_rho(study, policy, "inner_steps")
-    if g is None and m is None:
+    runs = _sweep_with_base(study, policy, "group_size", min_points=2)
+    if runs is None:
         return None
-    rhos = [r for r in (g, m) if r is not None]
-    evidence = "; ".join(f"{name} -> gap: {r[1]}" for name, r in (("G", g), ("M", m)) if r is not None)
+    gaps, steps = _gap_steps(study, runs, policy, "group_size", "pred_trajectory")
+    verdict = combine(*(interval_verdict(lo, hi, TOLERANCE["gap_step"]) for *_, lo, hi in steps))
+    evidence = f"gap by G: " + ", ".join(f"{g:g}: {_fmt_interval(*seed_interval(v))}"
+                                         for g, v in zip(runs["group_size"], gaps)) + f"; steps {_steps_text(steps)}"
+    m_runs = _sweep_with_base(study, policy, "inner_steps", min_points=2)
+    if m_runs is not None:
+        m_gaps = [study.gaps(policy, r) for r in m_runs["run"]]
+        evidence += "; gap by M (see E5 for its U-shape): " + ", ".join(
+            f"{int(m)}: {_fmt_interval(*seed_interval(v))}" for m, v in zip(m_runs["inner_steps"], m_gaps))
     other = study.select(policy, sweep=["kl_estimator", "clip_eps"])
     if len(other):
         evidence += "; " + ", ".join(f"{r.run}: {_fmt(r.gap_trajectory)}" for r in other.itertuples())
-    worst = max(r[0] for r in rhos)
-    return (_verdict(worst < 0), "largest Spearman rho(G or M, C3 gap): the gap shrinks as G and M grow",
-            worst, 0.0, evidence)
+    largest = max(d for *_, d, _lo, _hi in steps)
+    return _verdict(verdict, "largest step of the C3 gap as G grows (negative: it shrinks)", [largest],
+                    TOLERANCE["gap_step"], evidence)
 
 
 def claim_e3(study: Study, policy: str) -> Verdict | None:
-    if policy != "transformer":
+    if registry.policy(policy).family == "tabular":
         return None  # tabular questions share no parameters: held-out PoS cannot move by construction
     base = study.select(policy, sweep="variant")
     if base.empty:
         return None
     run = base["run"].iloc[0]
     pred = study.predictions[(policy, run)]
-    held = pred[pred["split"] != "train"].pivot(index="iteration", columns="question", values="pos")
+    held = pred[pred["split"] != "train"]
     if held.empty:
         return None
-    gain = held.iloc[-1] - held.iloc[0]
-    t = float(gain.mean() / (gain.std(ddof=1) / np.sqrt(len(gain)))) if len(gain) > 1 and gain.std() > 0 else 0.0
-    verdict = "holds" if t >= 2 else "fails" if t <= -2 else "inconclusive"
-    return (verdict, "paired t of held-out PoS gain (iteration N - 0)", t, 2.0,
-            f"{run}: mean held-out gain {_fmt(float(gain.mean()))} over {len(gain)} questions")
+
+    def paired_t(g):
+        wide = g.pivot(index="iteration", columns="question", values="pos").sort_index()
+        gain = wide.iloc[-1] - wide.iloc[0]
+        return float(gain.mean() / (gain.std(ddof=1) / np.sqrt(len(gain)))) if len(gain) > 1 and gain.std() > 0 else 0.0
+    ts = np.array([paired_t(g) for _, g in held.groupby("seed", sort=True)])
+    gains = held.groupby("seed").apply(lambda g: g.loc[g["iteration"] == g["iteration"].max(), "pos"].mean()
+                                       - g.loc[g["iteration"] == 0, "pos"].mean(), include_groups=False)
+    t_tol = TOLERANCE["heldout_t"]
+    _, lo, hi = seed_interval(ts)
+    verdict = HOLDS if lo >= t_tol else FAILS if hi <= -t_tol else INCONCLUSIVE
+    return _verdict(verdict, "paired t of held-out PoS gain (iteration N - 0), per seed", ts, t_tol,
+                    f"{run}: mean held-out gain {_fmt_interval(*seed_interval(gains))} over "
+                    f"{held['question'].nunique()} questions")
 
 
 def claim_e4(study: Study, policy: str) -> Verdict | None:
@@ -307,15 +414,72 @@ def claim_e4(study: Study, policy: str) -> Verdict | None:
     if runs.empty:
         return None
     worst = runs.loc[runs["beta_eff_rmse"].idxmax()]
-    tol = TOLERANCE["fit_rmse"][kind(policy)]
-    return (_verdict(worst["beta_eff_rmse"] <= tol), "largest RMSE of the C3 fit with an effective beta",
-            float(worst["beta_eff_rmse"]), tol,
-            "beta_eff/beta: " + ", ".join(f"{r.run}: {_fmt(r.beta_eff / r.beta)}" for r in runs.itertuples()))
+    tol = tolerance("fit_rmse", policy)
+    verdict = interval_verdict(worst["beta_eff_rmse_lo"], worst["beta_eff_rmse_hi"], tol)
+    return Verdict(verdict, "largest RMSE of the C3 fit with an effective beta", float(worst["beta_eff_rmse"]),
+                   float(worst["beta_eff_rmse_lo"]), float(worst["beta_eff_rmse_hi"]), int(worst["n_seeds"]), tol,
+                   "beta_eff/beta: " + ", ".join(f"{r.run}: {_fmt(r.beta_eff / r.beta)}" for r in runs.itertuples()))
+
+
+def claim_e5(study: Study, policy: str) -> Verdict | None:
+    """Each E5 rung's own claim (THEORY.md): R1 = C3, R2 = C3 with S_G, R3 -> R2 as M grows,
+    R4 -> R3 as m grows, R5's gap is visible (E[argmax] != argmax E), R6's gap is U-shaped in M."""
+    rung = registry.policy(policy).rung
+    base = study.base(policy)
+    if rung is None or base.empty:
+        return None
+    base_run = base["run"].iloc[0]
+    if rung in ("R1", "R2"):
+        column = _prediction_column(policy)
+        runs = study.select(policy, sweep="variant")
+        worst = max((float(np.abs(study.train_rows(policy, r).query("iteration >= 1")["pos"]
+                                  - study.train_rows(policy, r).query("iteration >= 1")[column]).max()), r)
+                    for r in runs["run"])
+        tol = tolerance("pos_gap", policy)
+        return _verdict(interval_verdict(worst[0], worst[0], tol),
+                        f"{rung}: largest |p_n - {'C3 with S_G' if rung == 'R2' else 'C3'}| over variants, questions, n",
+                        [worst[0]], tol, f"worst {worst[1]}; a numerical maximiser with no closed form in its path")
+    if rung in ("R3", "R4"):
+        sweep = "inner_steps" if rung == "R3" else "groups_per_question"
+        runs = _sweep_with_base(study, policy, sweep, min_points=2)
+        if runs is None:
+            return None
+        gaps, steps = _gap_steps(study, runs, policy, sweep, "pred_trajectory_G")
+        first_to_last = difference_interval(gaps[0], gaps[-1])
+        symbol = "M" if rung == "R3" else "m"
+        return _verdict(interval_verdict(first_to_last[1], first_to_last[2], TOLERANCE["gap_step"]),
+                        f"{rung}: change of the C3_G gap from the smallest to the largest {symbol}", [first_to_last[0]],
+                        TOLERANCE["gap_step"], f"gap_G by {symbol}: " + ", ".join(
+                            f"{v:g}: {_fmt_interval(*seed_interval(g))}" for v, g in zip(runs[sweep], gaps))
+                        + f"; steps {_steps_text(steps)}")
+    if rung == "R5":
+        gaps = study.gaps(policy, base_run, "pred_trajectory_G")
+        tol = TOLERANCE["visible_gap"]
+        return _verdict(interval_verdict(*seed_interval(gaps)[1:], tol, holds_below=False),
+                        "R5: mean |p_n - C3_G| of one group's own maximiser", gaps, tol,
+                        f"{base_run}: must lie above {tol:g} (E[argmax] != argmax E)")
+    runs = _sweep_with_base(study, policy, "inner_steps", min_points=3)  # R6
+    if runs is None:
+        return None
+    gaps = [study.gaps(policy, r, "pred_trajectory_G") for r in runs["run"]]
+    means = np.array([g.mean() for g in gaps])
+    best = int(np.argmin(means))
+    if best in (0, len(gaps) - 1):
+        verdict, evidence = FAILS, "the smallest gap sits at an end of the M sweep"
+    else:
+        left, right = difference_interval(gaps[0], gaps[best]), difference_interval(gaps[-1], gaps[best])
+        verdict = combine(interval_verdict(left[1], left[2], 0.0), interval_verdict(right[1], right[2], 0.0))
+        evidence = (f"interior minimum at M = {runs['inner_steps'].iloc[best]:g}: below M = "
+                    f"{runs['inner_steps'].iloc[0]:g} by {_fmt_interval(*left)}, below M = "
+                    f"{runs['inner_steps'].iloc[-1]:g} by {_fmt_interval(*right)}")
+    return _verdict(verdict, "R6: C3_G gap is U-shaped in M (optimisation error vs one group's noise)",
+                    gaps[best], 0.0, evidence + "; gap_G by M: " + ", ".join(
+                        f"{m:g}: {_fmt_interval(*seed_interval(g))}" for m, g in zip(runs["inner_steps"], gaps)))
 
 
 CLAIMS: dict[str, Callable[[Study, str], Verdict | None]] = {
     "C1": claim_c1, "C2": claim_c2, "C3": claim_c3, "C4": claim_c4, "C5": claim_c5, "C6": claim_c6,
-    "C7": claim_c7, "E1": claim_e1, "E2": claim_e2, "E3": claim_e3, "E4": claim_e4,
+    "C7": claim_c7, "E1": claim_e1, "E2": claim_e2, "E3": claim_e3, "E4": claim_e4, "E5": claim_e5,
 }
 
 
@@ -326,20 +490,28 @@ def claims_table(study: Study) -> pd.DataFrame:
             result = func(study, policy)
             if result is None:
                 continue
-            verdict, metric, value, tol, evidence = result
-            rows.append({"claim": claim, "policy": policy, "verdict": verdict, "metric": metric,
-                         "value": value, "tolerance": tol, "evidence": evidence})
+            rows.append({"claim": claim, "policy": policy, "verdict": result.verdict, "metric": result.metric,
+                         "value": result.value, "value_lo": result.lo, "value_hi": result.hi,
+                         "n_seeds": result.n_seeds, "tolerance": result.tolerance, "evidence": result.evidence})
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
 def claims_markdown(table: pd.DataFrame, scale: str) -> str:
     """claims.md: a verdict matrix (claim x policy) and the full table with the numbers behind it."""
     matrix = table.pivot(index="claim", columns="policy", values="verdict").fillna("-")
-    lines = [f"# Claims at scale `{scale}`", "", "Verdicts from the measured files (THEORY.md ids).", ""]
+    order = [p for p in registry.POLICY_NAMES if p in matrix.columns]
+    matrix = matrix[order + [c for c in matrix.columns if c not in order]]
+    lines = [f"# Claims at scale `{scale}`", "", "Verdicts from the measured files (THEORY.md ids). A value's "
+             "interval is its 95% t-interval over seeds; a claim holds where the whole interval lies inside the "
+             "tolerance, fails where it lies wholly outside, and is inconclusive where it straddles.", "",
+             "Policies: " + "; ".join(f"`{p}`: {registry.policy(p).label}" for p in order
+                                      if p in registry.POLICIES) + ".", ""]
     lines += ["| claim | " + " | ".join(matrix.columns) + " |", "|---" * (len(matrix.columns) + 1) + "|"]
     lines += [f"| {c} | " + " | ".join(matrix.loc[c]) + " |" for c in matrix.index]
-    lines += ["", "| claim | policy | verdict | metric | value | tolerance | evidence |", "|---" * 7 + "|"]
+    lines += ["", "| claim | policy | verdict | metric | value [95% interval] | seeds | tolerance | evidence |",
+              "|---" * 8 + "|"]
     for r in table.itertuples():
-        lines.append(f"| {r.claim} | {r.policy} | **{r.verdict}** | {r.metric} | {r.value:.4g} | {r.tolerance:.3g} | "
+        lines.append(f"| {r.claim} | {r.policy} | **{r.verdict}** | {r.metric} | "
+                     f"{_fmt_interval(r.value, r.value_lo, r.value_hi)} | {r.n_seeds} | {r.tolerance:.3g} | "
                      f"{str(r.evidence).replace('|', '/')} |")
     return "\n".join(lines) + "\n"

@@ -19,7 +19,9 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from grpo_amp import registry
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the one definition: runs, stages and tests read it
 
 
 class Norm(str, Enum):
@@ -54,10 +56,9 @@ class LossAgg(str, Enum):
     sequence_mean = "sequence_mean"  # mean over each sequence, then over sequences (original GRPO)
 
 
-class PolicyName(str, Enum):
-    tabular_exact = "tabular_exact"
-    tabular_sgd = "tabular_sgd"
-    transformer = "transformer"
+# The policies are grpo_amp.registry's table: a new policy is an entry there, never an edit here.
+PolicyName = Enum("PolicyName", {name: name for name in registry.POLICY_NAMES}, type=str)
+PolicyName.__doc__ = "A policy of grpo_amp.registry.POLICIES."
 
 
 class PosMethod(str, Enum):
@@ -137,7 +138,6 @@ class ReferenceTrainingConfig:
 class PolicyConfig:
     """Which policy trains (``conf/policy/``); the model fields matter for the transformer only."""
     name: PolicyName = PolicyName.tabular_exact
-    family: str = "tabular"  # names results/{scale}/reference/{family}/
     pos_method: PosMethod = PosMethod.exact
     mc_samples: int = 256      # per question, for pos_method=mc and the exact-vs-mc cross-check
     save_checkpoints: bool = True  # per-iteration states; the pos rule measures from them
@@ -145,8 +145,16 @@ class PolicyConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     reference: ReferenceTrainingConfig = field(default_factory=ReferenceTrainingConfig)
 
+    @property
+    def family(self) -> str:
+        """Names results/{scale}/reference/{family}/ (the registry's entry for the policy)."""
+        return registry.family_of(self.name.value)
+
+    @property
+    def spec(self) -> registry.PolicySpec:
+        return registry.policy(self.name.value)
+
     def __post_init__(self) -> None:
-        _require(self.family in ("tabular", "transformer"), "policy.family", self.family, "tabular or transformer")
         _require(self.mc_samples >= 1, "policy.mc_samples", self.mc_samples, ">= 1")
 
 
@@ -190,8 +198,21 @@ class StudyConfig:
     inner_sweep: list[int] = field(default_factory=list)        # E2, practice policies only
     estimator_sweep: list[str] = field(default_factory=list)    # E2, practice policies only
     clip_sweep: list[float] = field(default_factory=list)       # E2, practice policies only
-    transformer_variants: list[str] = field(default_factory=list)  # the transformer's subset (costly)
-    transformer_sweeps: list[str] = field(default_factory=list)    # which SWEEPS the transformer runs
+    groups_sweep: list[int] = field(default_factory=list)       # E5 R4: groups per question (m)
+    # per policy, where it differs from the above: its variants, and which of its sweeps it runs
+    # (e.g. the transformer is costly: fewer variants, only the beta sweep at default scale)
+    variants_of: dict[str, list[str]] = field(default_factory=dict)
+    sweeps_of: dict[str, list[str]] = field(default_factory=dict)
+    seeds: int = 1  # repeats of every sampled policy's run (seed, seed + 1, ...): intervals over seeds
+
+    def __post_init__(self) -> None:
+        _require(self.seeds >= 1, "scale.study.seeds", self.seeds, ">= 1")
+        for p in [*self.policies, *self.variants_of, *self.sweeps_of]:
+            _require(p in registry.POLICIES, "scale.study.policies", p, "one of " + ", ".join(registry.POLICIES))
+        for p, sweeps in self.sweeps_of.items():
+            for s in sweeps:
+                _require(s in registry.POLICIES[p].sweeps, f"scale.study.sweeps_of.{p}", s,
+                         "one of that policy's sweeps: " + ", ".join(registry.POLICIES[p].sweeps))
 
 
 @dataclass
@@ -221,12 +242,14 @@ class Config:
     seed: int = 0
     run_name: str = ""    # the Snakemake ``{variant}`` wildcard, e.g. mean_std_ref-beta0.5
     results: str = "results"  # root of results/{scale}/...
-    inputs: list[str] = field(default_factory=list)   # set by the rule: files it reads
-    outputs: list[str] = field(default_factory=list)  # set by the rule: files it writes
+    # the files the rule names (``+outputs.pos=results/smoke/pos/...``); a stage run by hand falls back
+    # to the standard paths of grpo_amp.paths (stages.common.input_path / output_path)
+    inputs: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        wanted = {"tabular": "tabular", "transformer": "modarith"}[self.policy.family]
-        _require(self.task.name == wanted, "task", self.task.name, f"{wanted} for policy={self.policy.name.value}")
+        tasks = registry.FAMILIES[self.policy.family].tasks
+        _require(self.task.name in tasks, "task", self.task.name, f"{' or '.join(tasks)} for policy={self.policy.name.value}")
 
 
 def register_configs() -> None:
@@ -237,6 +260,12 @@ def register_configs() -> None:
     cs.store(group="policy", name="policy_schema", node=PolicyConfig)
     cs.store(group="task", name="task_schema", node=TaskConfig)
     cs.store(group="scale", name="scale_schema", node=ScaleConfig)
+    cs.store(group="grpo", name="grpo_schema", node=GRPOConfig)
+    for spec in registry.POLICY_TABLE:  # policy=<name>: the registry entry, with its task and GRPO preset
+        cs.store(group="policy", name=spec.name, node={
+            "defaults": ["policy_schema", {"override /task@_global_.task": registry.FAMILIES[spec.family].tasks[0]},
+                         {"override /grpo@_global_.grpo": spec.grpo}],
+            "name": spec.name, "pos_method": spec.pos_method})
 
 
 def to_config(cfg: DictConfig) -> Config:

@@ -1,6 +1,7 @@
-"""The study's figures, drawn only from results/{scale}/runs.csv and the predict CSVs.
+"""The study's figures, drawn only from files earlier rules wrote: runs.csv, ladder.csv, the predict
+CSVs and the curves CSVs (C3 on a grid of p, written by ``predict``).
 
-No torch and no training here: every number on a figure was written by an earlier rule.
+No torch, no training and no theory here: every number on a figure was written by an earlier rule.
 
     from grpo_amp import figures
     list(figures.FIGURES)  # trajectories, per_question, fixed_points, ...
@@ -28,15 +29,17 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, NullLocator
 
-from grpo_amp import theory
+from scipy.special import logit
+
+from grpo_amp import registry
 from grpo_amp.io import atomic_path, read_csv
-from grpo_amp.runs import PRACTICE_POLICIES
-from grpo_amp.schema import PREDICT_COLUMNS, RUN_COLUMNS
+from grpo_amp.schema import CURVE_COLUMNS, LADDER_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS
+from grpo_amp.summaries import seed_interval
 
 DPI = 120
 P_CLIP = 1e-6            # probabilities are clipped to [P_CLIP, 1 - P_CLIP] before a logit
 MAX_POINTS = 20_000      # scatter points per panel (a seeded subsample beyond this)
-POLICY_ORDER = ("tabular_exact", "tabular_sgd", "transformer")
+POLICY_ORDER = registry.POLICY_NAMES
 KL_ORDER = ("ref", "mirror", "both")
 NO_DATA = "no data at this scale"
 # Line styles shared by every figure: measured (with its CI band) vs the two C3 predictions.
@@ -86,7 +89,7 @@ def _message_figure(title: str, text: str = NO_DATA) -> Figure:
 
 
 def _logit(p) -> np.ndarray:
-    return theory.logit(np.clip(np.asarray(p, dtype=float), P_CLIP, 1.0 - P_CLIP))
+    return logit(np.clip(np.asarray(p, dtype=float), P_CLIP, 1.0 - P_CLIP))
 
 
 def _ordered(values: Sequence[str], preferred: Sequence[str]) -> list[str]:
@@ -135,29 +138,14 @@ def _iteration_axis(ax, xlabel: str = "iteration") -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _num(value, default: float) -> float:
-    return default if pd.isna(value) else float(value)
-
-
-def _theory_kwargs(row, finite_group: bool = False) -> dict:
-    """norm/eps/std/group_size of a runs.csv row for grpo_amp.theory (group_size=None: population)."""
-    G = row.group_size if finite_group and _has_finite_group(row) else None
-    std = row.std if row.std in theory.STDS else "population"
-    return dict(norm=row.norm, eps=_num(row.eps, 0.0), std=std, group_size=None if G is None else int(G))
-
-
 def _has_finite_group(row) -> bool:
-    return row.policy in PRACTICE_POLICIES and pd.notna(row.group_size)
+    """A policy that samples groups: its finite-G prediction (E1) is drawn beside the population one."""
+    return row.policy in registry.SAMPLED_POLICIES and pd.notna(row.group_size)
 
 
-def _weight_sum(p, row, finite_group: bool = False) -> np.ndarray:
-    """S(p) = w+ + w- of a run's advantage (E1's S_G with ``finite_group``)."""
-    kw = _theory_kwargs(row, finite_group)
-    if kw["group_size"] is None:
-        w_plus, w_minus = theory.advantage_weights(p, kw["norm"], kw["eps"])
-    else:
-        w_plus, w_minus = theory.finite_group_weights(p, **kw)
-    return w_plus + w_minus
+def load_curves(D: Path, row) -> pd.DataFrame:
+    """The run's C3 on a grid of p (predict's curves file)."""
+    return read_csv(Path(D) / "curves" / row.policy / f"{row.run}.csv", CURVE_COLUMNS)
 
 
 # --------------------------------------------------------------------------- loading
@@ -197,9 +185,13 @@ def _plot_trajectory(ax, df: pd.DataFrame, color, predictions: bool = True) -> N
     """Mean over questions per iteration: measured pos with the mean CI band, and C3's predictions
     (the finite-G one for practice policies only: the exact control has no groups)."""
     m = df.groupby("iteration")[["pos", "pos_lo", "pos_hi", "pred_trajectory", "pred_trajectory_G"]].mean()
+    by_seed = df.groupby(["iteration", "seed"])["pos"].mean().groupby(level="iteration")
+    if df["seed"].nunique() > 1:  # the band: the 95% interval of the mean over seeds
+        band = by_seed.apply(lambda x: pd.Series(seed_interval(x)[1:], index=["lo", "hi"])).unstack()
+        m["pos_lo"], m["pos_hi"] = band["lo"], band["hi"]
     ax.fill_between(m.index, m["pos_lo"], m["pos_hi"], color=color, alpha=0.2, lw=0)
     ax.plot(m.index, m["pos"], color=color, **MEASURED)
-    practice = df["policy"].isin(PRACTICE_POLICIES).all()
+    practice = df["policy"].isin(registry.SAMPLED_POLICIES).all()
     for col, style, show in (("pred_trajectory", PREDICTED, predictions),
                              ("pred_trajectory_G", PREDICTED_G, predictions and practice)):
         if show and m[col].notna().any():
@@ -273,18 +265,16 @@ def fixed_points(D: Path, runs: pd.DataFrame) -> Figure:
         return _message_figure(title, f"{NO_DATA}: no beta sweep")
     pred = _train(load_predict(D, sweep))
     final = pred[pred["iteration"] == pred.groupby(["policy", "run"])["iteration"].transform("max")]
-    grid = np.linspace(0.002, 0.998, 400)
     policies = _policies(sweep)
     colors = _palette(sorted(set(sweep["beta"])), "viridis")
     fig, axes = _new_figure(1, len(policies), panel=(4.2, 4.0))
     for ax, policy in zip(axes[0], policies):
-        ax.plot(grid, grid, color="0.5", lw=1)
+        ax.plot([0, 1], [0, 1], color="0.5", lw=1)
         for row in sweep[sweep["policy"] == policy].itertuples(index=False):
-            color, kw = colors[row.beta], dict(kl=row.kl, beta=row.beta, beta_prev=_num(row.beta_prev, 0.0))
-            ax.plot(grid, theory.predicted_limit(grid, **kw, **_theory_kwargs(row)), color=color, **PREDICTED)
+            color, curves = colors[row.beta], load_curves(D, row)
+            ax.plot(curves["p"], curves["limit"], color=color, **PREDICTED)
             if _has_finite_group(row):
-                ax.plot(grid, theory.predicted_limit(grid, **kw, **_theory_kwargs(row, finite_group=True)),
-                        color=color, **PREDICTED_G)
+                ax.plot(curves["p"], curves["limit_G"], color=color, **PREDICTED_G)
             pts = final[(final["policy"] == policy) & (final["run"] == row.run)]
             ax.scatter(pts["p_ref"], pts["pos"], color=color, s=12, alpha=0.7, edgecolor="white", lw=0.3)
         ax.set(xlim=(0, 1), ylim=(-0.02, 1.02), xlabel="p_ref", ylabel="limit (curve) / final PoS (points)",
@@ -311,16 +301,16 @@ def normalisation(D: Path, runs: pd.DataFrame) -> Figure:
     pred = pred[pred["iteration"] >= 1]
     policies, names = _policies(chosen), list(dict.fromkeys(chosen["run"]))
     colors = _palette(names, "deep")
-    grid = np.linspace(0.01, 0.99, 300)
     fig, axes = _new_figure(len(policies), 2, panel=(4.4, 3.0))
     for (left, right), policy in zip(axes, policies):
         for row in chosen[chosen["policy"] == policy].itertuples(index=False):
             sub, color = pred[(pred["policy"] == policy) & (pred["run"] == row.run)], colors[row.run]
             points = _sample(sub)
             left.scatter(points["p_prev"], points["gain"], color=color, s=8, alpha=0.4, lw=0, rasterized=True)
-            left.plot(grid, _weight_sum(grid, row) / row.beta, color=color, **PREDICTED)
+            curves = load_curves(D, row)
+            left.plot(curves["p"], curves["step_gain"], color=color, **PREDICTED)
             if _has_finite_group(row):
-                left.plot(grid, _weight_sum(grid, row, finite_group=True) / row.beta, color=color, **PREDICTED_G)
+                left.plot(curves["p"], curves["step_gain_G"], color=color, **PREDICTED_G)
             m = sub.groupby("iteration")[["gain", "pred_gain", "pred_gain_G"]].agg(["mean", "sem"])
             right.errorbar(m.index, m[("gain", "mean")], yerr=m[("gain", "sem")], color=color, **MEASURED)
             for col, style, show in (("pred_gain", PREDICTED, True),
@@ -392,7 +382,8 @@ def _setting_label(row) -> str:
 def practice_gap(D: Path, runs: pd.DataFrame) -> Figure:
     """E2: how far practice sits from C3 against group size, inner steps, KL estimator and clipping."""
     title = "E2: practice gap to C3 (tabular_sgd, transformer)"
-    practice = runs[runs["policy"].isin(PRACTICE_POLICIES)]
+    practice = runs[runs["policy"].isin([p.name for p in registry.POLICY_TABLE
+                                         if {"group_size", "inner_steps"} <= set(p.sweeps) and p.sampled])]
     numeric = {s: sweep_runs(practice, s) for s in ("group_size", "inner_steps")}
     categorical = pd.concat([sweep_runs(practice, s) for s in ("kl_estimator", "clip_eps")], ignore_index=True)
     if categorical.empty and all(df.empty for df in numeric.values()):
@@ -437,6 +428,40 @@ def heldout(D: Path, runs: pd.DataFrame) -> Figure:
     return _finish(fig, title, colors, {"measured (band: mean CI)": MEASURED})
 
 
+RUNG_ORDER = ("R1", "R2", "R3", "R4", "R6", "R5")
+
+
+def _rung_sort_key(rung: str) -> tuple:
+    base = rung.split(" ")[0]
+    return (RUNG_ORDER.index(base) if base in RUNG_ORDER else len(RUNG_ORDER), rung)
+
+
+@_themed
+def gap_ladder(D: Path, runs: pd.DataFrame) -> Figure:
+    """E5: the gap to C3 rung by rung, per variant: mean over seeds with its 95% interval."""
+    title = "E5: the gap ladder, one change at a time (mean |p_n - C3|, 95% interval over seeds)"
+    path = Path(D) / "ladder.csv"
+    ladder = read_csv(path, LADDER_COLUMNS) if path.is_file() else pd.DataFrame(columns=LADDER_COLUMNS)
+    if ladder.empty:
+        return _message_figure(title, f"{NO_DATA}: no E5 rung was run")
+    ladder = ladder.merge(runs[["policy", "run", "variant"]], on=["policy", "run"], how="left")
+    variants = list(dict.fromkeys(ladder["variant"]))
+    fig, axes = _new_figure(1, len(variants), panel=(max(3.6, 0.55 * ladder.groupby("variant").size().max()), 3.6),
+                            sharey=True)
+    colors = {"gap": sns.color_palette("colorblind")[0], "gap_G": sns.color_palette("colorblind")[1]}
+    for ax, variant in zip(axes[0], variants):
+        sub = ladder[ladder["variant"] == variant]
+        sub = sub.iloc[sorted(range(len(sub)), key=lambda i: _rung_sort_key(sub["rung"].iloc[i]))]
+        x = np.arange(len(sub))
+        for offset, (col, color) in zip((-0.2, 0.2), colors.items()):
+            err = np.vstack([sub[col] - sub[f"{col}_lo"], sub[f"{col}_hi"] - sub[col]])
+            ax.bar(x + offset, sub[col], width=0.4, color=color, yerr=err, capsize=2, error_kw={"lw": 0.8})
+        ax.set_xticks(x, sub["rung"], rotation=45, ha="right", fontsize="small")
+        ax.set(title=variant, ylabel="mean |p_n - prediction|")
+        ax.set_ylim(bottom=0)
+    return _finish(fig, title, {"against C3": colors["gap"], "against C3 with finite G (E1)": colors["gap_G"]})
+
+
 FIGURES: dict[str, Callable[[Path, pd.DataFrame], Figure]] = {
     "trajectories": trajectories,
     "per_question": per_question,
@@ -444,6 +469,7 @@ FIGURES: dict[str, Callable[[Path, pd.DataFrame], Figure]] = {
     "normalisation": normalisation,
     "regularisation": regularisation,
     "practice_gap": practice_gap,
+    "gap_ladder": gap_ladder,
     "heldout": heldout,
 }
 
@@ -458,3 +484,6 @@ def make_figure(name: str, scale_dir: str | Path, out_png: str | Path) -> None:
         fig = FIGURES[name](scale_dir, runs)
         with atomic_path(out_png) as tmp:
             fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+
+
+assert tuple(FIGURES) == registry.FIGURE_NAMES, "figures.FIGURES must follow registry.FIGURE_NAMES"

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from grpo_amp import registry
+
 TRACKING = "{results}/{scale}/tracking.json"
 REFERENCE = "{results}/{scale}/reference/{family}"
 TRAIN = "{results}/{scale}/train/{policy}/{run}"
 POS = "{results}/{scale}/pos/{policy}/{run}.csv"
 PREDICT = "{results}/{scale}/predict/{policy}/{run}.csv"
+CURVES = "{results}/{scale}/curves/{policy}/{run}.csv"
 RUNS = "{results}/{scale}/runs.csv"
 CLAIMS_CSV = "{results}/{scale}/claims.csv"
 CLAIMS_MD = "{results}/{scale}/claims.md"
@@ -23,12 +26,12 @@ BENCHMARK = "{results}/{scale}/benchmarks/{rule}/{name}.tsv"
 
 POS_MEASURED_IN_TRAINING = "pos.csv"  # in a train dir, when per-iteration checkpoints are off
 
-FAMILY_OF_POLICY = {"tabular_exact": "tabular", "tabular_sgd": "tabular", "transformer": "transformer"}
-REFERENCE_POLICY = {"tabular": "tabular_exact", "transformer": "transformer"}  # whose config builds pi_ref
+LADDER = "{results}/{scale}/ladder.csv"
 
 
-def iteration_dir(train_dir: str | Path, n: int) -> Path:
-    return Path(train_dir) / f"iter_{n:03d}"
+def iteration_dir(train_dir: str | Path, n: int, seed_index: int = 0) -> Path:
+    """Where iteration ``n`` of the run's ``seed_index``-th seed keeps its policy state."""
+    return Path(train_dir) / f"seed_{seed_index:02d}" / f"iter_{n:03d}"
 
 
 def path(pattern: str, cfg=None, **fields) -> Path:
@@ -36,6 +39,6 @@ def path(pattern: str, cfg=None, **fields) -> Path:
     if cfg is not None:
         policy = cfg.policy.name.value
         defaults = {"results": cfg.results, "scale": cfg.scale.name, "policy": policy,
-                    "run": cfg.run_name or cfg.variant.name, "family": FAMILY_OF_POLICY[policy]}
+                    "run": cfg.run_name or cfg.variant.name, "family": registry.family_of(fields.get("policy", policy))}
         fields = {**defaults, **fields}
     return Path(pattern.format(**fields))

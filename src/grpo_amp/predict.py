@@ -16,7 +16,7 @@ import pandas as pd
 from grpo_amp import theory
 from grpo_amp.config import VariantConfig
 from grpo_amp.io import InputError
-from grpo_amp.schema import PREDICT_COLUMNS
+from grpo_amp.schema import CURVE_COLUMNS, PREDICT_COLUMNS
 
 
 def _theory_kwargs(variant: VariantConfig) -> dict:
@@ -25,7 +25,19 @@ def _theory_kwargs(variant: VariantConfig) -> dict:
 
 
 def predict_frame(pos: pd.DataFrame, variant: VariantConfig, group_size: int) -> pd.DataFrame:
-    """PREDICT_COLUMNS for every row of a pos table (one row per question and iteration)."""
+    """PREDICT_COLUMNS for every row of a pos table (one row per question, seed and iteration).
+
+    Every seed starts from the same pi_ref, so ``pred_trajectory`` is the same for each; the
+    one-step predictions follow each seed's own measured p_{n-1}.
+    """
+    if pos.empty:
+        raise InputError("the pos table is empty")
+    frames = [_predict_seed(rows, variant, group_size) for _, rows in pos.groupby("seed", sort=True)]
+    return pd.concat(frames, ignore_index=True)[PREDICT_COLUMNS].sort_values(["seed", "iteration", "question"],
+                                                                              ignore_index=True)
+
+
+def _predict_seed(pos: pd.DataFrame, variant: VariantConfig, group_size: int) -> pd.DataFrame:
     wide = pos.pivot(index="iteration", columns="question", values="pos").sort_index()  # (N+1, Q)
     if wide.index[0] != 0 or wide.isna().any().any():
         raise InputError("the pos table needs every question at every iteration, starting at iteration 0")
@@ -49,4 +61,25 @@ def predict_frame(pos: pd.DataFrame, variant: VariantConfig, group_size: int) ->
     out = pos.merge(long, on=["question", "iteration"], how="left", validate="one_to_one")
     heldout = out["split"] != "train"
     out.loc[heldout, [c for c in columns if c != "p_ref"]] = np.nan
-    return out[PREDICT_COLUMNS].sort_values(["iteration", "question"], ignore_index=True)
+    return out
+
+
+CURVE_GRID = np.linspace(0.002, 0.998, 400)  # p (= p_{n-1} for the step, = p_ref for the limit)
+
+
+def curves_frame(variant: VariantConfig, group_size: int) -> pd.DataFrame:
+    """The run's C3 as functions on a grid of p, for figures that draw theory beside measurements.
+
+    ``step_gain`` = S(p)/beta, the log-odds gain of one step under kl=ref (C5); ``limit`` = C4's limit
+    reached from p_ref = p; the ``_G`` columns use E1's S_G for the run's G.
+    """
+    kw = _theory_kwargs(variant)
+    out = {"p": CURVE_GRID}
+    for suffix, g in (("", None), ("_G", group_size)):
+        if g is None:
+            w_plus, w_minus = theory.advantage_weights(CURVE_GRID, kw["norm"], kw["eps"])
+        else:
+            w_plus, w_minus = theory.finite_group_weights(CURVE_GRID, g, norm=kw["norm"], eps=kw["eps"], std=kw["std"])
+        out[f"step_gain{suffix}"] = (w_plus + w_minus) / variant.beta
+        out[f"limit{suffix}"] = theory.predicted_limit(CURVE_GRID, group_size=g, **kw)
+    return pd.DataFrame(out)[CURVE_COLUMNS]

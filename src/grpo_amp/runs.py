@@ -1,13 +1,14 @@
 """Run names: one Snakemake ``{variant}`` wildcard value per GRPO run, and the Hydra overrides it means.
 
-A run is a named variant, optionally with one swept knob appended:
+A run is a named variant, optionally with one swept knob appended (``grpo_amp.registry.SWEEPS``):
 
     mean_std_ref            the variant as conf/variant/mean_std_ref.yaml defines it
-    mean_std_ref-beta0.5    ... with variant.beta=0.5          (C7 beta sweep)
-    mean_std_ref-G32        ... with grpo.group_size=32        (E1/E2 group-size sweep)
-    mean_std_ref-M16        ... with grpo.inner_steps=16       (E2 inner-step sweep)
-    mean_std_ref-klk3       ... with grpo.kl_estimator=k3      (E2 estimator sweep)
-    mean_std_ref-clip0.2    ... with grpo.clip_eps=0.2         (E2 clipping sweep)
+    mean_std_ref-beta0.5    ... with variant.beta=0.5                (C7 beta sweep)
+    mean_std_ref-G32        ... with grpo.group_size=32              (E1/E2 group-size sweep)
+    mean_std_ref-M16        ... with grpo.inner_steps=16             (E2/E5 inner-step sweep)
+    mean_std_ref-klk3       ... with grpo.kl_estimator=k3            (E2 estimator sweep)
+    mean_std_ref-clip0.2    ... with grpo.clip_eps=0.2               (E2 clipping sweep)
+    mean_std_ref-m4         ... with grpo.groups_per_question=4      (E5 R4: groups per question)
 
 The Snakefile lists the runs of a scale with ``study_runs``; a stage turns its run name back into
 overrides with ``run_overrides``. Both read the same table, so they cannot disagree.
@@ -18,20 +19,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from grpo_amp import registry
+from grpo_amp.config import CONF_DIR, StudyConfig
+from grpo_amp.io import InputError
 
-# sweep name -> (run-name tag, Hydra key, StudyConfig list, practice policies only?)
-SWEEPS = {
-    "beta": ("beta", "variant.beta", "beta_sweep", False),
-    "group_size": ("G", "grpo.group_size", "group_sweep", True),
-    "inner_steps": ("M", "grpo.inner_steps", "inner_sweep", True),
-    "kl_estimator": ("kl", "grpo.kl_estimator", "estimator_sweep", True),
-    "clip_eps": ("clip", "grpo.clip_eps", "clip_sweep", True),
-}
-PRACTICE_POLICIES = ("tabular_sgd", "transformer")  # the exact control has no G, M, estimator or clipping
-_RUN = re.compile(r"^(?P<variant>[A-Za-z0-9_]+)(?:-(?P<tag>beta|G|M|kl|clip)(?P<value>[A-Za-z0-9.]+))?$")
-_TAG_TO_SWEEP = {tag: name for name, (tag, *_rest) in SWEEPS.items()}
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+_RUN = re.compile(rf"^(?P<variant>{registry.VARIANT_PATTERN})"
+                  rf"(?:-(?P<tag>{'|'.join(map(re.escape, registry.SWEEP_OF_TAG))})(?P<value>[A-Za-z0-9.]+))?$")
 
 
 def _fmt(value) -> str:
@@ -41,17 +34,17 @@ def _fmt(value) -> str:
 def run_name(variant: str, sweep: str | None = None, value=None) -> str:
     if sweep is None:
         return variant
-    return f"{variant}-{SWEEPS[sweep][0]}{_fmt(value)}"
+    return f"{variant}-{registry.SWEEPS[sweep].tag}{_fmt(value)}"
 
 
 def parse_run(name: str) -> tuple[str, str, str | None]:
     """(variant, sweep, raw value): sweep is "variant" for a plain run."""
     m = _RUN.match(name)
     if not m:
-        raise ValueError(f"run name {name!r} is not VARIANT or VARIANT-{{beta|G|M|kl|clip}}VALUE")
+        raise InputError(f"run name {name!r} is not {registry.RUN_SYNTAX}")
     if m["tag"] is None:
         return m["variant"], "variant", None
-    return m["variant"], _TAG_TO_SWEEP[m["tag"]], m["value"]
+    return m["variant"], registry.SWEEP_OF_TAG[m["tag"]], m["value"]
 
 
 def run_overrides(name: str) -> list[str]:
@@ -59,15 +52,23 @@ def run_overrides(name: str) -> list[str]:
     variant, sweep, value = parse_run(name)
     out = [f"variant={variant}", f"run_name={name}"]
     if sweep != "variant":
-        out.append(f"{SWEEPS[sweep][1]}={value}")
+        out.append(f"{registry.SWEEPS[sweep].key}={value}")
     return out
 
 
-def load_study(scale: str, conf_dir: Path = CONF_DIR):
+def load_study(scale: str, conf_dir: Path = CONF_DIR) -> StudyConfig:
+    """conf/scale/<scale>.yaml's study, checked against its schema (StudyConfig) like every composed config."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     path = conf_dir / "scale" / f"{scale}.yaml"
     if not path.is_file():
-        raise ValueError(f"unknown scale {scale!r}: no {path}")
-    return OmegaConf.load(path).study
+        raise InputError(f"unknown scale {scale!r}: no {path}")
+    try:
+        node = OmegaConf.merge(OmegaConf.structured(StudyConfig), OmegaConf.load(path).study)
+        return OmegaConf.to_object(node)
+    except (OmegaConfBaseException, ValueError) as exc:
+        raise InputError(f"{path}: {str(exc).splitlines()[0]}") from None
 
 
 def study_runs(scale: str, policy: str, conf_dir: Path = CONF_DIR) -> list[str]:
@@ -75,19 +76,23 @@ def study_runs(scale: str, policy: str, conf_dir: Path = CONF_DIR) -> list[str]:
     return runs_of_study(load_study(scale, conf_dir), policy)
 
 
-def runs_of_study(study, policy: str) -> list[str]:
-    """The same from a study node (an OmegaConf node or ``config.StudyConfig``)."""
+def runs_of_study(study: StudyConfig, policy: str) -> list[str]:
+    """The run names of ``policy`` in a study: its variants, then its sweeps around ``sweep_variant``."""
     if policy not in study.policies:
         return []
-    variants = list(study.transformer_variants if policy == "transformer" else study.variants)
+    spec = registry.policy(policy)
+    variants = list(study.variants_of.get(policy, study.variants))
     names = list(variants)
     base = study.sweep_variant
-    if policy == "transformer" and base not in variants:
-        return names  # the transformer sweeps only around a variant it runs
-    for sweep, (_tag, _key, field, practice_only) in SWEEPS.items():
-        if practice_only and policy not in PRACTICE_POLICIES:
-            continue
-        if policy == "transformer" and sweep not in study.transformer_sweeps:
-            continue
-        names += [run_name(base, sweep, v) for v in getattr(study, field)]
+    if base not in variants:
+        return names  # a policy sweeps only around a variant it runs
+    sweeps = study.sweeps_of.get(policy, spec.sweeps)
+    for sweep in registry.SWEEP_TABLE:
+        if sweep.name in sweeps and sweep.name in spec.sweeps:
+            names += [run_name(base, sweep.name, v) for v in getattr(study, sweep.values_field)]
     return list(dict.fromkeys(names))
+
+
+def seeds_of(study: StudyConfig, policy: str) -> int:
+    """How many seeds a run of ``policy`` makes: the study's count if it samples, else one."""
+    return study.seeds if registry.policy(policy).sampled else 1

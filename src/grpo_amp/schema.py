@@ -4,31 +4,46 @@ README's "Output contract" documents the same; ``io.read_csv(path, COLUMNS)`` en
 """
 
 # results/{scale}/pos/{policy}/{run}.csv: one row per question and iteration.
-POS_COLUMNS = ["question", "split", "iteration", "pos", "pos_lo", "pos_hi", "method",
+# ``seed`` is the training seed of the row (a sampled policy's run repeats over seeds; see runs.seeds_of).
+POS_COLUMNS = ["question", "seed", "split", "iteration", "pos", "pos_lo", "pos_hi", "method",
                "kl_in_correct"]  # C2: KL(pi_n | correct || pi_ref | correct), each renormalised
 
 # results/{scale}/predict/{policy}/{run}.csv: the measured PoS beside C3 from the measured p_ref.
-PREDICT_COLUMNS = ["question", "split", "iteration", "p_ref", "pos", "pos_lo", "pos_hi", "kl_in_correct",
+PREDICT_COLUMNS = ["question", "seed", "split", "iteration", "p_ref", "pos", "pos_lo", "pos_hi", "kl_in_correct",
                    "pred_trajectory",    # C3 iterated from p_ref (population limit)
                    "pred_one_step",      # C3 applied to the measured p_{n-1}
                    "pred_trajectory_G",  # the same with E1's finite-group S_G
                    "pred_one_step_G",
                    "pred_limit"]         # predicted_limit(p_ref): what the trajectory tends to
 
+# results/{scale}/curves/{policy}/{run}.csv: the run's C3 on a grid of p (predict.curves_frame).
+CURVE_COLUMNS = ["p", "step_gain", "limit", "step_gain_G", "limit_G"]
+
 # results/{scale}/train/{policy}/{run}/metrics.csv: one row per iteration of training.
-TRAIN_METRICS_COLUMNS = ["iteration", "loss", "pg_objective", "kl_ref", "kl_prev", "mean_reward",
+# seed -1: the policy trains every seed in one table (tabular), so the row is pooled over seeds.
+TRAIN_METRICS_COLUMNS = ["seed", "iteration", "loss", "pg_objective", "kl_ref", "kl_prev", "mean_reward",
                          "zero_spread_frac", "clip_frac", "seconds"]
 
 # results/{scale}/train/{policy}/{run}/c1.csv: C1's sampled surrogate with fresh groups of pi_{n-1}
 # and the ratio pi_n/pi_{n-1}; compare puts the closed form w+_G p_n - w-_G (1 - p_n) beside it.
-C1_COLUMNS = ["question", "iteration", "surrogate", "surrogate_se", "n_groups"]
+C1_COLUMNS = ["question", "seed", "iteration", "surrogate", "surrogate_se", "n_groups"]
 
 # results/{scale}/runs.csv: one row per (policy, run) with its settings and summary numbers.
-RUN_COLUMNS = ["policy", "run", "variant", "sweep", "norm", "kl", "beta", "beta_prev", "eps", "std",
-               "group_size", "inner_steps", "clip_eps", "kl_estimator", "iterations",
-               "final_pos_mean", "pred_final_mean", "gap_trajectory", "gap_one_step",
-               "gap_trajectory_G", "gap_one_step_G", "heldout_gain", "beta_eff", "beta_eff_rmse"]
+# Every summary X is the mean over the run's seeds, with X_lo, X_hi its 95% t-interval over seeds
+# (equal to X where the run has one seed).
+SUMMARY_NUMBERS = ["final_pos_mean", "pred_final_mean", "gap_trajectory", "gap_one_step",
+                   "gap_trajectory_G", "gap_one_step_G", "heldout_gain", "beta_eff", "beta_eff_rmse"]
+RUN_SETTINGS = ["variant", "sweep", "norm", "kl", "beta", "beta_prev", "eps", "std", "group_size", "inner_steps",
+                "clip_eps", "kl_estimator", "groups_per_question", "iterations"]
+RUN_COLUMNS = (["policy", "run", *RUN_SETTINGS, "n_seeds"]
+               + [c for x in SUMMARY_NUMBERS for c in (x, f"{x}_lo", f"{x}_hi")])
 
 # results/{scale}/claims.csv: one row per claim id and policy that tests it.
-CLAIM_COLUMNS = ["claim", "policy", "verdict", "metric", "value", "tolerance", "evidence"]
+# value_lo/value_hi: the value's 95% interval over seeds (equal to value for a deterministic policy).
+CLAIM_COLUMNS = ["claim", "policy", "verdict", "metric", "value", "value_lo", "value_hi", "n_seeds", "tolerance",
+                 "evidence"]
 VERDICTS = ("holds", "fails", "inconclusive")
+
+# results/{scale}/ladder.csv: E5's gap ladder, one row per (rung, run); see grpo_amp.ladder.
+LADDER_COLUMNS = ["rung", "policy", "run", "n_seeds", "gap", "gap_lo", "gap_hi", "gap_G", "gap_G_lo", "gap_G_hi",
+                  "parent", "part", "part_lo", "part_hi", "cause"]

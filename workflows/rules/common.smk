@@ -12,8 +12,8 @@ configfile: str(Path(workflow.basedir) / "workflows" / "config" / "config.yaml")
 validate(config, "../schemas/config.schema.yaml")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, even without pip install -e
-from grpo_amp import paths  # noqa: E402
-from grpo_amp.runs import run_overrides, study_runs  # noqa: E402
+from grpo_amp import paths, registry  # noqa: E402
+from grpo_amp.runs import load_study, run_overrides, runs_of_study  # noqa: E402
 
 def flag(name, default=True):
     return str(config.get(name, default)).lower() == "true"
@@ -21,11 +21,9 @@ def flag(name, default=True):
 
 SCALE = config["scale"]
 RESULTS = config["results"]
-POLICIES = ["tabular_exact", "tabular_sgd", "transformer"]
-RUNS = {policy: study_runs(SCALE, policy) for policy in POLICIES}
+STUDY = load_study(SCALE)  # conf/scale/<scale>.yaml, checked against its schema (StudyConfig)
+RUNS = {policy: runs_of_study(STUDY, policy) for policy in registry.POLICY_NAMES}
 RUNS = {policy: runs for policy, runs in RUNS.items() if runs}
-FIGURE_NAMES = ["trajectories", "per_question", "fixed_points", "normalisation", "regularisation",
-                "practice_gap", "heldout"]
 ENV = "../../environment.yml"
 
 
@@ -37,8 +35,10 @@ TRACKING_JSON = fill(paths.TRACKING)
 CLAIMS_CSV = fill(paths.CLAIMS_CSV)
 CLAIMS_MD = fill(paths.CLAIMS_MD)
 RUNS_CSV = fill(paths.RUNS)
-FIGURES = [fill(paths.FIGURE, name=name) for name in FIGURE_NAMES]
+LADDER_CSV = fill(paths.LADDER)
+FIGURES = [fill(paths.FIGURE, name=name) for name in registry.FIGURE_NAMES]
 ALL_PREDICT = [fill(paths.PREDICT, policy=p, run=r) for p, runs in RUNS.items() for r in runs]
+ALL_CURVES = [fill(paths.CURVES, policy=p, run=r) for p, runs in RUNS.items() for r in runs]
 ALL_TRAIN = [fill(paths.TRAIN, policy=p, run=r) for p, runs in RUNS.items() for r in runs]
 
 
@@ -61,15 +61,11 @@ def run_args(wildcards):
     return " ".join(f"'{o}'" for o in run_overrides(wildcards.variant))
 
 
+def reference_of(wildcards):
+    return fill(paths.REFERENCE, family=registry.family_of(wildcards.policy))
+
+
 wildcard_constraints:
-    policy="|".join(POLICIES),
-    family="tabular|transformer",
-    variant=r"[A-Za-z0-9_]+(-(beta|G|M|kl|clip)[A-Za-z0-9.]+)?",
-
-
-onsuccess:
-    if flag("report"):
-        # The HTML report needs the finished workflow: run it once everything is done.
-        shell(f"mkdir -p {Path(fill(paths.LOG, rule='report', name='html')).parent} && snakemake -s '{workflow.main_snakefile}' --report {fill(paths.REPORT)} --config scale={SCALE} results={RESULTS} "
-              f"'tracking_uri={config['tracking_uri']}' > {fill(paths.LOG, rule='report', name='html')} 2>&1 "
-              "|| echo 'snakemake --report failed: see the log under logs/report/'")
+    policy="|".join(registry.POLICY_NAMES),
+    family="|".join(registry.FAMILIES),
+    variant=registry.RUN_PATTERN,

@@ -1,10 +1,11 @@
 rule compare:
-    """runs.csv and the claims table from every run's measured and predicted PoS."""
+    """runs.csv, E5's ladder and the claims table from every run's measured and predicted PoS."""
     input:
         predict=ALL_PREDICT,
         train=ALL_TRAIN,
     output:
         runs=RUNS_CSV,
+        ladder=report(LADDER_CSV, caption="../report/ladder.rst", category="Claims"),
         claims_csv=report(CLAIMS_CSV, caption="../report/claims.rst", category="Claims"),
         claims_md=CLAIMS_MD,
     log:
@@ -16,4 +17,5 @@ rule compare:
     params:
         cmd=stage("compare"),
     shell:
-        "{params.cmd} > {log} 2>&1"
+        "{params.cmd} '+outputs.runs={output.runs}' '+outputs.ladder={output.ladder}' "
+        "'+outputs.claims_csv={output.claims_csv}' '+outputs.claims_md={output.claims_md}' > {log} 2>&1"

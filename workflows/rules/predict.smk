@@ -1,9 +1,10 @@
 rule predict:
-    """C3 (population and E1's finite G) iterated from the measured p_ref of one run."""
+    """C3 (population and E1's finite G) iterated from the measured p_ref of one run, per seed."""
     input:
-        fill(paths.POS, policy="{policy}", run="{variant}"),
+        pos=fill(paths.POS, policy="{policy}", run="{variant}"),
     output:
-        fill(paths.PREDICT, policy="{policy}", run="{variant}"),
+        predict=fill(paths.PREDICT, policy="{policy}", run="{variant}"),
+        curves=fill(paths.CURVES, policy="{policy}", run="{variant}"),
     log:
         log_path("predict", "{policy}/{variant}"),
     benchmark:
@@ -13,4 +14,4 @@ rule predict:
     params:
         cmd=lambda w: stage("predict", f"policy={w.policy}", run_args(w)),
     shell:
-        "{params.cmd} > {log} 2>&1"
+        "{params.cmd} '+inputs.pos={input.pos}' '+outputs.predict={output.predict}' '+outputs.curves={output.curves}' > {log} 2>&1"

@@ -26,6 +26,6 @@ rule reference:
         ENV
     threads: 2
     params:
-        cmd=lambda w: stage("reference", f"policy={paths.REFERENCE_POLICY[w.family]}"),
+        cmd=lambda w: stage("reference", f"policy={registry.FAMILIES[w.family].reference_policy}"),
     shell:
         "OMP_NUM_THREADS={threads} {params.cmd} > {log} 2>&1"

@@ -5,7 +5,9 @@ rule figures:
     """Seaborn figures drawn from runs.csv and the predict CSVs (never from training)."""
     input:
         runs=RUNS_CSV,
+        ladder=LADDER_CSV,
         predict=ALL_PREDICT,
+        curves=ALL_CURVES,
         tracking=TRACKING_JSON,
     output:
         [report(f, caption=f"../report/{Path(f).stem}.rst", category="Figures") for f in FIGURES],

@@ -1,10 +1,11 @@
 rule train:
-    """GRPO iterations from pi_ref for one (policy, run): per-iteration states, metrics, C1 table."""
+    """GRPO iterations from pi_ref for one (policy, run) over its seeds, PoS measured as it goes."""
     input:
-        reference=lambda w: fill(paths.REFERENCE, family=paths.FAMILY_OF_POLICY[w.policy]),
+        reference=reference_of,
         tracking=TRACKING_JSON,
     output:
-        directory(fill(paths.TRAIN, policy="{policy}", run="{variant}")),
+        train=directory(fill(paths.TRAIN, policy="{policy}", run="{variant}")),
+        pos=fill(paths.POS, policy="{policy}", run="{variant}"),
     log:
         log_path("train", "{policy}/{variant}"),
     benchmark:
@@ -13,8 +14,8 @@ rule train:
         ENV
     threads: 1
     resources:
-        gpu=lambda w: 1 if w.policy == "transformer" and SCALE == "full" else 0,
+        gpu=lambda w: 1 if registry.family_of(w.policy) == "transformer" and SCALE == "full" else 0,
     params:
         cmd=lambda w: stage("train", f"policy={w.policy}", run_args(w)),
     shell:
-        "OMP_NUM_THREADS={threads} {params.cmd} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.cmd} '+outputs.train={output.train}' '+outputs.pos={output.pos}' > {log} 2>&1"

@@ -70,6 +70,14 @@ class TabularPolicy(Policy):
         with torch.no_grad(), np.errstate(divide="ignore"):
             self.logits[questions] = torch.as_tensor(np.log(pi_n))
 
+    def replicate(self, n: int, task: TabularTask) -> "TabularPolicy":
+        """``n`` stacked copies of the table, for ``task.replicate(n)``: seeds as rows of one table."""
+        return TabularPolicy(task, self.logits.detach().repeat(n, 1))
+
+    def rows(self, start: int, stop: int, task: TabularTask) -> "TabularPolicy":
+        """The table of questions ``start:stop`` (one seed's block of a replicated table)."""
+        return TabularPolicy(task, self.logits.detach()[start:stop])
+
     # -- files -------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
@@ -78,7 +86,8 @@ class TabularPolicy(Policy):
             save_file({"logits": self.logits.detach().contiguous()}, str(tmp))
 
     @classmethod
-    def load(cls, directory: str | Path, task: TabularTask) -> "TabularPolicy":
+    def load(cls, directory: str | Path, task: TabularTask, device: str = "cpu") -> "TabularPolicy":
+        """``device`` is accepted for the common interface; a table always lives on the CPU in float64."""
         path = Path(directory) / WEIGHTS
         if not path.is_file():
             raise InputError(f"missing tabular policy file: {path}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from collections.abc import Callable
 
 import hydra
@@ -20,6 +21,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from grpo_amp import paths
 from grpo_amp.config import CONF_DIR, Config, register_configs, to_config
 from grpo_amp.io import InputError
 
@@ -71,6 +73,16 @@ def stage_main(func: Callable[[Config], None]) -> None:
     if failures:
         print(f"grpo-amp: error: {one_line(failures[0])}", file=sys.stderr)
         sys.exit(1)
+
+
+def output_path(cfg: Config, key: str, pattern: str) -> Path:
+    """The file the rule named for output ``key`` (``outputs.<key>=...``), else the standard path."""
+    return Path(cfg.outputs[key]) if key in cfg.outputs else paths.path(pattern, cfg)
+
+
+def input_path(cfg: Config, key: str, pattern: str) -> Path:
+    """The file the rule named for input ``key`` (``inputs.<key>=...``), else the standard path."""
+    return Path(cfg.inputs[key]) if key in cfg.inputs else paths.path(pattern, cfg)
 
 
 def device_for(cfg: Config) -> str:

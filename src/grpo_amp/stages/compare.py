@@ -3,8 +3,9 @@
     python -m grpo_amp.stages.compare scale=smoke
 
 Reads only files the earlier rules wrote: every run's predict CSV, train metrics, C1 table and
-run.json. Logs per-iteration PoS (mean, quantiles) and prediction errors to each run, and the
-claims table to the scale's study run.
+run.json. Writes ``outputs.runs``, ``outputs.claims_csv``, ``outputs.claims_md`` and
+``outputs.ladder`` (E5's gap ladder). Logs per-iteration PoS (mean, quantiles) and prediction
+errors to each run, and the claims table and ladder to the scale's study run.
 """
 
 from __future__ import annotations
@@ -13,28 +14,27 @@ import logging
 
 import pandas as pd
 
-from grpo_amp import paths, tracking
-from grpo_amp.claims import Study, claims_markdown, claims_table, summarise_run
+from grpo_amp import paths, registry, tracking
+from grpo_amp.claims import Study, claims_markdown, claims_table
 from grpo_amp.config import Config
 from grpo_amp.io import read_csv, read_json, write_csv, write_text
+from grpo_amp.ladder import ladder_table
 from grpo_amp.runs import parse_run, runs_of_study
 from grpo_amp.schema import C1_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, TRAIN_METRICS_COLUMNS
-from grpo_amp.stages.common import stage_main
+from grpo_amp.stages.common import output_path, stage_main
+from grpo_amp.summaries import summarise_run
 
 log = logging.getLogger(__name__)
 
-SETTINGS = {  # runs.csv column -> flattened config key
-    "norm": "variant.norm", "kl": "variant.kl", "beta": "variant.beta", "beta_prev": "variant.beta_prev",
-    "eps": "variant.eps", "std": "variant.std", "group_size": "grpo.group_size",
-    "inner_steps": "grpo.inner_steps", "clip_eps": "grpo.clip_eps", "kl_estimator": "grpo.kl_estimator",
-    "iterations": "grpo.iterations",
-}
+# runs.csv column -> flattened config key: the variant's fields, every sweep's key, the iterations
+SETTINGS = {**{f: f"variant.{f}" for f in ("norm", "kl", "beta", "beta_prev", "eps", "std")},
+            **{s.name: s.key for s in registry.SWEEP_TABLE if s.name != "beta"}, "iterations": "grpo.iterations"}
 
 
 def iteration_metrics(pred: pd.DataFrame) -> list[dict]:
     """Per-iteration MLflow metrics of one run: PoS mean and quantiles, prediction errors."""
     rows = []
-    for n, g in pred.groupby("iteration"):
+    for n, g in pred.groupby("iteration"):  # means over questions and seeds
         train = g[g["split"] == "train"]
         row = {"iteration": int(n), "pos_mean": train["pos"].mean(), "pos_q10": train["pos"].quantile(0.1),
                "pos_q50": train["pos"].median(), "pos_q90": train["pos"].quantile(0.9),
@@ -49,6 +49,13 @@ def iteration_metrics(pred: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def _per_seed(row: dict) -> dict:
+    """A metrics.csv row as MLflow metrics: one series per seed (``seed3/loss``), pooled ones plain."""
+    seed = int(row.pop("seed"))
+    prefix = "" if seed < 0 else f"seed{seed}/"
+    return {"iteration": row["iteration"], **{f"{prefix}{k}": v for k, v in row.items() if k != "iteration"}}
+
+
 def run(cfg: Config) -> None:
     rows, predictions, c1, run_ids = [], {}, {}, {}
     for policy in cfg.scale.study.policies:
@@ -61,14 +68,16 @@ def run(cfg: Config) -> None:
             predictions[(policy, name)] = pred
             run_ids[(policy, name)] = meta.get("mlflow_run_id")
             variant, sweep, _ = parse_run(name)
-            settings = {col: conf[key] for col, key in SETTINGS.items()}
+            settings = {col: conf.get(key) for col, key in SETTINGS.items()}
             rows.append({"policy": policy, "run": name, "variant": variant, "sweep": sweep, **settings,
                          **summarise_run(pred, settings)})
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
     table = claims_table(Study(runs, predictions, c1))
-    write_csv(runs, paths.path(paths.RUNS, cfg))
-    write_csv(table, paths.path(paths.CLAIMS_CSV, cfg))
-    write_text(claims_markdown(table, cfg.scale.name), paths.path(paths.CLAIMS_MD, cfg))
+    ladder = ladder_table(runs, predictions)
+    write_csv(runs, output_path(cfg, "runs", paths.RUNS))
+    write_csv(ladder, output_path(cfg, "ladder", paths.LADDER))
+    write_csv(table, output_path(cfg, "claims_csv", paths.CLAIMS_CSV))
+    write_text(claims_markdown(table, cfg.scale.name), output_path(cfg, "claims_md", paths.CLAIMS_MD))
     log.info("claims at scale %s:\n%s", cfg.scale.name, table[["claim", "policy", "verdict", "value"]].to_string())
     if cfg.tracking.enabled:
         _track(cfg, runs, predictions, run_ids, table)
@@ -82,7 +91,7 @@ def _track(cfg: Config, runs: pd.DataFrame, predictions: dict, run_ids: dict, ta
             meta = read_json(train_dir / "run.json")
             run_id = tracking.start_run(uri, cfg.scale.name, policy, name, meta["config"])
             metrics = read_csv(train_dir / "metrics.csv", TRAIN_METRICS_COLUMNS)
-            tracking.log_metric_rows(uri, run_id, metrics.to_dict("records"))
+            tracking.log_metric_rows(uri, run_id, [_per_seed(row) for row in metrics.to_dict("records")])
             tracking.log_artifacts(uri, run_id, [train_dir / "metrics.csv", train_dir / "c1.csv"], subdir="train")
         tracking.log_metric_rows(uri, run_id, iteration_metrics(pred))
         summary = runs[(runs["policy"] == policy) & (runs["run"] == name)].iloc[0]
@@ -97,7 +106,8 @@ def _track(cfg: Config, runs: pd.DataFrame, predictions: dict, run_ids: dict, ta
     verdict_counts = table["verdict"].value_counts()
     tracking.log_metric_rows(uri, study_id, [{"iteration": 0, **{f"n_{v}": float(verdict_counts.get(v, 0))
                                                                     for v in ("holds", "fails", "inconclusive")}}])
-    tracking.log_artifacts(uri, study_id, [paths.path(p, cfg) for p in (paths.RUNS, paths.CLAIMS_CSV, paths.CLAIMS_MD)])
+    tracking.log_artifacts(uri, study_id, [output_path(cfg, key, pattern) for key, pattern in (
+        ("runs", paths.RUNS), ("ladder", paths.LADDER), ("claims_csv", paths.CLAIMS_CSV), ("claims_md", paths.CLAIMS_MD))])
     tracking.finish_run(uri, study_id)
 
 

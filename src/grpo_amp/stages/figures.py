@@ -5,18 +5,18 @@
 
 from __future__ import annotations
 
-from grpo_amp import paths, tracking
+from grpo_amp import paths, registry, tracking
 from grpo_amp.config import Config
 from grpo_amp.io import read_json
 from grpo_amp.stages.common import stage_main
 
 
 def run(cfg: Config) -> None:
-    from grpo_amp.figures import FIGURES, make_figure
+    from grpo_amp.figures import make_figure
 
     scale_dir = paths.path("{results}/{scale}", cfg)
     written = []
-    for name in FIGURES:
+    for name in registry.FIGURE_NAMES:
         out = paths.path(paths.FIGURE, cfg, name=name)
         make_figure(name, scale_dir, out)
         written.append(out)

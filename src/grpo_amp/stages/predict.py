@@ -1,6 +1,9 @@
-"""Rule ``predict``: C3 (and E1's finite-G C3) from the measured p_ref of one run.
+"""Rule ``predict``: C3 (and E1's finite-G C3) from the measured p_ref of one run, per seed.
 
     python -m grpo_amp.stages.predict policy=tabular_sgd variant=mean_std_ref scale=smoke
+
+Reads ``inputs.pos`` (pos/{policy}/{run}.csv), writes ``outputs.predict`` (predict/{policy}/{run}.csv)
+and ``outputs.curves`` (curves/{policy}/{run}.csv: C3's step and limit on a grid of p, for the figures).
 """
 
 from __future__ import annotations
@@ -8,14 +11,15 @@ from __future__ import annotations
 from grpo_amp import paths
 from grpo_amp.config import Config
 from grpo_amp.io import read_csv, write_csv
-from grpo_amp.predict import predict_frame
+from grpo_amp.predict import curves_frame, predict_frame
 from grpo_amp.schema import POS_COLUMNS
-from grpo_amp.stages.common import stage_main
+from grpo_amp.stages.common import input_path, output_path, stage_main
 
 
 def run(cfg: Config) -> None:
-    pos = read_csv(paths.path(paths.POS, cfg), POS_COLUMNS)
-    write_csv(predict_frame(pos, cfg.variant, cfg.grpo.group_size), paths.path(paths.PREDICT, cfg))
+    pos = read_csv(input_path(cfg, "pos", paths.POS), POS_COLUMNS)
+    write_csv(predict_frame(pos, cfg.variant, cfg.grpo.group_size), output_path(cfg, "predict", paths.PREDICT))
+    write_csv(curves_frame(cfg.variant, cfg.grpo.group_size), output_path(cfg, "curves", paths.CURVES))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,19 @@
-"""Rule ``train``: GRPO iterations from pi_ref for one (policy, run); per-iteration states and metrics.
+"""Rule ``train``: GRPO iterations from pi_ref for one (policy, run), over its seeds, measuring PoS as it goes.
 
     python -m grpo_amp.stages.train policy=tabular_sgd variant=mean_std_ref grpo.group_size=32 scale=smoke
 
-Writes results/{scale}/train/{policy}/{run}/: iter_001 ... iter_N (policy states), metrics.csv,
-c1.csv (C1's sampled surrogate) and run.json (the config and the MLflow run id), atomically.
+Writes (paths named by the rule, ``outputs.train`` and ``outputs.pos``; standalone, from results/):
+  train/{policy}/{run}/  seed_SS/iter_NNN (policy states: every iteration with policy.save_checkpoints,
+                         else the last), metrics.csv, c1.csv (C1's sampled surrogate), run.json
+  pos/{policy}/{run}.csv PoS of every question at every iteration and seed (POS_COLUMNS)
+A sampled policy repeats the run over ``scale.study.seeds`` seeds (cfg.seed, cfg.seed + 1, ...).
+Tabular seeds train as one table of seeds x questions (they share no parameters); transformer seeds
+train one after the other in this process (start-up, not arithmetic, is the cost at these sizes).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pandas as pd
@@ -16,57 +22,124 @@ from grpo_amp import paths, tracking
 from grpo_amp.config import Config, flatten
 from grpo_amp.io import atomic_path, write_csv, write_json
 from grpo_amp.policies import load_policy, load_task
-from grpo_amp.schema import POS_COLUMNS
-from grpo_amp.stages.common import device_for, stage_main
+from grpo_amp.runs import seeds_of
+from grpo_amp.schema import C1_COLUMNS, POS_COLUMNS, TRAIN_METRICS_COLUMNS
+from grpo_amp.stages.common import device_for, output_path, stage_main
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Trained:
+    """What one training pass measured: PoS rows, metrics and C1 rows (``seed`` columns filled)."""
+    pos: list[pd.DataFrame] = dataclasses.field(default_factory=list)
+    metrics: list[pd.DataFrame] = dataclasses.field(default_factory=list)
+    c1: list[pd.DataFrame] = dataclasses.field(default_factory=list)
+
+
+def _train_once(cfg: Config, policy, ref, task, meter, save_dir, log_metrics=None) -> Trained:
+    """Iterations from ``policy`` = pi_ref; PoS of every question after each one (iteration 0 = pi_ref)."""
+    from grpo_amp import registry
+
+    loop = registry.resolve(cfg.policy.spec.loop)
+    out = Trained(pos=[meter(ref, iteration=0)])
+
+    def save_iteration(n, pi):
+        out.pos.append(meter(pi, iteration=n))
+        if cfg.policy.save_checkpoints or n == cfg.grpo.iterations:  # the final policy is always kept
+            save_dir(n, pi)
+
+    history = loop(policy, ref, task, cfg, save_iteration=save_iteration, log_metrics=log_metrics)
+    out.metrics.append(history.metrics_frame())
+    out.c1.append(history.c1_frame())
+    return out
+
+
+def _train_tabular(cfg: Config, n_seeds: int, ref_dir, tmp, log_metrics=None) -> Trained:
+    """Every seed in one table: row s*N + q is question q of seed cfg.seed + s."""
+    from grpo_amp.pos import PosMeter
+
+    base = load_task("tabular", ref_dir)
+    n = len(base.questions)
+    task = base.replicate(n_seeds)
+    ref = load_policy("tabular", ref_dir, base).replicate(n_seeds, task)
+    ref.requires_grad_(False)
+    policy = ref.replicate(1, task)
+    policy.requires_grad_(True)
+    meter = PosMeter(ref, task, cfg.policy.pos_method.value, cfg.policy.mc_samples, cfg.seed)
+
+    def save_dir(it, pi):
+        for s in range(n_seeds):
+            pi.rows(s * n, (s + 1) * n, base).save(paths.iteration_dir(tmp, it, s))
+
+    out = _train_once(cfg, policy, ref, task, meter, save_dir, log_metrics)
+    # back from replicated rows to (seed, question); metrics are pooled over the seeds' rows
+    for frame in (*out.pos, *out.c1):
+        frame["seed"] = cfg.seed + frame["question"] // n
+        frame["question"] = frame["question"] % n
+    for frame in out.metrics:
+        frame["seed"] = -1
+    return out
+
+
+def _train_each_seed(cfg: Config, n_seeds: int, ref_dir, tmp, device: str, log_metrics=None) -> Trained:
+    """One training per seed, each from pi_ref, in this process."""
+    from grpo_amp.pos import PosMeter
+
+    family = cfg.policy.family
+    task = load_task(family, ref_dir)
+    ref = load_policy(family, ref_dir, task, device=device)
+    ref.requires_grad_(False)
+    out = Trained()
+    for s in range(n_seeds):
+        cfg_s = dataclasses.replace(cfg, seed=cfg.seed + s)
+        policy = load_policy(family, ref_dir, task, device=device)  # pi_0 = pi_ref
+        meter = PosMeter(ref, task, cfg.policy.pos_method.value, cfg.policy.mc_samples, cfg_s.seed)
+        one = _train_once(cfg_s, policy, ref, task, meter, lambda it, pi: pi.save(paths.iteration_dir(tmp, it, s)),
+                          log_metrics and (lambda it, m: log_metrics(it, _per_seed(m, cfg_s.seed))))
+        for frame in (*one.pos, *one.metrics, *one.c1):
+            frame["seed"] = cfg_s.seed
+        out.pos += one.pos
+        out.metrics += one.metrics
+        out.c1 += one.c1
+    return out
+
+
+def _per_seed(metrics: dict, seed: int) -> dict:
+    """One MLflow series per seed: ``seed3/loss`` at step = iteration."""
+    return {"iteration": metrics["iteration"], **{f"seed{seed}/{k}": v for k, v in metrics.items() if k != "iteration"}}
 
 
 def run(cfg: Config) -> None:
     import torch
 
-    from grpo_amp.grpo.trainer import train
-    from grpo_amp.pos import PosMeter
-
-    family = cfg.policy.family
+    n_seeds = seeds_of(cfg.scale.study, cfg.policy.name.value)
     ref_dir = paths.path(paths.REFERENCE, cfg)
-    task = load_task(family, ref_dir)
-    device = device_for(cfg)
-    ref = load_policy(family, ref_dir, task, device=device)
-    ref.requires_grad_(False)
-    policy = load_policy(family, ref_dir, task, device=device)  # pi_0 = pi_ref
-    params = flatten(cfg)
+    params = {**flatten(cfg), "seeds": n_seeds}
     uri, run_name = cfg.tracking.uri, cfg.run_name or cfg.variant.name
     live = cfg.tracking.enabled and cfg.tracking.live
     run_id = tracking.start_run(uri, cfg.scale.name, cfg.policy.name.value, run_name, params) if live else None
 
-    out = paths.path(paths.TRAIN, cfg)
-    measured = []  # with checkpoints off, PoS is measured here, per iteration (the pos rule reads it)
-    if not cfg.policy.save_checkpoints:
-        meter = PosMeter(ref, task, cfg.policy.pos_method.value, cfg.policy.mc_samples, cfg.seed)
-        measured.append(meter(ref, iteration=0))
-    with atomic_path(out, directory=True) as tmp:
-        def save_iteration(n, pi):
-            if cfg.policy.save_checkpoints:
-                pi.save(paths.iteration_dir(tmp, n))
-            else:
-                measured.append(meter(pi, iteration=n))
-
-        def log_metrics(n, metrics):
-            if run_id is not None:
-                tracking.log_metric_rows(uri, run_id, [{k: v for k, v in metrics.items()}])
-
-        torch.manual_seed(cfg.seed)
-        history = train(policy, ref, task, cfg, save_iteration=save_iteration, log_metrics=log_metrics)
-        if not cfg.policy.save_checkpoints:
-            policy.save(paths.iteration_dir(tmp, cfg.grpo.iterations))  # the final policy is always kept
-            write_csv(pd.concat(measured, ignore_index=True)[POS_COLUMNS], tmp / paths.POS_MEASURED_IN_TRAINING)
-        write_csv(history.metrics_frame(), tmp / "metrics.csv")
-        write_csv(history.c1_frame(), tmp / "c1.csv")
+    train_out = output_path(cfg, "train", paths.TRAIN)
+    pos_out = output_path(cfg, "pos", paths.POS)
+    # live: each iteration's metrics reach MLflow as it ends (step = iteration; one series per seed)
+    log_metrics = (lambda n, m: tracking.log_metric_rows(uri, run_id, [m])) if run_id is not None else None
+    torch.manual_seed(cfg.seed)
+    with atomic_path(train_out, directory=True) as tmp:
+        if cfg.policy.family == "tabular":
+            trained = _train_tabular(cfg, n_seeds, ref_dir, tmp, log_metrics)
+        else:
+            trained = _train_each_seed(cfg, n_seeds, ref_dir, tmp, device_for(cfg), log_metrics)
+        metrics = pd.concat(trained.metrics, ignore_index=True)[TRAIN_METRICS_COLUMNS]
+        write_csv(metrics, tmp / "metrics.csv")
+        write_csv(pd.concat(trained.c1, ignore_index=True)[C1_COLUMNS], tmp / "c1.csv")
         write_json({"config": params, "mlflow_run_id": run_id, "tracking_uri": uri}, tmp / "run.json")
+        pos = pd.concat(trained.pos, ignore_index=True)[POS_COLUMNS].sort_values(["seed", "iteration", "question"])
+        write_csv(pos, pos_out)  # inside the block: a failed run leaves neither output behind
     if run_id is not None:
-        tracking.log_artifacts(uri, run_id, [out / "metrics.csv", out / "c1.csv"], subdir="train")
-    log.info("trained %s/%s: %d iterations into %s", cfg.policy.name.value, run_name, cfg.grpo.iterations, out)
+        tracking.log_artifacts(uri, run_id, [train_out / "metrics.csv", train_out / "c1.csv"], subdir="train")
+    log.info("trained %s/%s: %d iterations x %d seeds into %s", cfg.policy.name.value, run_name,
+             cfg.grpo.iterations, n_seeds, train_out)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,16 @@ class TabularTask(Task):
                          "prompt": f"q{q}", "answers": "|".join(map(str, answers))})
         return cls(pd.DataFrame(rows).set_index("question", drop=False), k)
 
+    def replicate(self, n: int) -> "TabularTask":
+        """``n`` stacked copies of the questions (ids 0 .. n*N-1; copy s holds rows s*N .. (s+1)*N-1).
+
+        Tabular questions share no parameters, so ``n`` seeds of a run train as one table of n*N
+        questions in one process: the seeds are a dimension, not n processes.
+        """
+        rows = pd.concat([self.questions] * n, ignore_index=True)
+        rows["question"] = np.arange(len(rows))
+        return TabularTask(rows.set_index("question", drop=False), self.n_outputs)
+
     def reward(self, rollout: Rollout) -> torch.Tensor:
         correct = self.correct[rollout.questions]  # (Q, K)
         return torch.gather(correct, 1, rollout.tokens[..., 0]).to(torch.float64)  # (Q, G)

@@ -1,0 +1,120 @@
+"""E5's gap ladder: how far each rung sits from C3, and what each rung adds over the one it changes.
+
+    table = ladder_table(runs, predictions)   # LADDER_COLUMNS, one row per (rung, run)
+
+Rungs are the registry's policies with an E5 rung (R1 ... R6), the loss's own choices on top of R6
+(its clipping and KL-estimator sweeps: ``clip0.2``, ``k1``, ``k3``) and the transformer. For every
+row: ``gap`` = mean |p_n - C3| (train questions, n >= 1) and ``gap_G`` the same against C3 with
+E1's S_G, each the mean over seeds with its 95% interval; ``part`` = gap - parent's gap, with a
+Welch interval over the two runs' seeds. The main chain R1 -> R2 -> R3 -> R4 (largest m) -> R6
+telescopes: its parts add up to R6's gap minus R1's (which is ~0: R1 is C3). R5 (one group's own
+maximiser) hangs off R6, as do the loss choices and the transformer.
+Reads the predict files only (nothing here trains).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from grpo_amp import registry
+from grpo_amp.claims import difference_interval
+from grpo_amp.schema import LADDER_COLUMNS
+from grpo_amp.summaries import mean_gap, seed_interval
+
+CAUSES = {
+    "R1": "none: the exact population objective, maximised numerically (must be C3)",
+    "R2": "finite group size G: E1's weights replace the population ones",
+    "R3": "optimisation error: M Adam steps instead of the maximiser",
+    "R4": "sampling error of the objective from m groups per question",
+    "R6": "sampling error of one group per question (R4 at m = 1)",
+    "R5": "fitting one group's noise: that group's own maximiser (M -> infinity)",
+    "clip": "ratio clipping on top of R6",
+    "k1": "k1 estimator as the KL loss term: a different objective (its gradient vanishes at pi = pi_{n-1}), not only noise",
+    "k3": "k3 estimator as the KL loss term: a different objective (its gradient is that of KL(pi_ref || pi) at pi = pi_{n-1})",
+    "transformer": "parametrisation: a transformer shares parameters across questions (its own G, M, lr)",
+}
+
+
+def _gaps(pred: pd.DataFrame, column: str) -> np.ndarray:
+    return np.array([mean_gap(g, column) for _, g in pred.groupby("seed", sort=True)])
+
+
+def _rows_of(runs: pd.DataFrame) -> list[dict]:
+    """(rung, policy, run, variant, chain position) for every ladder run in runs.csv."""
+    out = []
+    for r in runs.itertuples(index=False):
+        spec = registry.POLICIES.get(r.policy)
+        if spec is None:
+            continue
+        if spec.rung is not None and r.sweep == "variant":
+            out.append(dict(rung=spec.rung, policy=r.policy, run=r.run, variant=r.variant, value=np.nan))
+        elif spec.rung == "R3" and r.sweep == "inner_steps":
+            out.append(dict(rung="R3", policy=r.policy, run=r.run, variant=r.variant, value=r.inner_steps))
+        elif spec.rung == "R4" and r.sweep == "groups_per_question":
+            out.append(dict(rung="R4", policy=r.policy, run=r.run, variant=r.variant, value=r.groups_per_question))
+        elif spec.rung == "R6" and r.sweep == "clip_eps":
+            out.append(dict(rung=f"clip{r.clip_eps:g}", policy=r.policy, run=r.run, variant=r.variant, value=np.nan))
+        elif spec.rung == "R6" and r.sweep == "kl_estimator":
+            out.append(dict(rung=str(r.kl_estimator), policy=r.policy, run=r.run, variant=r.variant, value=np.nan))
+        elif spec.family == "transformer" and r.sweep == "variant":
+            out.append(dict(rung=r.policy, policy=r.policy, run=r.run, variant=r.variant, value=np.nan))
+    return out
+
+
+def _parent(row: dict, by_rung: dict[tuple[str, str], dict]) -> dict | None:
+    """The row this one changes (None for R1, the root)."""
+    v, rung = row["variant"], row["rung"]
+    plain = lambda r: by_rung.get((r, v))  # noqa: E731
+    if rung == "R1":
+        return None
+    if rung == "R2":
+        return plain("R1")
+    if rung == "R3" and np.isnan(row["value"]):
+        return plain("R2")
+    if rung == "R3":
+        return plain("R3")  # an M-sweep point changes the plain R3 run's M
+    if rung == "R4":
+        return plain("R3")
+    if rung == "R6":
+        r4 = [r for (name, var), r in by_rung.items() if name == "R4m" and var == v]
+        return max(r4, key=lambda r: r["value"]) if r4 else plain("R3")
+    return plain("R6")  # R5, the loss choices and the transformer change R6
+
+
+def _label(row: dict) -> str:
+    """R3, or R3 (M = 32) for a point of a rung's own sweep."""
+    if np.isnan(row["value"]):
+        return row["rung"]
+    return f"{row['rung']} ({'M' if row['rung'] == 'R3' else 'm'} = {row['value']:g})"
+
+
+def _cause(row: dict) -> str:
+    rung = row["rung"]
+    if rung.startswith("clip"):
+        return CAUSES["clip"]
+    return CAUSES.get(rung, CAUSES["transformer"] if registry.POLICIES[row["policy"]].family == "transformer" else "")
+
+
+def ladder_table(runs: pd.DataFrame, predictions: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
+    rows = [r for r in _rows_of(runs) if (r["policy"], r["run"]) in predictions]
+    for r in rows:
+        pred = predictions[(r["policy"], r["run"])]
+        r["gaps"], r["gaps_G"] = _gaps(pred, "pred_trajectory"), _gaps(pred, "pred_trajectory_G")
+    by_rung = {}
+    for r in rows:
+        key = "R4m" if r["rung"] == "R4" else r["rung"] if np.isnan(r["value"]) else f"{r['rung']}@{r['value']}"
+        by_rung.setdefault((key, r["variant"]), r)
+    out = []
+    for r in rows:
+        parent = _parent(r, by_rung)
+        gap, gap_lo, gap_hi = seed_interval(r["gaps"])
+        gap_g, gap_g_lo, gap_g_hi = seed_interval(r["gaps_G"])
+        part = difference_interval(parent["gaps"], r["gaps"]) if parent is not None else (gap, gap_lo, gap_hi)
+        out.append({"rung": _label(r), "policy": r["policy"], "run": r["run"], "n_seeds": len(r["gaps"]),
+                    "gap": gap, "gap_lo": gap_lo, "gap_hi": gap_hi,
+                    "gap_G": gap_g, "gap_G_lo": gap_g_lo, "gap_G_hi": gap_g_hi,
+                    "parent": "" if parent is None else _label(parent),
+                    "part": part[0], "part_lo": part[1], "part_hi": part[2],
+                    "cause": _cause(r)})
+    return pd.DataFrame(out, columns=LADDER_COLUMNS)

@@ -1,0 +1,145 @@
+"""One table per choice: policies, sweeps and figures. Everything else reads these, Snakemake too.
+
+    from grpo_amp.registry import POLICIES, SWEEPS, FIGURE_NAMES
+    POLICIES["tabular_sgd"].family      # "tabular": it starts from results/{scale}/reference/tabular/
+    POLICIES["tabular_sgd"].sampled     # True: repeated over seeds, G/M/estimator sweeps apply
+    SWEEPS["group_size"].tag            # "G": the run name mean_std_ref-G32 sets grpo.group_size=32
+
+Adding a policy is one ``PolicySpec`` below plus the module that holds its update: Hydra's
+``policy=<name>`` option, the config's enum, the Snakemake wildcards, the claims columns, the plot
+order and the ladder all come from this table. Ground layer: no torch, no pandas, nothing of ours.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+# --------------------------------------------------------------------------- families
+@dataclass(frozen=True)
+class FamilySpec:
+    """A kind of policy: which task and policy classes read the reference directory it shares."""
+    name: str
+    task_class: str            # "module:Class" with a ``load(directory)`` classmethod
+    policy_class: str          # "module:Class" with ``load(directory, task, device=...)``
+    tasks: tuple[str, ...]     # the conf/task/ options it can run (the first is its default)
+    reference_policy: str      # whose config builds pi_ref (the `reference` rule)
+
+
+FAMILY_TABLE = (
+    FamilySpec("tabular", "grpo_amp.tasks.tabular:TabularTask", "grpo_amp.policies.tabular:TabularPolicy",
+               ("tabular",), "tabular_exact"),
+    FamilySpec("transformer", "grpo_amp.tasks.modarith:ModArithTask",
+               "grpo_amp.policies.transformer:TransformerPolicy", ("modarith",), "transformer"),
+)
+FAMILIES = {f.name: f for f in FAMILY_TABLE}
+
+
+# --------------------------------------------------------------------------- policies
+# tolerance kinds: how close to C3 a policy is expected to be (claims.TOLERANCE has the numbers)
+ROUNDOFF = "roundoff"    # theory in the loop: agreement to floating-point round-off (a self-check)
+OPTIMISER = "optimiser"  # a numerical maximiser of an exact objective: agreement to its tolerance
+PRACTICE = "practice"    # anything that optimises approximately or from samples
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """One way of running a GRPO iteration: a family (the model), an update and what to expect of it."""
+    name: str
+    family: str
+    update: str                   # "module:function", the per-iteration update trainer.train calls
+    tolerance: str                # ROUNDOFF, OPTIMISER or PRACTICE
+    sampled: bool                 # draws groups: repeated over seeds, its numbers carry seed intervals
+    sweeps: tuple[str, ...]       # the SWEEPS that change what this policy does
+    label: str                    # a few words for figures and the claims table
+    rung: str | None = None       # THEORY.md's E5 rung (R1 ... R6), if the policy is one
+    grpo: str = "paper"           # the conf/grpo/ preset it runs with (the algorithm's choices)
+    loop: str = "grpo_amp.grpo.trainer:train"  # the iteration loop ("module:function")
+    pos_method: str = "exact"
+
+    @property
+    def practice(self) -> bool:
+        return self.tolerance == PRACTICE
+
+
+_PRACTICE_SWEEPS = ("beta", "group_size", "inner_steps", "kl_estimator", "clip_eps")
+
+POLICY_TABLE = (  # plot order is table order
+    PolicySpec("tabular_exact", "tabular", "grpo_amp.grpo.trainer:exact_update", ROUNDOFF, False, ("beta",),
+               "C2's closed form in the loop (self-check)"),
+    PolicySpec("tabular_r1", "tabular", "grpo_amp.grpo.rungs:population_argmax", OPTIMISER, False, ("beta",),
+               "R1: L-BFGS on the population objective", rung="R1"),
+    PolicySpec("tabular_r2", "tabular", "grpo_amp.grpo.rungs:finite_group_argmax", OPTIMISER, False,
+               ("beta", "group_size"), "R2: L-BFGS on the exact finite-G objective", rung="R2"),
+    PolicySpec("tabular_r3", "tabular", "grpo_amp.grpo.rungs:exact_objective_steps", PRACTICE, False,
+               ("beta", "group_size", "inner_steps"), "R3: M Adam steps on the exact finite-G objective", rung="R3"),
+    PolicySpec("tabular_r4", "tabular", "grpo_amp.grpo.rungs:multi_group_steps", PRACTICE, True,
+               ("beta", "group_size", "inner_steps", "groups_per_question"),
+               "R4: M steps on m sampled groups", rung="R4"),
+    PolicySpec("tabular_r5", "tabular", "grpo_amp.grpo.rungs:one_group_argmax", PRACTICE, True,
+               ("beta", "group_size"), "R5: one group's own maximiser", rung="R5"),
+    PolicySpec("tabular_sgd", "tabular", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True, _PRACTICE_SWEEPS,
+               "R6: sampled GRPO on a table", rung="R6"),
+    PolicySpec("transformer", "transformer", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True, _PRACTICE_SWEEPS,
+               "sampled GRPO on a transformer", grpo="practice_token"),
+)
+POLICIES = {p.name: p for p in POLICY_TABLE}
+POLICY_NAMES = tuple(POLICIES)
+PRACTICE_POLICIES = tuple(p.name for p in POLICY_TABLE if p.practice)
+SAMPLED_POLICIES = tuple(p.name for p in POLICY_TABLE if p.sampled)
+
+
+def policy(name: str) -> PolicySpec:
+    if name not in POLICIES:
+        raise KeyError(f"unknown policy {name!r} (choose from {', '.join(POLICIES)})")
+    return POLICIES[name]
+
+
+def family_of(policy_name: str) -> str:
+    return policy(policy_name).family
+
+
+def resolve(target: str):
+    """The object a "module:name" string names (imported on first use: a tabular run never loads transformers)."""
+    import importlib
+
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# --------------------------------------------------------------------------- sweeps
+@dataclass(frozen=True)
+class Sweep:
+    """One swept knob: the run-name tag, the Hydra key it sets, the StudyConfig list of values.
+
+    The runs.csv column of the setting is the sweep's name.
+    """
+    name: str
+    tag: str
+    key: str
+    values_field: str
+    value_pattern: str = r"[0-9.]+"
+
+
+SWEEP_TABLE = (
+    Sweep("beta", "beta", "variant.beta", "beta_sweep"),                     # C7
+    Sweep("group_size", "G", "grpo.group_size", "group_sweep"),             # E1/E2
+    Sweep("inner_steps", "M", "grpo.inner_steps", "inner_sweep"),           # E2/E5: optimisation error
+    Sweep("kl_estimator", "kl", "grpo.kl_estimator", "estimator_sweep", r"[a-z0-9]+"),  # E2: k1, k3
+    Sweep("clip_eps", "clip", "grpo.clip_eps", "clip_sweep"),               # E2: ratio clipping
+    Sweep("groups_per_question", "m", "grpo.groups_per_question", "groups_sweep"),  # E5 R4: sampling error
+)
+SWEEPS = {s.name: s for s in SWEEP_TABLE}
+SWEEP_OF_TAG = {s.tag: s.name for s in SWEEP_TABLE}
+VARIANT_PATTERN = r"[A-Za-z0-9_]+"
+# a run name: VARIANT or VARIANT-<tag><value>; derived from SWEEPS so a new sweep is one row above
+RUN_PATTERN = (VARIANT_PATTERN + r"(?:-(?:" + "|".join(f"{re.escape(s.tag)}{s.value_pattern}" for s in SWEEP_TABLE)
+               + r"))?")
+RUN_SYNTAX = "VARIANT or VARIANT-{" + "|".join(s.tag for s in SWEEP_TABLE) + "}VALUE"
+
+
+# --------------------------------------------------------------------------- figures
+FIGURE_NAMES = ("trajectories", "per_question", "fixed_points", "normalisation", "regularisation",
+                "practice_gap", "gap_ladder", "heldout")
+

@@ -1,0 +1,90 @@
+"""runs.csv's numbers: one run's measured and predicted PoS summarised per seed, then over seeds.
+
+    numbers = summarise_run(pred, settings)   # {"gap_trajectory": m, "gap_trajectory_lo": lo, ...}
+    mean, lo, hi = seed_interval([0.21, 0.19, 0.24])
+
+Every number of a run is computed for each seed on its own, then reported as the mean over seeds
+with a 95% Student-t interval (the seeds are the repeats; a deterministic policy has one seed and
+its interval is the point). Reads frames that the rules wrote; nothing here trains or samples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from grpo_amp import theory
+from grpo_amp.schema import SUMMARY_NUMBERS
+
+CONFIDENCE = 0.95
+
+
+def seed_interval(values) -> tuple[float, float, float]:
+    """(mean, lo, hi): the mean over seeds with its 95% t-interval; (x, x, x) for one seed."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return np.nan, np.nan, np.nan
+    mean = float(x.mean())
+    if len(x) == 1:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+def with_interval(name: str, values) -> dict:
+    mean, lo, hi = seed_interval(values)
+    return {name: mean, f"{name}_lo": lo, f"{name}_hi": hi}
+
+
+def train_rows(pred: pd.DataFrame) -> pd.DataFrame:
+    return pred[pred["split"] == "train"]
+
+
+def mean_gap(pred: pd.DataFrame, column: str) -> float:
+    """mean |p_n - column| over train questions and iterations n >= 1 (one seed's frame)."""
+    later = pred[(pred["split"] == "train") & (pred["iteration"] >= 1)]
+    return float((later["pos"] - later[column]).abs().mean())
+
+
+def heldout_gain(pred: pd.DataFrame) -> float:
+    """Mean held-out PoS at the last iteration minus at iteration 0 (E3; NaN without held-out questions)."""
+    held = pred[pred["split"] != "train"]
+    if held.empty:
+        return np.nan
+    by_n = held.groupby("iteration")["pos"].mean()
+    return float(by_n.loc[by_n.index.max()] - by_n.loc[0])
+
+
+def effective_beta(pred: pd.DataFrame, settings: dict) -> tuple[float, float]:
+    """E4: the beta that best explains one seed's trajectory under C3, and the fit's RMSE."""
+    wide = train_rows(pred).pivot(index="iteration", columns="question", values="pos").sort_index()
+    return theory.fit_effective_beta(wide.iloc[0].to_numpy(), wide.to_numpy(), kl=settings["kl"],
+                                     norm=settings["norm"], eps=settings["eps"], beta_prev=settings["beta_prev"],
+                                     std=settings["std"])
+
+
+def summarise_seed(pred: pd.DataFrame, settings: dict) -> dict:
+    """runs.csv's numbers for one seed of one run."""
+    train = train_rows(pred)
+    last = train[train["iteration"] == train["iteration"].max()]
+    beta_eff, rmse = effective_beta(pred, settings)
+    return {"final_pos_mean": float(last["pos"].mean()), "pred_final_mean": float(last["pred_trajectory"].mean()),
+            **{f"gap_{c}": mean_gap(pred, f"pred_{c}") for c in ("trajectory", "one_step", "trajectory_G",
+                                                                 "one_step_G")},
+            "heldout_gain": heldout_gain(pred), "beta_eff": beta_eff, "beta_eff_rmse": rmse}
+
+
+def summarise_run(pred: pd.DataFrame, settings: dict) -> dict:
+    """Every SUMMARY_NUMBERS column as its mean over seeds, with ``_lo``/``_hi``, and ``n_seeds``."""
+    per_seed = pd.DataFrame([summarise_seed(rows, settings) for _, rows in pred.groupby("seed", sort=True)])
+    out = {"n_seeds": len(per_seed)}
+    for name in SUMMARY_NUMBERS:
+        out.update(with_interval(name, per_seed[name]))
+    return out
+
+
+def per_seed_gaps(pred: pd.DataFrame, column: str = "pred_trajectory") -> pd.Series:
+    """mean |p_n - column| of each seed (index: seed)."""
+    return pred.groupby("seed", sort=True).apply(lambda rows: mean_gap(rows, column), include_groups=False)
