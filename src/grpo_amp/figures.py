@@ -432,8 +432,10 @@ RUNG_ORDER = ("R1", "R2", "R3", "R4", "R6", "R5")
 
 
 def _rung_sort_key(rung: str) -> tuple:
-    base = rung.split(" ")[0]
-    return (RUNG_ORDER.index(base) if base in RUNG_ORDER else len(RUNG_ORDER), rung)
+    """Chain order: R1, R2, R3 (its M points), R4 (largest m first), R6, R5, then the rest."""
+    base, _, value = rung.partition(" (")
+    number = float(value.split("= ")[-1].rstrip(")")) if value else np.inf
+    return (RUNG_ORDER.index(base) if base in RUNG_ORDER else len(RUNG_ORDER), -number if base == "R4" else number, rung)
 
 
 @_themed

@@ -47,7 +47,9 @@ def _rows_of(runs: pd.DataFrame) -> list[dict]:
         spec = registry.POLICIES.get(r.policy)
         if spec is None:
             continue
-        if spec.rung is not None and r.sweep == "variant":
+        if spec.rung == "R4" and r.sweep == "variant":  # m = 1: R6 draw for draw
+            out.append(dict(rung="R4", policy=r.policy, run=r.run, variant=r.variant, value=r.groups_per_question))
+        elif spec.rung is not None and r.sweep == "variant":
             out.append(dict(rung=spec.rung, policy=r.policy, run=r.run, variant=r.variant, value=np.nan))
         elif spec.rung == "R3" and r.sweep == "inner_steps":
             out.append(dict(rung="R3", policy=r.policy, run=r.run, variant=r.variant, value=r.inner_steps))
@@ -77,7 +79,7 @@ def _parent(row: dict, by_rung: dict[tuple[str, str], dict]) -> dict | None:
     if rung == "R4":
         return plain("R3")
     if rung == "R6":
-        r4 = [r for (name, var), r in by_rung.items() if name == "R4m" and var == v]
+        r4 = [r for (name, var), r in by_rung.items() if name.startswith("R4@") and var == v and r["value"] > 1]
         return max(r4, key=lambda r: r["value"]) if r4 else plain("R3")
     return plain("R6")  # R5, the loss choices and the transformer change R6
 
@@ -103,7 +105,7 @@ def ladder_table(runs: pd.DataFrame, predictions: dict[tuple[str, str], pd.DataF
         r["gaps"], r["gaps_G"] = _gaps(pred, "pred_trajectory"), _gaps(pred, "pred_trajectory_G")
     by_rung = {}
     for r in rows:
-        key = "R4m" if r["rung"] == "R4" else r["rung"] if np.isnan(r["value"]) else f"{r['rung']}@{r['value']}"
+        key = r["rung"] if np.isnan(r["value"]) else f"{r['rung']}@{r['value']:g}"
         by_rung.setdefault((key, r["variant"]), r)
     out = []
     for r in rows:
