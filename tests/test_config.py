@@ -15,15 +15,16 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from grpo_amp import runs
+from grpo_amp import registry, runs
 from grpo_amp.config import (
     CONF_DIR, Config, KLEstimator, KLTarget, LossAgg, Norm, PolicyName, RatioLevel, Std, compose_config, flatten,
     register_configs, to_config,
 )
 
-GROUPS = ("variant", "policy", "task", "scale")
+GROUPS = ("variant", "task", "scale", "grpo")
 OPTIONS = {g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml")) for g in GROUPS}
-TASK_OF_POLICY = {"tabular_exact": "tabular", "tabular_sgd": "tabular", "transformer": "modarith"}
+OPTIONS["policy"] = list(registry.POLICY_NAMES)  # policies come from the registry, not from YAML files
+TASK_OF_POLICY = {p.name: registry.FAMILIES[p.family].tasks[0] for p in registry.POLICY_TABLE}
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +56,27 @@ def _as_plain(cfg: Config) -> dict:
     return _leaves(OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True))
 
 
-def test_the_groups_hold_what_the_docs_name():
-    assert OPTIONS["variant"] == ["mean_only_both", "mean_only_mirror", "mean_only_ref", "mean_std_both",
-                                  "mean_std_mirror", "mean_std_ref", "mean_std_ref_eps"]
-    assert OPTIONS["policy"] == ["tabular_exact", "tabular_sgd", "transformer"]
-    assert OPTIONS["task"] == ["modarith", "tabular"]
-    assert OPTIONS["scale"] == ["default", "full", "smoke"]
+def test_hydra_offers_exactly_the_registry_policies():
+    """policy=<name> options are the registry's table: nothing else to edit when a policy is added."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        offered = sorted(o for o in loader.get_group_options("policy") if not o.endswith("_schema"))
+    GlobalHydra.instance().clear()
+    assert offered == sorted(registry.POLICY_NAMES)
+    assert not (CONF_DIR / "policy").exists()
+    assert set(PolicyName.__members__) == set(registry.POLICY_NAMES)
+
+
+def test_every_documented_option_exists():
+    """The README's configuration table names options that compose (docs and conf/ agree)."""
+    readme = (CONF_DIR.parent / "README.md").read_text()
+    for group in ("variant", "task", "scale", "grpo"):
+        for option in OPTIONS[group]:
+            assert f"`{option}`" in readme, (group, option)
 
 
 def test_defaults(hydra_compose):
@@ -93,12 +109,20 @@ def test_every_variant_composes(hydra_compose, variant):
 @pytest.mark.parametrize("policy", OPTIONS["policy"])
 def test_every_policy_composes_with_its_own_task(hydra_compose, policy):
     cfg = hydra_compose([f"policy={policy}"])
-    assert cfg.policy.name.value == policy
-    assert cfg.policy.family == ("transformer" if policy == "transformer" else "tabular")
+    spec = registry.policy(policy)
+    assert cfg.policy.name.value == policy and cfg.policy.family == spec.family
     assert cfg.task.name == TASK_OF_POLICY[policy]  # the policy picks its task
+    preset = OmegaConf.load(CONF_DIR / "grpo" / f"{spec.grpo}.yaml")  # ... and its GRPO preset
+    assert (cfg.grpo.ratio_level.value, cfg.grpo.loss_agg.value) == (preset.ratio_level, preset.loss_agg)
 
 
-@pytest.mark.parametrize("policy,task", [(p, t) for p, t in TASK_OF_POLICY.items()])
+def test_a_grpo_preset_on_the_command_line_wins_over_the_policys(hydra_compose):
+    cfg = hydra_compose(["policy=tabular_sgd", "grpo=trl_default"])
+    assert cfg.grpo.kl_estimator is KLEstimator.k3 and cfg.grpo.clip_eps == 0.2 and cfg.grpo.inner_steps == 1
+    assert cfg.grpo.iterations == 12  # sizes still come from the scale's sizing
+
+
+@pytest.mark.parametrize("policy,task", [("tabular_sgd", "tabular"), ("transformer", "modarith")])
 def test_every_task_composes_where_compatible(hydra_compose, policy, task):
     cfg = hydra_compose([f"policy={policy}", f"task={task}"])
     assert cfg.task.name == task
@@ -121,9 +145,7 @@ def test_every_scale_x_policy_composes_with_its_sizing(hydra_compose, scale, pol
     for key, value in wanted.items():  # every value of the specialisation reached the Config
         assert plain[key] == value, (key, plain[key], value)
     # the study of the scale is the YAML's
-    study = OmegaConf.load(CONF_DIR / "scale" / f"{scale}.yaml").study
-    assert cfg.scale.study.policies == list(study.policies)
-    assert cfg.scale.study.beta_sweep == list(study.beta_sweep)
+    assert cfg.scale.study == runs.load_study(scale)  # the stages and the Snakefile read the same study
 
 
 def test_sizing_hand_values(hydra_compose):
@@ -189,13 +211,13 @@ def test_bad_enum_message_lists_the_choices():
 
 
 def test_policy_transformer_with_tabular_task_names_both():
-    with pytest.raises(ValueError, match=r"task must be modarith for policy=transformer; got 'tabular'"):
+    with pytest.raises(ValueError, match=r"task must be modarith for policy=transformer; got 'tabular'"):  # noqa
         compose_config(["policy=transformer", "task=tabular"])
 
 
 def test_flatten_has_dotted_keys():
     cfg = compose_config(["variant=mean_std_both", "variant.eps=0.01", "variant.beta=2", "grpo.group_size=4",
-                          "inputs=[a]", "outputs=[b]"])
+                          "+inputs.pos=a.csv", "+outputs.predict=b.csv"])
     flat = flatten(cfg)
     assert flat["variant.beta"] == 2.0 and flat["variant.kl"] == "both" and flat["variant.norm"] == "mean_std"
     assert flat["variant.eps"] == 0.01 and flat["variant.beta_prev"] == 1.0 and flat["grpo.group_size"] == 4
@@ -213,6 +235,12 @@ EXPECTED_RUNS = {
     ("smoke", "tabular_sgd"): ["mean_std_ref", "mean_std_mirror", "mean_std_both", "mean_only_ref",
                                "mean_std_ref-beta0.5", "mean_std_ref-beta2", "mean_std_ref-G32", "mean_std_ref-M1"],
     ("smoke", "transformer"): ["mean_std_ref"],
+    ("smoke", "tabular_r1"): ["mean_std_ref", "mean_std_mirror", "mean_std_both", "mean_only_ref"],
+    ("smoke", "tabular_r4"): ["mean_std_ref", "mean_std_ref-m4"],
+    ("default", "tabular_r3"): ["mean_std_ref", "mean_std_mirror", "mean_std_both", "mean_only_ref",
+                                "mean_only_mirror", "mean_only_both", "mean_std_ref_eps",
+                                "mean_std_ref-M1", "mean_std_ref-M4", "mean_std_ref-M32"],
+    ("default", "tabular_r4"): ["mean_std_ref", "mean_std_ref-m4", "mean_std_ref-m16"],
     ("default", "tabular_exact"): ["mean_std_ref", "mean_std_mirror", "mean_std_both", "mean_only_ref",
                                    "mean_only_mirror", "mean_only_both", "mean_std_ref_eps",
                                    "mean_std_ref-beta0.25", "mean_std_ref-beta0.5", "mean_std_ref-beta2",
@@ -262,6 +290,24 @@ def test_run_names_round_trip_through_hydra(hydra_compose):
         assert got[sweep] == want, (name, got)
 
 
+def test_seeds_repeat_only_sampled_policies():
+    study = runs.load_study("default")
+    assert study.seeds == 3
+    assert runs.seeds_of(study, "tabular_sgd") == 3 and runs.seeds_of(study, "transformer") == 3
+    assert runs.seeds_of(study, "tabular_exact") == 1 and runs.seeds_of(study, "tabular_r1") == 1
+
+
+@pytest.mark.parametrize("bad,field", [({"seeds": 0}, "scale.study.seeds"), ({"policies": ["nope"]}, "scale.study.policies"),
+                                       ({"sweeps_of": {"tabular_exact": ["group_size"]}}, "scale.study.sweeps_of")])
+def test_a_bad_study_fails_naming_the_field(tmp_path, bad, field):
+    scale = tmp_path / "scale"
+    scale.mkdir()
+    study = {"policies": ["tabular_exact"], "variants": ["mean_std_ref"], **bad}
+    OmegaConf.save({"name": "mine", "study": study}, scale / "mine.yaml")
+    with pytest.raises(ValueError, match=field):
+        runs.load_study("mine", conf_dir=tmp_path)
+
+
 def test_run_overrides_by_hand():
     assert runs.run_overrides("mean_std_ref") == ["variant=mean_std_ref", "run_name=mean_std_ref"]
     assert runs.run_overrides("mean_only_ref-beta0.5") == ["variant=mean_only_ref", "run_name=mean_only_ref-beta0.5",
@@ -270,6 +316,7 @@ def test_run_overrides_by_hand():
     assert runs.run_overrides("mean_std_ref-M16")[-1] == "grpo.inner_steps=16"
     assert runs.run_overrides("mean_std_ref-klk3")[-1] == "grpo.kl_estimator=k3"
     assert runs.run_overrides("mean_std_ref-clip0.2")[-1] == "grpo.clip_eps=0.2"
+    assert runs.run_overrides("mean_std_ref-m4")[-1] == "grpo.groups_per_question=4"
     assert runs.run_name("mean_std_ref", "beta", 2.0) == "mean_std_ref-beta2"
     assert runs.parse_run("mean_std_ref-beta0.25") == ("mean_std_ref", "beta", "0.25")
     assert runs.parse_run("mean_only_both") == ("mean_only_both", "variant", None)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from grpo_amp import registry
 from grpo_amp.config import compose_config
 from grpo_amp.runs import study_runs
 from grpo_amp.schema import POS_COLUMNS
@@ -36,8 +37,9 @@ def test_full_scale_dry_run_lists_every_run():
                           "-s", str(ROOT / "Snakefile"), "--directory", str(ROOT)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    n_runs = sum(len(study_runs("full", p)) for p in ("tabular_exact", "tabular_sgd", "transformer"))
-    for rule in ("train", "pos", "predict"):
+    n_runs = sum(len(study_runs("full", p)) for p in registry.POLICY_NAMES)
+    assert n_runs > 90
+    for rule in ("train", "predict"):
         counts = [ln.split() for ln in out.stdout.splitlines() if ln.strip().startswith(rule + " ")]
         assert counts and int(counts[0][1]) == n_runs, (rule, counts)
 
@@ -52,11 +54,12 @@ def test_full_scale_transformer_code_path_on_cpu(tmp_path):
                              capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stderr[-3000:]
 
-    for name in ("tracking", "reference", "train", "pos"):
+    for name in ("tracking", "reference", "train"):
         stage(name)
     pos = pd.read_csv(tmp_path / "full" / "pos" / "transformer" / "mean_std_ref.csv")
     assert list(pos.columns) == POS_COLUMNS
-    assert len(pos) == 40 * 3 and pos["pos"].between(0, 1).all()
+    n_seeds = 10  # conf/scale/full.yaml: study.seeds
+    assert len(pos) == 40 * 3 * n_seeds and pos["pos"].between(0, 1).all() and pos["seed"].nunique() == n_seeds
     prompts = pd.read_csv(tmp_path / "full" / "reference" / "transformer" / "questions.csv")["prompt"]
     assert prompts.str.contains(r"\*").any() and prompts.str.contains(r"\+").any()
 
@@ -66,4 +69,5 @@ def test_full_scale_transformer_code_path_on_cpu(tmp_path):
     exp = client.get_experiment_by_name("grpo-amp/full")
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1
-    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "mean_reward")] == [1, 2]
+    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "seed0/mean_reward")] == [1, 2]
+    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "seed9/mean_reward")] == [1, 2]

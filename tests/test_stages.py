@@ -1,6 +1,6 @@
 """The stages as Snakemake runs them: real ``python -m grpo_amp.stages.<name>`` subprocesses.
 
-Each subprocess pays ~1-3 s of imports, so the chains (reference -> train -> pos -> predict, one per
+Each subprocess pays ~1-3 s of imports, so the chains (reference -> train -> predict, one per
 tabular policy, each in its own results root) run in parallel in a module fixture, and the bad-input
 runs are started together in a second one. Everything is written under pytest's tmp_path.
 """
@@ -39,7 +39,7 @@ def stage(name: str, root: Path, *overrides: str) -> subprocess.CompletedProcess
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
-def chain(root: Path, policy: str, *extra: str, stages=("reference", "train", "pos", "predict")):
+def chain(root: Path, policy: str, *extra: str, stages=("reference", "train", "predict")):
     out = {}
     for name in stages:
         out[name] = stage(name, root, f"policy={policy}", *SMALL, *extra)
@@ -49,11 +49,12 @@ def chain(root: Path, policy: str, *extra: str, stages=("reference", "train", "p
 
 
 CHAINS = {  # results root -> (policy, extra overrides, stages)
-    "tabular_exact": ("tabular_exact", (), ("reference", "train", "pos", "predict")),
-    "tabular_sgd": ("tabular_sgd", (), ("reference", "train", "pos", "predict")),
-    # no per-iteration checkpoints: train measures PoS as it goes and the pos rule takes that table
-    "sgd_no_checkpoints": ("tabular_sgd", ("policy.save_checkpoints=false",), ("reference", "train", "pos")),
+    "tabular_exact": ("tabular_exact", (), ("reference", "train", "predict")),
+    "tabular_sgd": ("tabular_sgd", (), ("reference", "train", "predict")),
+    # no per-iteration checkpoints: only the last state is kept; PoS is measured in training either way
+    "sgd_no_checkpoints": ("tabular_sgd", ("policy.save_checkpoints=false",), ("reference", "train")),
 }
+SEEDS = {"tabular_exact": 1, "tabular_sgd": 2}  # scale=smoke: study.seeds = 2 for a sampled policy
 
 
 @pytest.fixture(scope="module")
@@ -81,13 +82,19 @@ def test_reference_and_train_outputs(chains, policy):
     task = TabularTask.load(ref)
     assert len(task.questions) == N_TRAIN + N_HELDOUT and task.n_outputs == 8  # smoke_tabular sizing
     train = smoke / "train" / policy / RUN
-    assert {p.name for p in train.iterdir()} == {"iter_001", "iter_002", "metrics.csv", "c1.csv", "run.json"}
-    for n in (1, 2):
-        TabularPolicy.load(train / f"iter_{n:03d}", task)
+    n_seeds = SEEDS[policy]
+    assert {p.name for p in train.iterdir()} == {"metrics.csv", "c1.csv", "run.json",
+                                                 *(f"seed_{s:02d}" for s in range(n_seeds))}
+    for s in range(n_seeds):
+        assert {p.name for p in (train / f"seed_{s:02d}").iterdir()} == {"iter_001", "iter_002"}
+        for n in (1, 2):
+            TabularPolicy.load(train / f"seed_{s:02d}" / f"iter_{n:03d}", task)
     metrics = pd.read_csv(train / "metrics.csv")
     assert list(metrics.columns) == TRAIN_METRICS_COLUMNS and list(metrics["iteration"]) == [1, 2]
+    assert (metrics["seed"] == (-1 if policy == "tabular_sgd" else 0)).all()  # seeds pooled in one table
     c1 = pd.read_csv(train / "c1.csv")
-    assert set(C1_COLUMNS) <= set(c1.columns) and len(c1) == N_TRAIN * ITERS and (c1["n_groups"] == 4).all()
+    assert list(c1.columns) == C1_COLUMNS and len(c1) == N_TRAIN * ITERS * n_seeds and (c1["n_groups"] == 4).all()
+    assert sorted(c1["seed"].unique()) == list(range(n_seeds))
     assert np.isfinite(c1["surrogate"]).all() and (c1["surrogate_se"] >= 0).all()
     conf = json.loads((train / "run.json").read_text())["config"]
     assert conf["policy.name"] == policy and conf["variant.beta"] == 1.0 and conf["grpo.iterations"] == ITERS
@@ -102,24 +109,31 @@ def test_reference_and_train_outputs(chains, policy):
 def test_pos_and_predict_outputs(chains, policy):
     smoke = chains[policy] / "smoke"
     pos = pd.read_csv(smoke / "pos" / policy / f"{RUN}.csv")
+    n_seeds = SEEDS[policy]
     assert list(pos.columns) == POS_COLUMNS
-    assert len(pos) == (N_TRAIN + N_HELDOUT) * (ITERS + 1)
+    assert len(pos) == (N_TRAIN + N_HELDOUT) * (ITERS + 1) * n_seeds
     assert sorted(pos["iteration"].unique()) == list(range(ITERS + 1))
     assert pos["pos"].between(0, 1).all() and (pos["method"] == "exact").all()
     assert (pos["pos_lo"] == pos["pos"]).all() and (pos["pos_hi"] == pos["pos"]).all()
-    assert (pos.groupby("iteration").size() == N_TRAIN + N_HELDOUT).all()
-    # iteration 0 is pi_ref's exact PoS
+    assert (pos.groupby(["seed", "iteration"]).size() == N_TRAIN + N_HELDOUT).all()
+    # iteration 0 is pi_ref's exact PoS, for every seed
     ref = smoke / "reference" / "tabular"
     task = TabularTask.load(ref)
     p_ref, _ = pos_exact(TabularPolicy.load(ref, task), torch.arange(N_TRAIN + N_HELDOUT))
-    np.testing.assert_allclose(pos[pos["iteration"] == 0].sort_values("question")["pos"], p_ref, atol=1e-12)
+    for _, rows in pos[pos["iteration"] == 0].groupby("seed"):
+        np.testing.assert_allclose(rows.sort_values("question")["pos"], p_ref, atol=1e-12)
     # tabular questions share no parameters: held-out PoS never moves
-    held = pos[pos["split"] == "heldout"].pivot(index="iteration", columns="question", values="pos")
+    held = pos[(pos["split"] == "heldout") & (pos["seed"] == 0)].pivot(index="iteration", columns="question",
+                                                                        values="pos")
     np.testing.assert_allclose(held.to_numpy() - held.to_numpy()[0], 0.0, atol=1e-12)
+    if n_seeds > 1:  # seeds are independent repeats: their trajectories differ
+        last = pos[(pos["iteration"] == ITERS) & (pos["split"] == "train")].pivot(index="question", columns="seed",
+                                                                                  values="pos")
+        assert (last[0] - last[1]).abs().max() > 1e-6
 
     pred = pd.read_csv(smoke / "predict" / policy / f"{RUN}.csv")
     assert list(pred.columns) == PREDICT_COLUMNS and len(pred) == len(pos)
-    train = pred[pred["split"] == "train"].sort_values(["iteration", "question"])
+    train = pred[(pred["split"] == "train") & (pred["seed"] == 0)].sort_values(["iteration", "question"])
     wide = train.pivot(index="iteration", columns="question", values="pred_trajectory").to_numpy()
     np.testing.assert_allclose(wide, theory.pos_recurrence(wide[0], ITERS), rtol=0, atol=1e-12)
     assert pred.loc[pred["split"] == "heldout", ["pred_trajectory", "pred_one_step", "pred_limit"]].isna().all().all()
@@ -133,28 +147,36 @@ def test_pos_and_predict_outputs(chains, policy):
 
 
 def test_pos_measured_in_training_equals_pos_from_checkpoints(chains):
-    """policy.save_checkpoints=false: only the last state is kept, and the pos table is the same."""
+    """The PoS train measured as it went equals an independent measurement of each saved checkpoint."""
+    smoke = chains["tabular_sgd"] / "smoke"
+    ref = smoke / "reference" / "tabular"
+    task = TabularTask.load(ref)
+    pos = pd.read_csv(smoke / "pos" / "tabular_sgd" / f"{RUN}.csv")
+    for s in range(SEEDS["tabular_sgd"]):
+        for n in range(1, ITERS + 1):
+            state = TabularPolicy.load(smoke / "train" / "tabular_sgd" / RUN / f"seed_{s:02d}" / f"iter_{n:03d}", task)
+            p, kl = pos_exact(state, torch.arange(N_TRAIN + N_HELDOUT),
+                              TabularPolicy.load(ref, task).answer_log_probs(torch.arange(N_TRAIN + N_HELDOUT)))
+            rows = pos[(pos["seed"] == s) & (pos["iteration"] == n)].sort_values("question")
+            np.testing.assert_allclose(rows["pos"], p, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(rows["kl_in_correct"], kl, rtol=0, atol=1e-12)
+
+
+def test_without_checkpoints_only_the_last_state_is_kept_and_numbers_are_the_same(chains):
     train = chains["sgd_no_checkpoints"] / "smoke" / "train" / "tabular_sgd" / RUN
-    assert {p.name for p in train.iterdir()} == {f"iter_{ITERS:03d}", "pos.csv", "metrics.csv", "c1.csv", "run.json"}
+    assert {p.name for p in (train / "seed_00").iterdir()} == {f"iter_{ITERS:03d}"}
     a = pd.read_csv(chains["sgd_no_checkpoints"] / "smoke" / "pos" / "tabular_sgd" / f"{RUN}.csv")
     b = pd.read_csv(chains["tabular_sgd"] / "smoke" / "pos" / "tabular_sgd" / f"{RUN}.csv")
-    assert list(a.columns) == POS_COLUMNS and len(a) == len(b)
-    assert (a["question"] == b["question"]).all() and (a["iteration"] == b["iteration"]).all()
-    np.testing.assert_allclose(a["pos"], b["pos"], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(a["kl_in_correct"], b["kl_in_correct"], rtol=0, atol=1e-12)
+    pd.testing.assert_frame_equal(a, b)
 
 
 # --------------------------------------------------------------------------- bad input
 def _prepare(root: Path, exact_root: Path, what: str) -> None:
     smoke = root / "smoke"
-    if what in ("corrupt_reference", "corrupt_checkpoint"):
+    if what == "corrupt_reference":
         shutil.copytree(exact_root / "smoke" / "reference", smoke / "reference")
     if what == "corrupt_reference":
         (smoke / "reference" / "tabular" / WEIGHTS).write_bytes(b"\x93NUMPY garbage, not safetensors" * 4)
-    if what == "corrupt_checkpoint":
-        src = exact_root / "smoke" / "train" / "tabular_exact" / RUN
-        shutil.copytree(src, smoke / "train" / "tabular_exact" / RUN)
-        (smoke / "train" / "tabular_exact" / RUN / "iter_002" / WEIGHTS).write_bytes(bytes(range(256)) * 3)
     if what == "corrupt_pos":
         (smoke / "pos" / "tabular_exact").mkdir(parents=True)
         (smoke / "pos" / "tabular_exact" / f"{RUN}.csv").write_bytes(bytes(range(255, -1, -1)) * 8)
@@ -177,8 +199,7 @@ BAD = {
                                TRAIN_OUT),
     "corrupt_reference": ("train", [], "corrupt_reference", ["corrupt tabular policy file", f"tabular/{WEIGHTS}"],
                           TRAIN_OUT),
-    "corrupt_checkpoint": ("pos", [], "corrupt_checkpoint", ["corrupt tabular policy file", f"iter_002/{WEIGHTS}"],
-                           POS_OUT),
+    "unknown_run_tag": ("train", ["run_name=mean_std_ref-zz3"], None, ["mean_std_ref-zz3"], TRAIN_OUT),
     "corrupt_pos_csv": ("predict", [], "corrupt_pos", ["corrupt CSV file", f"pos/tabular_exact/{RUN}.csv"],
                         PREDICT_OUT),
     "pos_csv_missing_columns": ("predict", [], "pos_missing_column", ["missing column(s)", "pos_lo"], PREDICT_OUT),

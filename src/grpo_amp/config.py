@@ -11,6 +11,7 @@ dataclasses, whose ``__post_init__`` checks ranges (beta > 0, G >= 2, ...) with 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -248,6 +249,8 @@ class Config:
     outputs: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _require(not self.run_name or re.fullmatch(registry.RUN_PATTERN, self.run_name) is not None, "run_name",
+                 self.run_name, registry.RUN_SYNTAX)
         tasks = registry.FAMILIES[self.policy.family].tasks
         _require(self.task.name in tasks, "task", self.task.name, f"{' or '.join(tasks)} for policy={self.policy.name.value}")
 

@@ -20,7 +20,7 @@ PREDICT_COLUMNS = ["question", "seed", "split", "iteration", "p_ref", "pos", "po
 CURVE_COLUMNS = ["p", "step_gain", "limit", "step_gain_G", "limit_G"]
 
 # results/{scale}/train/{policy}/{run}/metrics.csv: one row per iteration of training.
-# seed -1: the policy trains every seed in one table (tabular), so the row is pooled over seeds.
+# seed -1: the policy trains several seeds in one table (tabular), so the row is pooled over them.
 TRAIN_METRICS_COLUMNS = ["seed", "iteration", "loss", "pg_objective", "kl_ref", "kl_prev", "mean_reward",
                          "zero_spread_frac", "clip_frac", "seconds"]
 

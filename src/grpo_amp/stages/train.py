@@ -78,7 +78,7 @@ def _train_tabular(cfg: Config, n_seeds: int, ref_dir, tmp, log_metrics=None) ->
         frame["seed"] = cfg.seed + frame["question"] // n
         frame["question"] = frame["question"] % n
     for frame in out.metrics:
-        frame["seed"] = -1
+        frame["seed"] = cfg.seed if n_seeds == 1 else -1
     return out
 
 
