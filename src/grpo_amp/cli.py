@@ -7,6 +7,7 @@
     grpo-amp bench trl --repeat 20 --threads 2                 # ours vs TRL's GRPOTrainer (bench extra)
     grpo-amp check-published results/smoke results/published/<machine>/smoke   # exit 1 if any differs
     grpo-amp publish results/smoke results/published/<machine>/smoke --command "snakemake ..."
+    grpo-amp ui-url --scale smoke                              # the MLflow UI's runs view of a scale
 
 Values the theory rejects (beta <= 0, p outside [0, 1], unknown kl/norm, group size < 2) end in one
 line ``grpo-amp: error: ...`` on stderr and exit status 1; malformed command lines (a missing option,
@@ -202,6 +203,28 @@ def _run_publish(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- MLflow UI
+def _add_ui_url(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "ui-url", help="print the MLflow UI's URL of a scale's training runs",
+        description="MLflow 3.17's UI opens on the GenAI overview ('No data'); this URL opens the runs "
+                    "table of the scale's experiment in 'Model training' mode. Start the UI with "
+                    "`mlflow ui --backend-store-uri URI` first (grpo_amp.tracking.runs_view_url).")
+    parser.add_argument("--scale", default="default", help="the scale whose experiment to open (default: default)")
+    parser.add_argument("--uri", default="sqlite:///results/mlflow.db",
+                        help="the tracking URI (default: sqlite:///results/mlflow.db)")
+    parser.add_argument("--host", default="127.0.0.1", help="where `mlflow ui` listens (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5000, help="its port (default: 5000)")
+    parser.set_defaults(func=_run_ui_url)
+
+
+def _run_ui_url(args) -> int:
+    from grpo_amp import tracking
+
+    print(tracking.runs_view_url(tracking.find_experiment_id(args.uri, args.scale), args.host, args.port))
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -212,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(subparsers)
     _add_check_published(subparsers)
     _add_publish(subparsers)
+    _add_ui_url(subparsers)
     return parser
 
 

@@ -152,3 +152,30 @@ def log_artifacts(uri: str, run_id: str, paths: Iterable[str | Path], subdir: st
 
 def finish_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
     client(uri).set_terminated(run_id, status=status)
+
+
+# --------------------------------------------------------------------------- the UI
+# MLflow 3.17's UI decides what an experiment page shows from its "workflow type", not from the
+# experiment's `mlflow.experimentKind` tag (its feature flag for the sidebar switch is always on):
+# the `workflowType` query parameter, else the browser's saved choice (localStorage
+# "mlflow.workflowType"), else "genai", the GenAI overview that shows "No data" for training
+# runs. The sidebar's "Model training" switch sets the same parameter.
+WORKFLOW_PARAM = "workflowType=machine_learning"
+
+
+def runs_view_url(experiment_id: str, host: str = "127.0.0.1", port: int = 5000) -> str:
+    """The UI's runs table of one experiment, in "Model training" mode."""
+    return f"http://{host}:{port}/#/experiments/{experiment_id}/runs?{WORKFLOW_PARAM}"
+
+
+def find_experiment_id(uri: str, scale: str) -> str:
+    """The scale's experiment id at ``uri``; InputError (one line) if the store or experiment is missing."""
+    from grpo_amp.io import InputError
+
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise InputError(f"no MLflow store at {uri}: run the pipeline first (snakemake --cores all)")
+    exp = client(uri).get_experiment_by_name(experiment_name(scale))
+    if exp is None:
+        raise InputError(f"no MLflow experiment {experiment_name(scale)!r} at {uri}: run the pipeline "
+                         f"for scale={scale} first")
+    return exp.experiment_id
