@@ -442,7 +442,7 @@ def test_publish_then_check_published(smoke, tmp_path, capsys):
     assert main(["check-published", str(smoke), str(published)]) == 0
     lines = _status_lines(capsys.readouterr().out)
     n_claims, n_runs = len(pd.read_csv(smoke / "claims.csv")), len(pd.read_csv(smoke / "runs.csv"))
-    assert len(lines) == n_claims + n_runs and all(ln.endswith("reproduced") for ln in lines)
+    assert len(lines) == n_claims + n_runs and all(re.search(r"  reproduced  \[", ln) for ln in lines), lines
 
     # Perturb the published numbers: within a practice tolerance, beyond the exact control's, a verdict.
     claims = pd.read_csv(published / "claims.csv")
@@ -465,11 +465,11 @@ def test_publish_then_check_published(smoke, tmp_path, capsys):
         assert len(found) == 1, key
         return found[0]
 
-    assert "differs (value by 1e-05" in status("C3", "tabular_exact")
-    assert status("C3", "tabular_sgd").endswith("reproduced")
-    assert "differs (verdict" in status("C1", "transformer")
-    assert "differs (final_pos_mean by 0.2" in status("tabular_sgd", "mean_std_ref")
-    assert sum("differs" in ln for ln in lines) == 3
+    assert "moved (value by 1e-05; round-off 1e-9)" in status("C3", "tabular_exact")
+    assert "  reproduced  [" in status("C3", "tabular_sgd")
+    assert "verdict changed (verdict" in status("C1", "transformer")
+    assert "moved (final_pos_mean by 0.2" in status("tabular_sgd", "mean_std_ref")
+    assert sum("  reproduced  [" not in ln for ln in lines) == 3
 
 
 def test_check_published_without_files_is_one_line_error(smoke, tmp_path, capsys):

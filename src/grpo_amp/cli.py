@@ -165,19 +165,21 @@ def _run_bench(args) -> int:
 def _add_check_published(subparsers) -> None:
     parser = subparsers.add_parser(
         "check-published", help="compare a fresh run's claims.csv and runs.csv with a published run",
-        description="Prints 'reproduced' or 'differs (...)' per claim and policy (claims.csv) and per "
-                    "policy and run (runs.csv); exit status 1 if any differs. Verdicts and settings must "
-                    "be equal; numbers within 1e-6 for the exact control, 0.02 or 10% for practice "
-                    "(grpo_amp.published).")
+        description="Prints per claim and policy (claims.csv) and per policy and run (runs.csv): "
+                    "reproduced, moved, text changed, verdict changed, setting changed, missing or extra, "
+                    "and the check each line's numbers used: the published seed interval (practice), "
+                    "round-off 1e-9 (the exact control), or 0.02 or 10%% where a file has no interval; "
+                    "exit status 1 if any line is not reproduced (grpo_amp.published).")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a fresh run's results/<scale>/")
     parser.add_argument("published_dir", metavar="PUBLISHED_DIR", help="results/published/<machine>/<scale>/")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.set_defaults(func=_run_check_published)
 
 
 def _run_check_published(args) -> int:
     from grpo_amp.published import check_published
 
-    ok, report = check_published(args.run_dir, args.published_dir)
+    ok, report = check_published(args.run_dir, args.published_dir, as_json=args.json)
     print(report)
     return 0 if ok else 1
 

@@ -9,33 +9,41 @@ from ``results/<scale>/``: ``claims.csv``, ``claims.md``, ``runs.csv``, ``figure
 command that made the run, then ``#`` lines with the versions it ran with).
 
 ``check-published`` compares ``claims.csv`` (one line per claim and policy) and ``runs.csv`` (one
-line per policy and run) of a fresh run with the published ones and prints ``reproduced`` or
-``differs (...)`` for each line; it exits 1 if any differs. The rules:
+line per policy and run) of a fresh run with the published ones and prints, per line, its status
+and the check its numbers used; it exits 1 unless every line is ``reproduced`` (``--json``: one
+JSON object for tooling). Statuses, the first that applies naming the line:
 
-- a claim's ``verdict`` and ``metric`` must be equal; a run's settings (``SETTING_COLUMNS``:
-  variant, norm, kl, beta, ..., iterations) must be equal;
-- every other number (a claim's ``value`` and ``tolerance``; a run's ``final_pos_mean``,
-  ``gap_*``, ``heldout_gain``, ``beta_eff``, ...) must lie within the tolerance of its kind:
+- ``missing`` (published only), ``extra`` (fresh only);
+- ``text changed``: a claim's ``metric`` text differs; ``verdict changed``: its verdict;
+  ``setting changed``: a run's settings (``SETTING_COLUMNS``: variant, norm, kl, beta, ..., iterations);
+  the numbers that moved on the same line are listed beside;
+- ``moved``: a number (a claim's ``value`` and ``tolerance``; a run's ``final_pos_mean``,
+  ``gap_*``, ``heldout_gain``, ``beta_eff``, ...) fails its check:
 
-  ======================  ==========================  ========  ========  =======================================
-  kind                    rows                        absolute  relative  why
-  ======================  ==========================  ========  ========  =======================================
-  exact control           policy ``tabular_exact``    1e-6      --        closed-form updates in float64 and
-                                                                          seeded draws: only rounding may move
-  practice                ``tabular_sgd``,            0.02      10 %      SGD and sampling: thread counts, BLAS
-                          ``transformer``                       (either)  and GPU kernels reorder sums
-  ======================  ==========================  ========  ========  =======================================
+  ==================================  ===========================================================
+  check                               used for, and when a number passes
+  ==================================  ===========================================================
+  ``round-off 1e-9``                  the exact control (``tolerance_kind(policy) == "exact"``:
+                                      closed forms in float64, seeded draws): ``|fresh - pub| <= 1e-9``
+  ``seed interval``                   practice policies where the published line has ``X_lo``,
+                                      ``X_hi`` for the number ``X`` (its seed interval; claims.csv:
+                                      ``value_lo``, ``value_hi``, ``n_seeds``): the fresh value lies
+                                      inside the published interval widened by the fresh run's own
+                                      half-widths, i.e. the two intervals overlap (a fresh file
+                                      without intervals counts as the point ``[X, X]``)
+  ``tolerance 0.02 or 10%``           practice numbers with no published interval (files from before
+                                      the interval columns, a single seed): ``|fresh - pub| <= 0.02``
+                                      or ``<= 10 % of |pub|``
+  ==================================  ===========================================================
 
-  A number passes if ``|fresh - published| <= absolute`` or ``<= relative * |published|``
-  (practice only). Two NaNs (a summary the run has no data for) are equal; NaN against a number
-  differs.
-- a line present on one side only differs.
+  Two NaNs (a summary the run has no data for) are equal; NaN against a number moved.
 
 ``evidence`` (free text) is not compared: its numbers are rounded copies of the compared ones.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import shutil
@@ -73,11 +81,16 @@ class Tolerance:
         return f"{self.absolute:g}{rel}"
 
 
-# The table of the module docstring.
+# The fallback table of the module docstring (files without interval columns).
 TOLERANCES = {
     "exact": Tolerance(absolute=1e-6),
     "practice": Tolerance(absolute=0.02, relative=0.10),
 }
+ROUND_OFF = Tolerance(absolute=1e-9)  # the exact control: closed forms in float64, seeded draws
+LO, HI = "_lo", "_hi"  # a value column X has its seed interval in X_lo, X_hi
+CHECK_ROUND_OFF = "round-off 1e-9"
+CHECK_INTERVAL = "seed interval"
+CHECK_TOLERANCE = "tolerance 0.02 or 10% (no interval)"
 CLAIM_KEY = ["claim", "policy"]
 CLAIM_EXACT = ["verdict", "metric"]
 CLAIM_NUMBERS = ["value", "tolerance"]
@@ -85,26 +98,41 @@ RUN_KEY = ["policy", "run"]
 SETTING_COLUMNS = ["variant", "sweep", "norm", "kl", "beta", "beta_prev", "eps", "std", "group_size",
                    "inner_steps", "clip_eps", "kl_estimator", "iterations"]
 RUN_NUMBERS = [c for c in RUN_COLUMNS if c not in RUN_KEY and c not in SETTING_COLUMNS]
+# what a line's status is, worst first: the first that applies names the line
+STATUSES = ("missing", "extra", "text changed", "verdict changed", "setting changed", "moved", "reproduced")
+CHANGE_STATUS = {"metric": "text changed", "verdict": "verdict changed"}  # any other exact column: a setting
+
+
+def tolerance_kind(policy: str) -> str:
+    """"practice" (SGD, sampling: judged by seed intervals) or "exact" (judged by round-off)."""
+    return "practice" if policy in PRACTICE_POLICIES else "exact"
 
 
 def tolerance_for(policy: str) -> Tolerance:
-    return TOLERANCES["practice" if policy in PRACTICE_POLICIES else "exact"]
+    return TOLERANCES[tolerance_kind(policy)]
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """One line of claims.csv or runs.csv: reproduced, or how it differs."""
+    """One line of claims.csv or runs.csv: reproduced, or how it differs, and the checks it used."""
     table: str   # "claims" | "runs"
     key: tuple   # (claim, policy) or (policy, run)
     problems: tuple[str, ...]
+    status: str = "reproduced"  # one of STATUSES
+    checks: tuple[str, ...] = ()  # the number checks used on this line (CHECK_*)
 
     @property
     def reproduced(self) -> bool:
         return not self.problems
 
     def line(self) -> str:
-        status = "reproduced" if self.reproduced else f"differs ({'; '.join(self.problems)})"
-        return f"{self.table:<6}  {'  '.join(f'{k:<14}' for k in self.key)}  {status}"
+        status = self.status if self.reproduced else f"{self.status} ({'; '.join(self.problems)})"
+        checks = f"  [{', '.join(self.checks)}]" if self.checks else ""
+        return f"{self.table:<6}  {'  '.join(f'{k:<14}' for k in self.key)}  {status}{checks}"
+
+    def to_json(self, key_names: list[str]) -> dict:
+        return {"table": self.table, "key": dict(zip(key_names, self.key)), "status": self.status,
+                "reproduced": self.reproduced, "checks": list(self.checks), "problems": list(self.problems)}
 
 
 def _number(value) -> float:
@@ -123,19 +151,57 @@ def _same_setting(a, b) -> bool:
     return str(a) == str(b)
 
 
+def _interval(row: pd.Series, col: str) -> tuple[float, float] | None:
+    """(lo, hi) of ``col`` where the row has both, finite; None otherwise (old file, single seed)."""
+    if col + LO not in row.index or col + HI not in row.index:
+        return None
+    lo, hi = _number(row[col + LO]), _number(row[col + HI])
+    if math.isnan(lo) or math.isnan(hi):
+        return None
+    return lo, hi
+
+
+def _check_number(fresh: pd.Series, published: pd.Series, col: str, kind: str) -> tuple[str, str | None]:
+    """(the check used, a problem or None) for one number of one line."""
+    f, p = _number(fresh[col]), _number(published[col])
+    if math.isnan(f) or math.isnan(p):  # a summary with no data: only NaN matches NaN
+        check = CHECK_ROUND_OFF if kind == "exact" else CHECK_INTERVAL
+        return check, None if (math.isnan(f) and math.isnan(p)) else f"{col} {p:g} -> {f:g}"
+    if kind == "exact":
+        ok = ROUND_OFF.allows(f, p)
+        return CHECK_ROUND_OFF, None if ok else f"{col} by {abs(f - p):.3g}; {CHECK_ROUND_OFF}"
+    pub = _interval(published, col)
+    if pub is None:
+        tol = TOLERANCES["practice"]
+        ok = tol.allows(f, p)
+        return CHECK_TOLERANCE, None if ok else f"{col} by {abs(f - p):.3g}; tolerance {tol.describe()}"
+    fr = _interval(fresh, col) or (f, f)
+    # inside the published interval widened by the fresh one's half-widths <=> the two overlap
+    ok = fr[0] <= pub[1] and pub[0] <= fr[1]
+    return CHECK_INTERVAL, None if ok else (f"{col} {f:.4g} [{fr[0]:.4g}, {fr[1]:.4g}] outside published "
+                                            f"{p:.4g} [{pub[0]:.4g}, {pub[1]:.4g}]")
+
+
 def _compare_row(fresh: pd.Series, published: pd.Series, exact: list[str], numbers: list[str],
-                 tol: Tolerance) -> list[str]:
-    problems = []
+                 kind: str) -> tuple[str, list[str], list[str]]:
+    """(status, problems, checks) of one line present on both sides: a changed text, verdict or
+    setting is named as such, before (and beside) the numbers that moved."""
+    changed: dict[str, list[str]] = {}
+    moved, checks = [], []
     for col in exact:
         if not _same_setting(fresh[col], published[col]):
-            problems.append(f"{col} {published[col]} -> {fresh[col]}")
+            changed.setdefault(CHANGE_STATUS.get(col, "setting changed"), []).append(
+                f"{col} {published[col]!r} -> {fresh[col]!r}")
     for col in numbers:
-        f, p = _number(fresh[col]), _number(published[col])
-        if not tol.allows(f, p):
-            by = abs(f - p) if not (math.isnan(f) or math.isnan(p)) else math.nan
-            what = f"by {by:.3g}" if not math.isnan(by) else f"{p:g} -> {f:g}"
-            problems.append(f"{col} {what}; tolerance {tol.describe()}")
-    return problems
+        check, problem = _check_number(fresh, published, col, kind)
+        if check not in checks:
+            checks.append(check)
+        if problem is not None:
+            moved.append(problem)
+    if moved:
+        changed["moved"] = moved
+    status = next((st for st in STATUSES if st in changed), "reproduced")
+    return status, [p for st in STATUSES if st in changed for p in changed[st]], checks
 
 
 def _compare_table(name: str, fresh: pd.DataFrame, published: pd.DataFrame, key: list[str],
@@ -145,12 +211,12 @@ def _compare_table(name: str, fresh: pd.DataFrame, published: pd.DataFrame, key:
     out = []
     for k, pub in pub_rows.items():
         if k not in fresh_rows:
-            out.append(Comparison(name, k, ("missing from the fresh run",)))
+            out.append(Comparison(name, k, ("missing from the fresh run",), "missing"))
             continue
-        policy = k[key.index("policy")]
-        out.append(Comparison(name, k, tuple(_compare_row(fresh_rows[k], pub, exact, numbers,
-                                                          tolerance_for(policy)))))
-    out += [Comparison(name, k, ("not in the published run",)) for k in fresh_rows if k not in pub_rows]
+        kind = tolerance_kind(k[key.index("policy")])
+        status, problems, checks = _compare_row(fresh_rows[k], pub, exact, numbers, kind)
+        out.append(Comparison(name, k, tuple(problems), status, tuple(checks)))
+    out += [Comparison(name, k, ("not in the published run",), "extra") for k in fresh_rows if k not in pub_rows]
     return out
 
 
@@ -182,19 +248,34 @@ def published_command(published_dir: str | Path) -> str:
     return next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")), "")
 
 
+def _counts(comparisons: list[Comparison]) -> dict[str, int]:
+    return {st: n for st in STATUSES if (n := sum(c.status == st for c in comparisons))}
+
+
 def format_report(comparisons: list[Comparison], published_dir: str | Path) -> str:
     n_ok = sum(c.reproduced for c in comparisons)
     lines = [f"published run: {published_dir}", f"made by: {published_command(published_dir)}", ""]
     lines += [c.line() for c in comparisons]
-    lines += ["", f"{n_ok} of {len(comparisons)} reproduced"
-                  + ("" if n_ok == len(comparisons) else f"; {len(comparisons) - n_ok} differ")]
+    counts = ", ".join(f"{n} {st}" for st, n in _counts(comparisons).items() if st != "reproduced")
+    lines += ["", f"{n_ok} of {len(comparisons)} reproduced" + (f"; {counts}" if counts else "")]
     return "\n".join(lines)
 
 
-def check_published(run_dir: str | Path, published_dir: str | Path) -> tuple[bool, str]:
-    """(all reproduced?, the printed report)."""
+def report_json(comparisons: list[Comparison], published_dir: str | Path) -> dict:
+    """The report as one JSON object (``check-published --json``)."""
+    keys = {"claims": CLAIM_KEY, "runs": RUN_KEY}
+    return {"published_dir": str(published_dir), "command": published_command(published_dir),
+            "reproduced": all(c.reproduced for c in comparisons), "n_lines": len(comparisons),
+            "counts": _counts(comparisons), "lines": [c.to_json(keys[c.table]) for c in comparisons]}
+
+
+def check_published(run_dir: str | Path, published_dir: str | Path, as_json: bool = False) -> tuple[bool, str]:
+    """(all reproduced?, the printed report: text, or JSON with ``as_json``)."""
     comparisons = compare_published(run_dir, published_dir)
-    return all(c.reproduced for c in comparisons), format_report(comparisons, published_dir)
+    ok = all(c.reproduced for c in comparisons)
+    if as_json:
+        return ok, json.dumps(report_json(comparisons, published_dir), indent=2)
+    return ok, format_report(comparisons, published_dir)
 
 
 # --------------------------------------------------------------------------- publish
