@@ -8,6 +8,7 @@
     grpo-amp check-published results/smoke results/published/<machine>/smoke   # exit 1 if any differs
     grpo-amp publish results/smoke results/published/<machine>/smoke --command "snakemake ..."
     grpo-amp ui-url --scale smoke                              # the MLflow UI's runs view of a scale
+    grpo-amp archive grpo-amp-published.tar.gz                 # results/published/ + SHA256SUMS, reproducible
 
 Values the theory rejects (beta <= 0, p outside [0, 1], unknown kl/norm, group size < 2) end in one
 line ``grpo-amp: error: ...`` on stderr and exit status 1; malformed command lines (a missing option,
@@ -205,6 +206,26 @@ def _run_publish(args) -> int:
     return 0
 
 
+def _add_archive(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "archive", help="write a reproducible tarball of the published summaries with SHA256SUMS inside",
+        description="Every file under PUBLISHED (default results/published) at PREFIX/<path>, plus "
+                    "PREFIX/SHA256SUMS; sorted members, fixed mtimes (SOURCE_DATE_EPOCH or 0): the same "
+                    "files give the same bytes (grpo_amp.archive).")
+    parser.add_argument("out", metavar="OUT.tar.gz", help="the tarball to write")
+    parser.add_argument("--published", default="results/published", help="the directory to archive")
+    parser.add_argument("--prefix", default=None, help="top directory inside (default: grpo-amp-VERSION-published)")
+    parser.set_defaults(func=_run_archive)
+
+
+def _run_archive(args) -> int:
+    from grpo_amp.archive import write_archive
+
+    names = write_archive(args.out, args.published, args.prefix)
+    print(f"wrote {args.out}: {len(names)} members under {names[0]}/")
+    return 0
+
+
 # --------------------------------------------------------------------------- MLflow UI
 def _add_ui_url(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -237,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(subparsers)
     _add_check_published(subparsers)
     _add_publish(subparsers)
+    _add_archive(subparsers)
     _add_ui_url(subparsers)
     return parser
 

@@ -5,8 +5,12 @@
 
 A published directory (``results/published/<machine>/<scale>/``) holds what ``publish`` copies
 from ``results/<scale>/``: ``claims.csv``, ``claims.md``, ``runs.csv``, ``figures/*.png``,
-``benchmarks.csv`` (every job's Snakemake benchmark TSV in one table) and ``COMMAND.txt`` (the
-command that made the run, then ``#`` lines with the versions it ran with).
+``benchmarks.csv`` (every job's Snakemake benchmark TSV in one table), ``pip-freeze.txt`` (``pip
+freeze`` of the interpreter that publishes) and ``COMMAND.txt``: the command that made the run,
+then ``#`` lines: the full hash of the commit whose code made the numbers (HEAD of this checkout,
+and whether tracked files outside ``results/`` differ from it: publish from a clean tree), the
+versions, the machine (platform, CPU count), the thread count of each rule and the wall time per
+rule summed from the benchmark files. Publish from the checkout and interpreter that ran.
 
 ``check-published`` compares ``claims.csv`` (one line per claim and policy) and ``runs.csv`` (one
 line per policy and run) of a fresh run with the published ones and prints, per line, its status
@@ -45,8 +49,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
+import re
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -294,10 +302,71 @@ def benchmarks_table(run_dir: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _provenance() -> list[str]:
+PIP_FREEZE_FILE = "pip-freeze.txt"
+ROOT = Path(__file__).resolve().parents[2]  # the checkout whose code runs (src/grpo_amp/..)
+
+
+def _git(*args: str) -> str | None:
+    try:
+        proc = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout if proc.returncode == 0 else None  # not stripped: porcelain lines start with a space
+
+
+def code_commit() -> tuple[str | None, list[str]]:
+    """(HEAD's full hash, the tracked files that differ from it) of this checkout; (None, []) outside git.
+
+    Changes under ``results/`` do not count: publishing writes there, and results are not code."""
+    head = _git("rev-parse", "HEAD")
+    if head is None:
+        return None, []
+    head = head.strip()
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results") or ""
+    return head, [ln[3:] for ln in status.splitlines() if ln.strip()]
+
+
+def pip_freeze() -> str:
+    """``pip freeze`` of this interpreter (the versions the run used, if it ran here)."""
+    proc = subprocess.run([sys.executable, "-m", "pip", "freeze", "--all"], capture_output=True, text=True,
+                          timeout=120)
+    if proc.returncode != 0:
+        raise InputError(f"pip freeze failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return proc.stdout
+
+
+def rule_threads() -> dict[str, int]:
+    """Each rule's ``threads:`` in workflows/rules/*.smk (its OMP_NUM_THREADS); rules without one use 1."""
+    out = {}
+    for smk in sorted((ROOT / "workflows" / "rules").glob("*.smk")):
+        rule = None
+        for line in smk.read_text().splitlines():
+            if m := re.match(r"^(?:local)?rule (\w+):", line):
+                rule = m.group(1)
+            elif rule and (m := re.match(r"^\s+threads:\s*(\d+)", line)):
+                out[rule] = int(m.group(1))
+    return out
+
+
+def wall_time_per_rule(benchmarks: pd.DataFrame) -> dict[str, float]:
+    """Seconds per rule, summed over its jobs' benchmark files (column ``s``), in first-seen order."""
+    return {rule: float(benchmarks.loc[benchmarks["rule"] == rule, "s"].sum())
+            for rule in dict.fromkeys(benchmarks["rule"])}
+
+
+def _provenance(benchmarks: pd.DataFrame) -> list[str]:
     from grpo_amp import __version__
 
-    lines = [f"# grpo-amp {__version__}, Python {platform.python_version()}, {platform.platform()}"]
+    head, dirty = code_commit()
+    if head is None:
+        commit = "unknown (not a git checkout)"
+    else:
+        commit = head + (f" (dirty: {len(dirty)} tracked file(s) differ: {', '.join(dirty[:5])}"
+                         f"{', ...' if len(dirty) > 5 else ''})" if dirty else " (clean)")
+    lines = [f"# commit: {commit}",
+             f"# grpo-amp {__version__}, Python {platform.python_version()}, {platform.platform()}",
+             f"# machine: {platform.machine()} {platform.processor() or ''}".rstrip()
+             + f", {os.cpu_count()} CPUs"]
     try:
         import torch
 
@@ -305,6 +374,13 @@ def _provenance() -> list[str]:
         lines.append(f"# torch {torch.__version__}, {cuda}")
     except Exception:  # provenance is a courtesy: never fail a publish over it
         pass
+    threads = rule_threads()
+    lines.append("# threads per rule (OMP_NUM_THREADS, at most --cores): "
+                 + ", ".join(f"{r} {n}" for r, n in threads.items()) + "; other rules 1")
+    walls = wall_time_per_rule(benchmarks)
+    lines.append("# wall time per rule, s (summed over its jobs in benchmarks.csv): "
+                 + ", ".join(f"{r} {t:.1f}" for r, t in walls.items()) + f"; total {sum(walls.values()):.1f}")
+    lines.append(f"# pip freeze: {PIP_FREEZE_FILE}")
     return lines
 
 
@@ -330,5 +406,6 @@ def publish(run_dir: str | Path, published_dir: str | Path, command: str) -> lis
             shutil.copyfile(fig, tmp)
         written.append(target)
     write_csv(benchmarks, published_dir / BENCHMARKS_FILE)
-    write_text("\n".join([command.strip(), *_provenance()]) + "\n", published_dir / COMMAND_FILE)
-    return written + [published_dir / BENCHMARKS_FILE, published_dir / COMMAND_FILE]
+    write_text(pip_freeze(), published_dir / PIP_FREEZE_FILE)
+    write_text("\n".join([command.strip(), *_provenance(benchmarks)]) + "\n", published_dir / COMMAND_FILE)
+    return written + [published_dir / p for p in (BENCHMARKS_FILE, PIP_FREEZE_FILE, COMMAND_FILE)]
