@@ -27,7 +27,7 @@ import yaml
 from grpo_amp import paths
 from grpo_amp.runs import run_overrides, study_runs
 from grpo_amp.schema import (C1_COLUMNS, CLAIM_COLUMNS, POS_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS,
-                             TRAIN_METRICS_COLUMNS, VERDICTS)
+                             TIMING_COLUMNS, TRAIN_METRICS_COLUMNS, VERDICTS)
 
 pytestmark = pytest.mark.slow
 
@@ -130,6 +130,9 @@ def test_every_run_writes_its_train_pos_and_predict_files(smoke):
         metrics = pd.read_csv(train / "metrics.csv")
         assert set(TRAIN_METRICS_COLUMNS) <= set(metrics.columns), where
         assert metrics["iteration"].tolist() == list(range(1, n_iter + 1)), where
+        timing = pd.read_csv(train / "timing.csv")  # wall time lives apart from the data
+        assert list(timing.columns) == TIMING_COLUMNS and "seconds" not in metrics.columns, where
+        assert timing["iteration"].tolist() == metrics["iteration"].tolist() and (timing["seconds"] > 0).all(), where
         c1 = pd.read_csv(train / "c1.csv")
         assert set(c1.columns) == set(C1_COLUMNS), where
         assert len(c1) and c1["iteration"].between(1, n_iter).all() and (c1["surrogate_se"] >= 0).all(), where

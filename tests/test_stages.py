@@ -81,7 +81,8 @@ def test_reference_and_train_outputs(chains, policy):
     task = TabularTask.load(ref)
     assert len(task.questions) == N_TRAIN + N_HELDOUT and task.n_outputs == 8  # smoke_tabular sizing
     train = smoke / "train" / policy / RUN
-    assert {p.name for p in train.iterdir()} == {"iter_001", "iter_002", "metrics.csv", "c1.csv", "run.json"}
+    assert {p.name for p in train.iterdir()} == {"iter_001", "iter_002", "metrics.csv", "timing.csv", "c1.csv",
+                                                   "run.json"}
     for n in (1, 2):
         TabularPolicy.load(train / f"iter_{n:03d}", task)
     metrics = pd.read_csv(train / "metrics.csv")
@@ -135,7 +136,8 @@ def test_pos_and_predict_outputs(chains, policy):
 def test_pos_measured_in_training_equals_pos_from_checkpoints(chains):
     """policy.save_checkpoints=false: only the last state is kept, and the pos table is the same."""
     train = chains["sgd_no_checkpoints"] / "smoke" / "train" / "tabular_sgd" / RUN
-    assert {p.name for p in train.iterdir()} == {f"iter_{ITERS:03d}", "pos.csv", "metrics.csv", "c1.csv", "run.json"}
+    assert {p.name for p in train.iterdir()} == {f"iter_{ITERS:03d}", "pos.csv", "metrics.csv", "timing.csv",
+                                                   "c1.csv", "run.json"}
     a = pd.read_csv(chains["sgd_no_checkpoints"] / "smoke" / "pos" / "tabular_sgd" / f"{RUN}.csv")
     b = pd.read_csv(chains["tabular_sgd"] / "smoke" / "pos" / "tabular_sgd" / f"{RUN}.csv")
     assert list(a.columns) == POS_COLUMNS and len(a) == len(b)

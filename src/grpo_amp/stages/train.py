@@ -3,6 +3,7 @@
     python -m grpo_amp.stages.train policy=tabular_sgd variant=mean_std_ref grpo.group_size=32 scale=smoke
 
 Writes results/{scale}/train/{policy}/{run}/: iter_001 ... iter_N (policy states), metrics.csv,
+timing.csv (wall seconds per iteration, apart so that metrics.csv is the same bytes run to run),
 c1.csv (C1's sampled surrogate) and run.json (the config and the MLflow run id), atomically.
 """
 
@@ -62,6 +63,7 @@ def run(cfg: Config) -> None:
             policy.save(paths.iteration_dir(tmp, cfg.grpo.iterations))  # the final policy is always kept
             write_csv(pd.concat(measured, ignore_index=True)[POS_COLUMNS], tmp / paths.POS_MEASURED_IN_TRAINING)
         write_csv(history.metrics_frame(), tmp / "metrics.csv")
+        write_csv(history.timing_frame(), tmp / "timing.csv")
         write_csv(history.c1_frame(), tmp / "c1.csv")
         write_json({"config": params, "mlflow_run_id": run_id, "tracking_uri": uri}, tmp / "run.json")
     if run_id is not None:
