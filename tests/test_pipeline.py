@@ -1,9 +1,10 @@
 """The Snakemake workflow end to end at the smoke scale, always in temporary directories.
 
-One smoke study runs once per test session (``smoke_study``: tests/test_cluster.py reuses it
-through a marker in pytest's session temp dir) and most tests only read its files. A second run,
-killed after its first train outputs and resumed with --rerun-incomplete, checks resuming and
-run-to-run identity at once. Dry runs check the default scale, the lint and the profiles.
+One smoke study runs once per test session (``smoke_study``: tests/test_cluster.py and
+tests/test_reproducibility.py reuse it through a marker in pytest's session temp dir, the latter as
+the ``smoke_study`` fixture of tests/conftest.py) and most tests only read its files; resuming and
+run-to-run identity are tests/test_reproducibility.py's. Dry runs check the default scale, the lint
+and the profiles.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import importlib.util
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -273,39 +273,6 @@ def test_mlflow_has_one_run_per_policy_and_run(smoke):
             local = fill(pattern, smoke, policy=policy, run=run)
             assert artifacts.get(f"{sub}/{local.name}") == local.stat().st_size, (where, sub, sorted(artifacts))
         assert {"train/metrics.csv", "train/c1.csv"} <= set(artifacts), where
-
-
-# --------------------------------------------------------------------------- run again, interrupted
-def test_interrupted_rerun_resumes_with_the_same_numbers(smoke, tmp_path_factory):
-    """A second study into another directory, SIGKILLed (Snakemake and its jobs) once the first
-    train outputs exist, resumed with --rerun-incomplete: every pos CSV equals the first run's."""
-    workdir = tmp_path_factory.mktemp("smoke-resumed")
-    scale_dir = workdir / "results" / "smoke"
-    targets = [str(fill(paths.POS, scale_dir, policy=p, run=r)) for p, r in study()]
-    options = ("--cores", CORES, *targets)
-    config = ("tracking=false", "report=false")  # numbers do not depend on tracking; compare is not run
-    with open(workdir / "killed.log", "w") as log:
-        proc = subprocess.Popen(snakemake_cmd(workdir, *options, config=config), cwd=workdir,
-                                env=snakemake_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            deadline = time.monotonic() + RUN_TIMEOUT_S
-            while not list(scale_dir.glob("train/*/[!.]*")):
-                assert proc.poll() is None, "snakemake ended before any train output: see killed.log"
-                assert time.monotonic() < deadline, "no train output in time"
-                time.sleep(0.2)
-        finally:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # snakemake and every job it started
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=60)
-    assert not all(Path(t).exists() for t in targets), "nothing was left to do after the kill"
-
-    rc, out = run_snakemake(workdir, "--unlock", log="unlock.log", config=config)
-    assert rc == 0, out[-3000:]
-    rc, out = run_snakemake(workdir, *options, "--rerun-incomplete", log="resumed.log", config=config)
-    assert rc == 0, out[-3000:]
-    assert_same_pos(smoke, scale_dir)
 
 
 # --------------------------------------------------------------------------- dry runs, lint, bad config
