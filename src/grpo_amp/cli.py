@@ -169,7 +169,7 @@ def _add_check_published(subparsers) -> None:
         description="Prints per claim and policy (claims.csv) and per policy and run (runs.csv): "
                     "reproduced, moved, text changed, verdict changed, setting changed, missing or extra, "
                     "and the check each line's numbers used: the published seed interval (practice), "
-                    "round-off 1e-9 (the exact control), or 0.02 or 10%% where a file has no interval; "
+                    "round-off 1e-9 (the exact control), or 0.02 or 10% where a file has no interval; "
                     "exit status 1 if any line is not reproduced (grpo_amp.published).")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a fresh run's results/<scale>/")
     parser.add_argument("published_dir", metavar="PUBLISHED_DIR", help="results/published/<machine>/<scale>/")
