@@ -83,7 +83,7 @@ def test_reference_and_train_outputs(chains, policy):
     assert len(task.questions) == N_TRAIN + N_HELDOUT and task.n_outputs == 8  # smoke_tabular sizing
     train = smoke / "train" / policy / RUN
     n_seeds = SEEDS[policy]
-    assert {p.name for p in train.iterdir()} == {"metrics.csv", "c1.csv", "run.json",
+    assert {p.name for p in train.iterdir()} == {"metrics.csv", "timing.csv", "c1.csv", "run.json",
                                                  *(f"seed_{s:02d}" for s in range(n_seeds))}
     for s in range(n_seeds):
         assert {p.name for p in (train / f"seed_{s:02d}").iterdir()} == {"iter_001", "iter_002"}

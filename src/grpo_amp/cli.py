@@ -7,6 +7,8 @@
     grpo-amp bench trl --repeat 20 --threads 2                 # ours vs TRL's GRPOTrainer (bench extra)
     grpo-amp check-published results/smoke results/published/<machine>/smoke   # exit 1 if any differs
     grpo-amp publish results/smoke results/published/<machine>/smoke --command "snakemake ..."
+    grpo-amp ui-url --scale smoke                              # the MLflow UI's runs view of a scale
+    grpo-amp archive grpo-amp-published.tar.gz                 # results/published/ + SHA256SUMS, reproducible
 
 Values the theory rejects (beta <= 0, p outside [0, 1], unknown kl/norm, group size < 2) end in one
 line ``grpo-amp: error: ...`` on stderr and exit status 1; malformed command lines (a missing option,
@@ -164,19 +166,21 @@ def _run_bench(args) -> int:
 def _add_check_published(subparsers) -> None:
     parser = subparsers.add_parser(
         "check-published", help="compare a fresh run's claims.csv and runs.csv with a published run",
-        description="Prints 'reproduced' or 'differs (...)' per claim and policy (claims.csv) and per "
-                    "policy and run (runs.csv); exit status 1 if any differs. Verdicts and settings must "
-                    "be equal; numbers within 1e-6 for the exact control, 0.02 or 10% for practice "
-                    "(grpo_amp.published).")
+        description="Prints per claim and policy (claims.csv) and per policy and run (runs.csv): "
+                    "reproduced, moved, text changed, verdict changed, setting changed, missing or extra, "
+                    "and the check each line's numbers used: the published seed interval (practice), "
+                    "round-off 1e-9 (the exact control), or 0.02 or 10% where a file has no interval; "
+                    "exit status 1 if any line is not reproduced (grpo_amp.published).")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a fresh run's results/<scale>/")
     parser.add_argument("published_dir", metavar="PUBLISHED_DIR", help="results/published/<machine>/<scale>/")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.set_defaults(func=_run_check_published)
 
 
 def _run_check_published(args) -> int:
     from grpo_amp.published import check_published
 
-    ok, report = check_published(args.run_dir, args.published_dir)
+    ok, report = check_published(args.run_dir, args.published_dir, as_json=args.json)
     print(report)
     return 0 if ok else 1
 
@@ -202,6 +206,48 @@ def _run_publish(args) -> int:
     return 0
 
 
+def _add_archive(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "archive", help="write a reproducible tarball of the published summaries with SHA256SUMS inside",
+        description="Every file under PUBLISHED (default results/published) at PREFIX/<path>, plus "
+                    "PREFIX/SHA256SUMS; sorted members, fixed mtimes (SOURCE_DATE_EPOCH or 0): the same "
+                    "files give the same bytes (grpo_amp.archive).")
+    parser.add_argument("out", metavar="OUT.tar.gz", help="the tarball to write")
+    parser.add_argument("--published", default="results/published", help="the directory to archive")
+    parser.add_argument("--prefix", default=None, help="top directory inside (default: grpo-amp-VERSION-published)")
+    parser.set_defaults(func=_run_archive)
+
+
+def _run_archive(args) -> int:
+    from grpo_amp.archive import write_archive
+
+    names = write_archive(args.out, args.published, args.prefix)
+    print(f"wrote {args.out}: {len(names)} members under {names[0]}/")
+    return 0
+
+
+# --------------------------------------------------------------------------- MLflow UI
+def _add_ui_url(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "ui-url", help="print the MLflow UI's URL of a scale's training runs",
+        description="MLflow 3.17's UI opens on the GenAI overview ('No data'); this URL opens the runs "
+                    "table of the scale's experiment in 'Model training' mode. Start the UI with "
+                    "`mlflow ui --backend-store-uri URI` first (grpo_amp.tracking.runs_view_url).")
+    parser.add_argument("--scale", default="default", help="the scale whose experiment to open (default: default)")
+    parser.add_argument("--uri", default="sqlite:///results/mlflow.db",
+                        help="the tracking URI (default: sqlite:///results/mlflow.db)")
+    parser.add_argument("--host", default="127.0.0.1", help="where `mlflow ui` listens (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5000, help="its port (default: 5000)")
+    parser.set_defaults(func=_run_ui_url)
+
+
+def _run_ui_url(args) -> int:
+    from grpo_amp import tracking
+
+    print(tracking.runs_view_url(tracking.find_experiment_id(args.uri, args.scale), args.host, args.port))
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -212,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(subparsers)
     _add_check_published(subparsers)
     _add_publish(subparsers)
+    _add_archive(subparsers)
+    _add_ui_url(subparsers)
     return parser
 
 

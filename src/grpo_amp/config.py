@@ -21,6 +21,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from grpo_amp import registry
+from grpo_amp.io import InputError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the one definition: runs, stages and tests read it
 
@@ -67,9 +68,13 @@ class PosMethod(str, Enum):
     mc = "mc"
 
 
+class ConfigError(InputError, ValueError):
+    """A config value out of its range (beta <= 0, G < 2, ...): user input, reported as one line."""
+
+
 def _require(cond: bool, name: str, value: Any, what: str) -> None:
     if not cond:
-        raise ValueError(f"{name} must be {what}; got {value!r}")
+        raise ConfigError(f"{name} must be {what}; got {value!r}")
 
 
 @dataclass
@@ -272,10 +277,10 @@ def register_configs() -> None:
 
 
 def to_config(cfg: DictConfig) -> Config:
-    """The typed config; range errors raise ValueError naming the field."""
+    """The typed config; range errors raise ConfigError (a ValueError) naming the field."""
     obj = OmegaConf.to_object(cfg)
     if not isinstance(obj, Config):
-        raise ValueError("the composed config does not follow the Config schema")
+        raise ConfigError("the composed config does not follow the Config schema")
     return obj
 
 

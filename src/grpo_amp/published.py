@@ -5,48 +5,64 @@
 
 A published directory (``results/published/<machine>/<scale>/``) holds what ``publish`` copies
 from ``results/<scale>/``: ``claims.csv``, ``claims.md``, ``runs.csv``, ``figures/*.png``,
-``benchmarks.csv`` (every job's Snakemake benchmark TSV in one table) and ``COMMAND.txt`` (the
-command that made the run, then ``#`` lines with the versions it ran with).
+``benchmarks.csv`` (every job's Snakemake benchmark TSV in one table), ``pip-freeze.txt`` (``pip
+freeze`` of the interpreter that publishes) and ``COMMAND.txt``: the command that made the run,
+then ``#`` lines: the full hash of the commit whose code made the numbers (HEAD of this checkout,
+and whether tracked files outside ``results/`` differ from it: publish from a clean tree), the
+versions, the machine (platform, CPU count), the thread count of each rule and the wall time per
+rule summed from the benchmark files. Publish from the checkout and interpreter that ran.
 
 ``check-published`` compares ``claims.csv`` (one line per claim and policy) and ``runs.csv`` (one
-line per policy and run) of a fresh run with the published ones and prints ``reproduced`` or
-``differs (...)`` for each line; it exits 1 if any differs. The rules:
+line per policy and run) of a fresh run with the published ones and prints, per line, its status
+and the check its numbers used; it exits 1 unless every line is ``reproduced`` (``--json``: one
+JSON object for tooling). Statuses, the first that applies naming the line:
 
-- a claim's ``verdict`` and ``metric`` must be equal; a run's settings (``SETTING_COLUMNS``:
-  variant, norm, kl, beta, ..., iterations) must be equal;
-- every other number (a claim's ``value`` and ``tolerance``; a run's ``final_pos_mean``,
-  ``gap_*``, ``heldout_gain``, ``beta_eff``, ...) must lie within the tolerance of its kind:
+- ``missing`` (published only), ``extra`` (fresh only);
+- ``text changed``: a claim's ``metric`` text differs; ``verdict changed``: its verdict;
+  ``setting changed``: a run's settings (``SETTING_COLUMNS``: variant, norm, kl, beta, ..., iterations);
+  the numbers that moved on the same line are listed beside;
+- ``moved``: a number (a claim's ``value`` and ``tolerance``; a run's ``final_pos_mean``,
+  ``gap_*``, ``heldout_gain``, ``beta_eff``, ...) fails its check:
 
-  ======================  ==========================  ========  ========  =======================================
-  kind                    rows                        absolute  relative  why
-  ======================  ==========================  ========  ========  =======================================
-  exact control           policy ``tabular_exact``    1e-6      --        closed-form updates in float64 and
-                                                                          seeded draws: only rounding may move
-  practice                ``tabular_sgd``,            0.02      10 %      SGD and sampling: thread counts, BLAS
-                          ``transformer``                       (either)  and GPU kernels reorder sums
-  ======================  ==========================  ========  ========  =======================================
+  ==================================  ===========================================================
+  check                               used for, and when a number passes
+  ==================================  ===========================================================
+  ``round-off 1e-9``                  the exact control (``tolerance_kind(policy) == "exact"``:
+                                      closed forms in float64, seeded draws): ``|fresh - pub| <= 1e-9``
+  ``seed interval``                   practice policies where the published line has ``X_lo``,
+                                      ``X_hi`` for the number ``X`` (its seed interval; claims.csv:
+                                      ``value_lo``, ``value_hi``, ``n_seeds``): the fresh value lies
+                                      inside the published interval widened by the fresh run's own
+                                      half-widths, i.e. the two intervals overlap (a fresh file
+                                      without intervals counts as the point ``[X, X]``)
+  ``tolerance 0.02 or 10%``           practice numbers with no published interval (files from before
+                                      the interval columns, a single seed): ``|fresh - pub| <= 0.02``
+                                      or ``<= 10 % of |pub|``
+  ==================================  ===========================================================
 
-  A number passes if ``|fresh - published| <= absolute`` or ``<= relative * |published|``
-  (practice only). Two NaNs (a summary the run has no data for) are equal; NaN against a number
-  differs.
-- a line present on one side only differs.
+  Two NaNs (a summary the run has no data for) are equal; NaN against a number moved.
 
 ``evidence`` (free text) is not compared: its numbers are rounded copies of the compared ones.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import platform
+import re
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from grpo_amp.io import InputError, atomic_path, read_csv, write_csv, write_text
-from grpo_amp.runs import PRACTICE_POLICIES
-from grpo_amp.schema import CLAIM_COLUMNS, RUN_COLUMNS
+from grpo_amp import registry
+from grpo_amp.schema import CLAIM_COLUMNS, RUN_COLUMNS, RUN_SETTINGS
 
 COMMAND_FILE = "COMMAND.txt"
 BENCHMARKS_FILE = "benchmarks.csv"
@@ -73,38 +89,59 @@ class Tolerance:
         return f"{self.absolute:g}{rel}"
 
 
-# The table of the module docstring.
+# The fallback table of the module docstring (files without interval columns).
 TOLERANCES = {
     "exact": Tolerance(absolute=1e-6),
     "practice": Tolerance(absolute=0.02, relative=0.10),
 }
+ROUND_OFF = Tolerance(absolute=1e-9)  # the exact control: closed forms in float64, seeded draws
+LO, HI = "_lo", "_hi"  # a value column X has its seed interval in X_lo, X_hi
+CHECK_ROUND_OFF = "round-off 1e-9"
+CHECK_INTERVAL = "seed interval"
+CHECK_TOLERANCE = "tolerance 0.02 or 10% (no interval)"
 CLAIM_KEY = ["claim", "policy"]
 CLAIM_EXACT = ["verdict", "metric"]
 CLAIM_NUMBERS = ["value", "tolerance"]
 RUN_KEY = ["policy", "run"]
-SETTING_COLUMNS = ["variant", "sweep", "norm", "kl", "beta", "beta_prev", "eps", "std", "group_size",
-                   "inner_steps", "clip_eps", "kl_estimator", "iterations"]
-RUN_NUMBERS = [c for c in RUN_COLUMNS if c not in RUN_KEY and c not in SETTING_COLUMNS]
+SETTING_COLUMNS = [*RUN_SETTINGS, "n_seeds"]
+# the compared numbers: each summary X (its X_lo, X_hi are the interval it is judged by, not numbers of their own)
+RUN_NUMBERS = [c for c in RUN_COLUMNS if c not in RUN_KEY and c not in SETTING_COLUMNS and not c.endswith((LO, HI))]
+# what a line's status is, worst first: the first that applies names the line
+STATUSES = ("missing", "extra", "text changed", "verdict changed", "setting changed", "moved", "reproduced")
+CHANGE_STATUS = {"metric": "text changed", "verdict": "verdict changed"}  # any other exact column: a setting
+
+
+def tolerance_kind(policy: str) -> str:
+    """"practice" (SGD, sampling: judged by seed intervals) or "exact" (judged by round-off)."""
+    spec = registry.POLICIES.get(policy)
+    return "exact" if spec is not None and spec.tolerance == registry.ROUNDOFF else "practice"
 
 
 def tolerance_for(policy: str) -> Tolerance:
-    return TOLERANCES["practice" if policy in PRACTICE_POLICIES else "exact"]
+    return TOLERANCES[tolerance_kind(policy)]
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """One line of claims.csv or runs.csv: reproduced, or how it differs."""
+    """One line of claims.csv or runs.csv: reproduced, or how it differs, and the checks it used."""
     table: str   # "claims" | "runs"
     key: tuple   # (claim, policy) or (policy, run)
     problems: tuple[str, ...]
+    status: str = "reproduced"  # one of STATUSES
+    checks: tuple[str, ...] = ()  # the number checks used on this line (CHECK_*)
 
     @property
     def reproduced(self) -> bool:
         return not self.problems
 
     def line(self) -> str:
-        status = "reproduced" if self.reproduced else f"differs ({'; '.join(self.problems)})"
-        return f"{self.table:<6}  {'  '.join(f'{k:<14}' for k in self.key)}  {status}"
+        status = self.status if self.reproduced else f"{self.status} ({'; '.join(self.problems)})"
+        checks = f"  [{', '.join(self.checks)}]" if self.checks else ""
+        return f"{self.table:<6}  {'  '.join(f'{k:<14}' for k in self.key)}  {status}{checks}"
+
+    def to_json(self, key_names: list[str]) -> dict:
+        return {"table": self.table, "key": dict(zip(key_names, self.key)), "status": self.status,
+                "reproduced": self.reproduced, "checks": list(self.checks), "problems": list(self.problems)}
 
 
 def _number(value) -> float:
@@ -123,19 +160,57 @@ def _same_setting(a, b) -> bool:
     return str(a) == str(b)
 
 
+def _interval(row: pd.Series, col: str) -> tuple[float, float] | None:
+    """(lo, hi) of ``col`` where the row has both, finite; None otherwise (old file, single seed)."""
+    if col + LO not in row.index or col + HI not in row.index:
+        return None
+    lo, hi = _number(row[col + LO]), _number(row[col + HI])
+    if math.isnan(lo) or math.isnan(hi):
+        return None
+    return lo, hi
+
+
+def _check_number(fresh: pd.Series, published: pd.Series, col: str, kind: str) -> tuple[str, str | None]:
+    """(the check used, a problem or None) for one number of one line."""
+    f, p = _number(fresh[col]), _number(published[col])
+    if math.isnan(f) or math.isnan(p):  # a summary with no data: only NaN matches NaN
+        check = CHECK_ROUND_OFF if kind == "exact" else CHECK_INTERVAL
+        return check, None if (math.isnan(f) and math.isnan(p)) else f"{col} {p:g} -> {f:g}"
+    if kind == "exact":
+        ok = ROUND_OFF.allows(f, p)
+        return CHECK_ROUND_OFF, None if ok else f"{col} by {abs(f - p):.3g}; {CHECK_ROUND_OFF}"
+    pub = _interval(published, col)
+    if pub is None:
+        tol = TOLERANCES["practice"]
+        ok = tol.allows(f, p)
+        return CHECK_TOLERANCE, None if ok else f"{col} by {abs(f - p):.3g}; tolerance {tol.describe()}"
+    fr = _interval(fresh, col) or (f, f)
+    # inside the published interval widened by the fresh one's half-widths <=> the two overlap
+    ok = fr[0] <= pub[1] and pub[0] <= fr[1]
+    return CHECK_INTERVAL, None if ok else (f"{col} {f:.4g} [{fr[0]:.4g}, {fr[1]:.4g}] outside published "
+                                            f"{p:.4g} [{pub[0]:.4g}, {pub[1]:.4g}]")
+
+
 def _compare_row(fresh: pd.Series, published: pd.Series, exact: list[str], numbers: list[str],
-                 tol: Tolerance) -> list[str]:
-    problems = []
+                 kind: str) -> tuple[str, list[str], list[str]]:
+    """(status, problems, checks) of one line present on both sides: a changed text, verdict or
+    setting is named as such, before (and beside) the numbers that moved."""
+    changed: dict[str, list[str]] = {}
+    moved, checks = [], []
     for col in exact:
         if not _same_setting(fresh[col], published[col]):
-            problems.append(f"{col} {published[col]} -> {fresh[col]}")
+            changed.setdefault(CHANGE_STATUS.get(col, "setting changed"), []).append(
+                f"{col} {published[col]!r} -> {fresh[col]!r}")
     for col in numbers:
-        f, p = _number(fresh[col]), _number(published[col])
-        if not tol.allows(f, p):
-            by = abs(f - p) if not (math.isnan(f) or math.isnan(p)) else math.nan
-            what = f"by {by:.3g}" if not math.isnan(by) else f"{p:g} -> {f:g}"
-            problems.append(f"{col} {what}; tolerance {tol.describe()}")
-    return problems
+        check, problem = _check_number(fresh, published, col, kind)
+        if check not in checks:
+            checks.append(check)
+        if problem is not None:
+            moved.append(problem)
+    if moved:
+        changed["moved"] = moved
+    status = next((st for st in STATUSES if st in changed), "reproduced")
+    return status, [p for st in STATUSES if st in changed for p in changed[st]], checks
 
 
 def _compare_table(name: str, fresh: pd.DataFrame, published: pd.DataFrame, key: list[str],
@@ -145,12 +220,12 @@ def _compare_table(name: str, fresh: pd.DataFrame, published: pd.DataFrame, key:
     out = []
     for k, pub in pub_rows.items():
         if k not in fresh_rows:
-            out.append(Comparison(name, k, ("missing from the fresh run",)))
+            out.append(Comparison(name, k, ("missing from the fresh run",), "missing"))
             continue
-        policy = k[key.index("policy")]
-        out.append(Comparison(name, k, tuple(_compare_row(fresh_rows[k], pub, exact, numbers,
-                                                          tolerance_for(policy)))))
-    out += [Comparison(name, k, ("not in the published run",)) for k in fresh_rows if k not in pub_rows]
+        kind = tolerance_kind(k[key.index("policy")])
+        status, problems, checks = _compare_row(fresh_rows[k], pub, exact, numbers, kind)
+        out.append(Comparison(name, k, tuple(problems), status, tuple(checks)))
+    out += [Comparison(name, k, ("not in the published run",), "extra") for k in fresh_rows if k not in pub_rows]
     return out
 
 
@@ -182,19 +257,34 @@ def published_command(published_dir: str | Path) -> str:
     return next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")), "")
 
 
+def _counts(comparisons: list[Comparison]) -> dict[str, int]:
+    return {st: n for st in STATUSES if (n := sum(c.status == st for c in comparisons))}
+
+
 def format_report(comparisons: list[Comparison], published_dir: str | Path) -> str:
     n_ok = sum(c.reproduced for c in comparisons)
     lines = [f"published run: {published_dir}", f"made by: {published_command(published_dir)}", ""]
     lines += [c.line() for c in comparisons]
-    lines += ["", f"{n_ok} of {len(comparisons)} reproduced"
-                  + ("" if n_ok == len(comparisons) else f"; {len(comparisons) - n_ok} differ")]
+    counts = ", ".join(f"{n} {st}" for st, n in _counts(comparisons).items() if st != "reproduced")
+    lines += ["", f"{n_ok} of {len(comparisons)} reproduced" + (f"; {counts}" if counts else "")]
     return "\n".join(lines)
 
 
-def check_published(run_dir: str | Path, published_dir: str | Path) -> tuple[bool, str]:
-    """(all reproduced?, the printed report)."""
+def report_json(comparisons: list[Comparison], published_dir: str | Path) -> dict:
+    """The report as one JSON object (``check-published --json``)."""
+    keys = {"claims": CLAIM_KEY, "runs": RUN_KEY}
+    return {"published_dir": str(published_dir), "command": published_command(published_dir),
+            "reproduced": all(c.reproduced for c in comparisons), "n_lines": len(comparisons),
+            "counts": _counts(comparisons), "lines": [c.to_json(keys[c.table]) for c in comparisons]}
+
+
+def check_published(run_dir: str | Path, published_dir: str | Path, as_json: bool = False) -> tuple[bool, str]:
+    """(all reproduced?, the printed report: text, or JSON with ``as_json``)."""
     comparisons = compare_published(run_dir, published_dir)
-    return all(c.reproduced for c in comparisons), format_report(comparisons, published_dir)
+    ok = all(c.reproduced for c in comparisons)
+    if as_json:
+        return ok, json.dumps(report_json(comparisons, published_dir), indent=2)
+    return ok, format_report(comparisons, published_dir)
 
 
 # --------------------------------------------------------------------------- publish
@@ -213,10 +303,71 @@ def benchmarks_table(run_dir: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _provenance() -> list[str]:
+PIP_FREEZE_FILE = "pip-freeze.txt"
+ROOT = Path(__file__).resolve().parents[2]  # the checkout whose code runs (src/grpo_amp/..)
+
+
+def _git(*args: str) -> str | None:
+    try:
+        proc = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout if proc.returncode == 0 else None  # not stripped: porcelain lines start with a space
+
+
+def code_commit() -> tuple[str | None, list[str]]:
+    """(HEAD's full hash, the tracked files that differ from it) of this checkout; (None, []) outside git.
+
+    Changes under ``results/`` do not count: publishing writes there, and results are not code."""
+    head = _git("rev-parse", "HEAD")
+    if head is None:
+        return None, []
+    head = head.strip()
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results") or ""
+    return head, [ln[3:] for ln in status.splitlines() if ln.strip()]
+
+
+def pip_freeze() -> str:
+    """``pip freeze`` of this interpreter (the versions the run used, if it ran here)."""
+    proc = subprocess.run([sys.executable, "-m", "pip", "freeze", "--all"], capture_output=True, text=True,
+                          timeout=120)
+    if proc.returncode != 0:
+        raise InputError(f"pip freeze failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return proc.stdout
+
+
+def rule_threads() -> dict[str, int]:
+    """Each rule's ``threads:`` in workflows/rules/*.smk (its OMP_NUM_THREADS); rules without one use 1."""
+    out = {}
+    for smk in sorted((ROOT / "workflows" / "rules").glob("*.smk")):
+        rule = None
+        for line in smk.read_text().splitlines():
+            if m := re.match(r"^(?:local)?rule (\w+):", line):
+                rule = m.group(1)
+            elif rule and (m := re.match(r"^\s+threads:\s*(\d+)", line)):
+                out[rule] = int(m.group(1))
+    return out
+
+
+def wall_time_per_rule(benchmarks: pd.DataFrame) -> dict[str, float]:
+    """Seconds per rule, summed over its jobs' benchmark files (column ``s``), in first-seen order."""
+    return {rule: float(benchmarks.loc[benchmarks["rule"] == rule, "s"].sum())
+            for rule in dict.fromkeys(benchmarks["rule"])}
+
+
+def _provenance(benchmarks: pd.DataFrame) -> list[str]:
     from grpo_amp import __version__
 
-    lines = [f"# grpo-amp {__version__}, Python {platform.python_version()}, {platform.platform()}"]
+    head, dirty = code_commit()
+    if head is None:
+        commit = "unknown (not a git checkout)"
+    else:
+        commit = head + (f" (dirty: {len(dirty)} tracked file(s) differ: {', '.join(dirty[:5])}"
+                         f"{', ...' if len(dirty) > 5 else ''})" if dirty else " (clean)")
+    lines = [f"# commit: {commit}",
+             f"# grpo-amp {__version__}, Python {platform.python_version()}, {platform.platform()}",
+             f"# machine: {platform.machine()} {platform.processor() or ''}".rstrip()
+             + f", {os.cpu_count()} CPUs"]
     try:
         import torch
 
@@ -224,6 +375,13 @@ def _provenance() -> list[str]:
         lines.append(f"# torch {torch.__version__}, {cuda}")
     except Exception:  # provenance is a courtesy: never fail a publish over it
         pass
+    threads = rule_threads()
+    lines.append("# threads per rule (OMP_NUM_THREADS, at most --cores): "
+                 + ", ".join(f"{r} {n}" for r, n in threads.items()) + "; other rules 1")
+    walls = wall_time_per_rule(benchmarks)
+    lines.append("# wall time per rule, s (summed over its jobs in benchmarks.csv): "
+                 + ", ".join(f"{r} {t:.1f}" for r, t in walls.items()) + f"; total {sum(walls.values()):.1f}")
+    lines.append(f"# pip freeze: {PIP_FREEZE_FILE}")
     return lines
 
 
@@ -249,5 +407,6 @@ def publish(run_dir: str | Path, published_dir: str | Path, command: str) -> lis
             shutil.copyfile(fig, tmp)
         written.append(target)
     write_csv(benchmarks, published_dir / BENCHMARKS_FILE)
-    write_text("\n".join([command.strip(), *_provenance()]) + "\n", published_dir / COMMAND_FILE)
-    return written + [published_dir / BENCHMARKS_FILE, published_dir / COMMAND_FILE]
+    write_text(pip_freeze(), published_dir / PIP_FREEZE_FILE)
+    write_text("\n".join([command.strip(), *_provenance(benchmarks)]) + "\n", published_dir / COMMAND_FILE)
+    return written + [published_dir / p for p in (BENCHMARKS_FILE, PIP_FREEZE_FILE, COMMAND_FILE)]

@@ -22,7 +22,10 @@ CURVE_COLUMNS = ["p", "step_gain", "limit", "step_gain_G", "limit_G"]
 # results/{scale}/train/{policy}/{run}/metrics.csv: one row per iteration of training.
 # seed -1: the policy trains several seeds in one table (tabular), so the row is pooled over them.
 TRAIN_METRICS_COLUMNS = ["seed", "iteration", "loss", "pg_objective", "kl_ref", "kl_prev", "mean_reward",
-                         "zero_spread_frac", "clip_frac", "seconds"]
+                         "zero_spread_frac", "clip_frac"]
+# results/{scale}/train/{policy}/{run}/timing.csv: wall seconds per iteration, kept out of metrics.csv
+# so that every data file is byte-identical between two runs of the same config on one machine.
+TIMING_COLUMNS = ["seed", "iteration", "seconds"]
 
 # results/{scale}/train/{policy}/{run}/c1.csv: C1's sampled surrogate with fresh groups of pi_{n-1}
 # and the ratio pi_n/pi_{n-1}; compare puts the closed form w+_G p_n - w-_G (1 - p_n) beside it.

@@ -33,7 +33,12 @@ class History:
     c1: list[pd.DataFrame] = field(default_factory=list)
 
     def metrics_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.metrics)
+        """Per-iteration metrics, without wall time (a data file: the same config gives the same bytes)."""
+        return pd.DataFrame(self.metrics).drop(columns="seconds", errors="ignore")
+
+    def timing_frame(self) -> pd.DataFrame:
+        """Wall seconds per iteration (timing.csv): differs from run to run, so apart from the data."""
+        return pd.DataFrame(self.metrics)[["iteration", "seconds"]]
 
     def c1_frame(self) -> pd.DataFrame:
         return pd.concat(self.c1, ignore_index=True)

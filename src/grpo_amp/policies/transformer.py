@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from grpo_amp.config import ModelConfig, ReferenceTrainingConfig
+from grpo_amp.config import ConfigError, ModelConfig, ReferenceTrainingConfig
 from grpo_amp.io import InputError
 from grpo_amp.policies.base import Policy
 from grpo_amp.rollout import Rollout
@@ -53,7 +53,7 @@ def build_model(task: ModArithTask, model_cfg: ModelConfig, seed: int) -> "PreTr
     from transformers import LlamaConfig, LlamaForCausalLM  # imported here: transformers takes seconds to import
 
     if model_cfg.n_embd % model_cfg.n_head:
-        raise ValueError(f"policy.model.n_embd ({model_cfg.n_embd}) must be divisible by "
+        raise ConfigError(f"policy.model.n_embd ({model_cfg.n_embd}) must be divisible by "
                          f"policy.model.n_head ({model_cfg.n_head})")
     tok = task.tokenizer
     config = LlamaConfig(

@@ -5,8 +5,11 @@
     if __name__ == "__main__":
         stage_main(run)
 
-Bad input of any kind (an unknown variant, beta <= 0, a missing or corrupt file) ends as one line
-on stderr and exit status 1: never a traceback, never a half-written output.
+Bad input (an unknown variant, beta <= 0, a missing or corrupt file: ``InputError``, its
+``ConfigError``, Hydra's and OmegaConf's composition and validation errors) ends as one line on
+stderr and exit status 1, never a half-written output. Anything else (a bug, numpy's or pandas'
+own ValueError) is not the user's doing: it keeps its full traceback on stderr, the rule's log,
+and a non-zero exit status.
 """
 
 from __future__ import annotations
@@ -46,29 +49,43 @@ def one_line(exc: BaseException) -> str:
     return message
 
 
+# Only these are the user's doing; a plain ValueError may be an internal bug and keeps its traceback.
+USER_ERRORS = (HydraException, OmegaConfBaseException, InputError)
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    # OmegaConf.to_object re-raises a dataclass's __post_init__ error wrapped or as is, depending
+    # on the type: look one cause down so a ConfigError inside a Hydra/OmegaConf error still counts.
+    return isinstance(exc, USER_ERRORS) or isinstance(exc.__cause__, InputError)
+
+
 def stage_main(func: Callable[[Config], None]) -> None:
     register_configs()
-
-    user_errors = (HydraException, OmegaConfBaseException, InputError, ValueError)
     failures: list[BaseException] = []
 
-    @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def _main(dcfg: DictConfig) -> None:
         # Caught here, inside the job: an exception that escapes the job makes Hydra write its own
         # "Error executing job with overrides: ..." line to stderr, a second line beside ours.
         try:
             func(to_config(dcfg))
-        except user_errors as exc:
+        except Exception as exc:
+            if not _is_user_error(exc):
+                raise
             failures.append(exc)
 
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us whole, so we can print one line
-    # every stage enters through this module: name Hydra's job (and its run dir) after the stage
+    # Hydra names its job (and so its run dir) after the task function's module: the stage's
+    # module (grpo_amp.stages.train -> "train"), not this one, and sys.argv stays as given.
     spec = getattr(sys.modules["__main__"], "__spec__", None)
-    if spec is not None and not any(a.startswith("hydra.job.name=") for a in sys.argv):
-        sys.argv.append(f"hydra.job.name={spec.name.rsplit('.', 1)[-1]}")
+    if spec is not None:
+        _main.__module__ = spec.name
+    main = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(_main)
+
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us whole: one line for ours, a full traceback otherwise
     try:
-        _main()
-    except user_errors as exc:
+        main()
+    except Exception as exc:
+        if not _is_user_error(exc):
+            raise  # Python prints the whole traceback and exits 1
         failures.append(exc)
     if failures:
         print(f"grpo-amp: error: {one_line(failures[0])}", file=sys.stderr)

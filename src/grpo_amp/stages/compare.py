@@ -20,7 +20,7 @@ from grpo_amp.config import Config
 from grpo_amp.io import read_csv, read_json, write_csv, write_text
 from grpo_amp.ladder import ladder_table
 from grpo_amp.runs import parse_run, runs_of_study
-from grpo_amp.schema import C1_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, TRAIN_METRICS_COLUMNS
+from grpo_amp.schema import C1_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, TIMING_COLUMNS, TRAIN_METRICS_COLUMNS
 from grpo_amp.stages.common import output_path, stage_main
 from grpo_amp.summaries import summarise_run
 
@@ -91,8 +91,13 @@ def _track(cfg: Config, runs: pd.DataFrame, predictions: dict, run_ids: dict, ta
             meta = read_json(train_dir / "run.json")
             run_id = tracking.start_run(uri, cfg.scale.name, policy, name, meta["config"])
             metrics = read_csv(train_dir / "metrics.csv", TRAIN_METRICS_COLUMNS)
+            files = [train_dir / "metrics.csv", train_dir / "c1.csv"]
+            if (train_dir / "timing.csv").is_file():  # wall seconds per iteration, kept apart from the data
+                metrics = metrics.merge(read_csv(train_dir / "timing.csv", TIMING_COLUMNS), on=["seed", "iteration"],
+                                        how="left")
+                files.append(train_dir / "timing.csv")
             tracking.log_metric_rows(uri, run_id, [_per_seed(row) for row in metrics.to_dict("records")])
-            tracking.log_artifacts(uri, run_id, [train_dir / "metrics.csv", train_dir / "c1.csv"], subdir="train")
+            tracking.log_artifacts(uri, run_id, files, subdir="train")
         tracking.log_metric_rows(uri, run_id, iteration_metrics(pred))
         summary = runs[(runs["policy"] == policy) & (runs["run"] == name)].iloc[0]
         tracking.log_metric_rows(uri, run_id, [{"iteration": 0, **{k: summary[k] for k in (

@@ -4,7 +4,8 @@
 
 Writes (paths named by the rule, ``outputs.train`` and ``outputs.pos``; standalone, from results/):
   train/{policy}/{run}/  seed_SS/iter_NNN (policy states: every iteration with policy.save_checkpoints,
-                         else the last), metrics.csv, c1.csv (C1's sampled surrogate), run.json
+                         else the last), metrics.csv, timing.csv (wall seconds per iteration, apart so that
+                         metrics.csv is the same bytes run to run), c1.csv (C1's sampled surrogate), run.json
   pos/{policy}/{run}.csv PoS of every question at every iteration and seed (POS_COLUMNS)
 A sampled policy repeats the run over ``scale.study.seeds`` seeds (cfg.seed, cfg.seed + 1, ...).
 Tabular seeds train as one table of seeds x questions (they share no parameters); transformer seeds
@@ -23,7 +24,7 @@ from grpo_amp.config import Config, flatten
 from grpo_amp.io import atomic_path, write_csv, write_json
 from grpo_amp.policies import load_policy, load_task
 from grpo_amp.runs import seeds_of
-from grpo_amp.schema import C1_COLUMNS, POS_COLUMNS, TRAIN_METRICS_COLUMNS
+from grpo_amp.schema import C1_COLUMNS, POS_COLUMNS, TIMING_COLUMNS, TRAIN_METRICS_COLUMNS
 from grpo_amp.stages.common import device_for, output_path, stage_main
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class Trained:
     pos: list[pd.DataFrame] = dataclasses.field(default_factory=list)
     metrics: list[pd.DataFrame] = dataclasses.field(default_factory=list)
     c1: list[pd.DataFrame] = dataclasses.field(default_factory=list)
+    timing: list[pd.DataFrame] = dataclasses.field(default_factory=list)
 
 
 def _train_once(cfg: Config, policy, ref, task, meter, save_dir, log_metrics=None) -> Trained:
@@ -52,6 +54,7 @@ def _train_once(cfg: Config, policy, ref, task, meter, save_dir, log_metrics=Non
     history = loop(policy, ref, task, cfg, save_iteration=save_iteration, log_metrics=log_metrics)
     out.metrics.append(history.metrics_frame())
     out.c1.append(history.c1_frame())
+    out.timing.append(history.timing_frame())
     return out
 
 
@@ -77,7 +80,7 @@ def _train_tabular(cfg: Config, n_seeds: int, ref_dir, tmp, log_metrics=None) ->
     for frame in (*out.pos, *out.c1):
         frame["seed"] = cfg.seed + frame["question"] // n
         frame["question"] = frame["question"] % n
-    for frame in out.metrics:
+    for frame in (*out.metrics, *out.timing):
         frame["seed"] = cfg.seed if n_seeds == 1 else -1
     return out
 
@@ -97,11 +100,12 @@ def _train_each_seed(cfg: Config, n_seeds: int, ref_dir, tmp, device: str, log_m
         meter = PosMeter(ref, task, cfg.policy.pos_method.value, cfg.policy.mc_samples, cfg_s.seed)
         one = _train_once(cfg_s, policy, ref, task, meter, lambda it, pi: pi.save(paths.iteration_dir(tmp, it, s)),
                           log_metrics and (lambda it, m: log_metrics(it, _per_seed(m, cfg_s.seed))))
-        for frame in (*one.pos, *one.metrics, *one.c1):
+        for frame in (*one.pos, *one.metrics, *one.c1, *one.timing):
             frame["seed"] = cfg_s.seed
         out.pos += one.pos
         out.metrics += one.metrics
         out.c1 += one.c1
+        out.timing += one.timing
     return out
 
 
@@ -132,6 +136,7 @@ def run(cfg: Config) -> None:
             trained = _train_each_seed(cfg, n_seeds, ref_dir, tmp, device_for(cfg), log_metrics)
         metrics = pd.concat(trained.metrics, ignore_index=True)[TRAIN_METRICS_COLUMNS]
         write_csv(metrics, tmp / "metrics.csv")
+        write_csv(pd.concat(trained.timing, ignore_index=True)[TIMING_COLUMNS], tmp / "timing.csv")
         write_csv(pd.concat(trained.c1, ignore_index=True)[C1_COLUMNS], tmp / "c1.csv")
         write_json({"config": params, "mlflow_run_id": run_id, "tracking_uri": uri}, tmp / "run.json")
         pos = pd.concat(trained.pos, ignore_index=True)[POS_COLUMNS].sort_values(["seed", "iteration", "question"])

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from grpo_amp.config import TaskConfig
+from grpo_amp.config import ConfigError, TaskConfig
 from grpo_amp.io import InputError, read_csv, read_json, write_csv, write_json
 from grpo_amp.rollout import Rollout
 from grpo_amp.tasks.base import Task
@@ -65,7 +65,7 @@ def make_questions(cfg: TaskConfig) -> pd.DataFrame:
     pairs = [(a, op, b) for op in cfg.ops for a in range(cfg.modulus) for b in range(cfg.modulus)]
     n = cfg.n_train + cfg.n_heldout
     if n > len(pairs):
-        raise ValueError(f"task.n_train + task.n_heldout must be <= {len(pairs)} (the number of distinct "
+        raise ConfigError(f"task.n_train + task.n_heldout must be <= {len(pairs)} (the number of distinct "
                          f"questions for modulus {cfg.modulus}, ops {cfg.ops}); got {cfg.n_train} + {cfg.n_heldout}")
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(pairs))[:n]
@@ -85,12 +85,12 @@ def make_questions(cfg: TaskConfig) -> pd.DataFrame:
 
 def _check_config(cfg: TaskConfig) -> None:
     if cfg.name != "modarith":
-        raise ValueError(f"task.name must be modarith for ModArithTask; got {cfg.name!r}")
+        raise ConfigError(f"task.name must be modarith for ModArithTask; got {cfg.name!r}")
     bad = [op for op in cfg.ops if op not in OPS]
     if not cfg.ops or bad or len(set(cfg.ops)) != len(cfg.ops):
-        raise ValueError(f"task.ops must be a non-empty subset of ['+', '*']; got {cfg.ops!r}")
+        raise ConfigError(f"task.ops must be a non-empty subset of ['+', '*']; got {cfg.ops!r}")
     if cfg.answer_digits < len(str(cfg.modulus - 1)):
-        raise ValueError(f"task.answer_digits must be >= {len(str(cfg.modulus - 1))} (the digits of "
+        raise ConfigError(f"task.answer_digits must be >= {len(str(cfg.modulus - 1))} (the digits of "
                          f"modulus - 1); got {cfg.answer_digits}")
 
 
