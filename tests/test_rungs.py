@@ -50,13 +50,22 @@ def _c3(old, ref, qs, v, group_size=None):
 
 
 # --------------------------------------------------------------------------- R1, R2: non-circular checks
+ALL_R1 = [(kl, norm, eps) for kl in ("ref", "mirror", "both") for norm in ("mean_std", "mean_only")
+          for eps in (0.0, 0.05)]
+
+
+@pytest.mark.parametrize("kl,norm,eps", ALL_R1)
+def test_r1_matches_c2_and_c3_every_variant(kl, norm, eps):
+    test_r1_matches_c2_and_c3.hypothesis.inner_test(kl=kl, norm=norm, eps=eps, beta=0.7, seed=1)
+
+
 @settings(max_examples=5, deadline=None, derandomize=True)
 @given(kl=st.sampled_from(["ref", "mirror", "both"]), norm=st.sampled_from(["mean_std", "mean_only"]),
        eps=st.sampled_from([0.0, 0.05]), beta=st.floats(0.3, 3.0), seed=st.integers(0, 50))
 def test_r1_matches_c2_and_c3(kl, norm, eps, beta, seed):
     """R1 maximises the exact objective numerically (no closed form on its path); C2/C3 are theory.py's."""
     v = _variant(kl, norm, eps, beta=beta)
-    pi, old, ref, task, qs, metrics = _apply(R.population_argmax, v, seed=seed)
+    pi, old, ref, task, qs, metrics = _apply(R.population_argmax, v, seed=seed, argmax_tol=1e-8)
     c2 = theory.tabular_optimum(old.probs(), ref.probs(), task.correct.numpy(), kl=kl, beta=v.beta,
                                 beta_prev=v.beta_prev, norm=norm, eps=eps)
     np.testing.assert_allclose(pi.probs(), c2, rtol=0, atol=1e-6)
@@ -66,6 +75,13 @@ def test_r1_matches_c2_and_c3(kl, norm, eps, beta, seed):
     assert np.abs(pi.probs() - old.probs()).max() > 1e-2  # the step does move pi
 
 
+@pytest.mark.parametrize("kl", ["ref", "mirror", "both"])
+@pytest.mark.parametrize("norm,eps,std", [("mean_std", 0.0, "population"), ("mean_std", 0.05, "sample"),
+                                          ("mean_std", 0.0, "sample"), ("mean_only", 0.0, "population")])
+def test_r2_matches_c3_every_variant(kl, norm, eps, std):
+    test_r2_matches_c3_with_finite_group_weights.hypothesis.inner_test(kl=kl, norm=norm, eps=eps, std=std, G=4, seed=2)
+
+
 @settings(max_examples=5, deadline=None, derandomize=True)
 @given(kl=st.sampled_from(["ref", "mirror", "both"]), norm=st.sampled_from(["mean_std", "mean_only"]),
        eps=st.sampled_from([0.0, 0.05]), std=st.sampled_from(["population", "sample"]),
@@ -73,7 +89,7 @@ def test_r1_matches_c2_and_c3(kl, norm, eps, beta, seed):
 def test_r2_matches_c3_with_finite_group_weights(kl, norm, eps, std, G, seed):
     """R2's expectation is written from grpo.loss.group_advantages, not theory.finite_group_weights."""
     v = _variant(kl, norm, eps, std=std)
-    pi, old, ref, task, qs, metrics = _apply(R.finite_group_argmax, v, seed=seed, group_size=G)
+    pi, old, ref, task, qs, metrics = _apply(R.finite_group_argmax, v, seed=seed, group_size=G, argmax_tol=1e-8)
     if kl == "both":  # C3 does not hold with pi_old/pi_ref uneven inside a set: compare with C2 (E1 weights)
         want = (theory.tabular_optimum(old.probs(), ref.probs(), task.correct.numpy(), kl=kl, beta=v.beta,
                                        beta_prev=v.beta_prev, norm=norm, eps=eps, group_size=G, std=std)

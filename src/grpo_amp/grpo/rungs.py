@@ -164,8 +164,9 @@ def maximise(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor, va
     on the sum of their objectives, each divided by the total KL strength b = beta (+ beta_prev).
 
     Certificate: in those units the gradient in the logits is exactly g = pi (Delta - E_pi Delta),
-    Delta = log pi - log pi*, so pi - pi* = -g to first order and a question's PoS error is at most
-    ||g||_1: converged means ||g||_1 <= ``tol`` for every question (else ``ArgmaxError``). The start
+    Delta = log pi - log pi*, so pi - pi* = g to first order and a question's PoS error is at most
+    sum_o |g(o)|, with |g(o)| replaced by pi(o) where g(o) > 0 and larger (pi(o) cannot fall by more
+    than itself): converged means that sum <= ``tol`` for every question (else ``ArgmaxError``). The start
     is the KL anchor, pi_ref (pi_old for mirror); nothing of the maximiser's form is used.
     """
     adv_in = adv  # with its infinities: a recursive call must see the same support
@@ -181,7 +182,9 @@ def maximise(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor, va
     w = torch.where(support, torch.exp(0.5 * start), 0.0).requires_grad_(True)  # (Q, K)
 
     def logits_of(w):
-        return torch.log(w * w)  # -inf off the support, where exact_objective masks it anyway
+        # off the support exact_objective masks the logit to -inf; a constant there keeps log(0)'s
+        # infinite derivative (times a zero gradient: NaN) out of the backward pass
+        return torch.where(support, torch.log(w * w), 0.0)
 
     def loss_of(z):
         return -exact_objective(z, adv, log_ref, log_old, variant, support)["objective"] / b  # (Q,)
@@ -195,7 +198,10 @@ def maximise(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor, va
     def certificate():
         z = logits_of(w.detach()).requires_grad_(True)
         (g,) = torch.autograd.grad(loss_of(z).sum(), z)
-        return z.detach(), torch.where(support, g, 0.0).abs().sum(-1)  # (Q, K), (Q,)
+        pi = torch.softmax(z.detach(), -1)
+        # g > 0: pi(o) is above pi*(o), by at most pi(o) itself (g/pi can be 1e45 where A is -1e45)
+        err = torch.where(g > 0, torch.minimum(g, pi), g.abs())
+        return z.detach(), torch.where(support, err, 0.0).sum(-1)  # (Q, K), (Q,)
 
     # stop on the certificate alone, checked every CHUNK iterations (never on L-BFGS's own tests)
     chunk = min(CHUNK, max_iter)
