@@ -154,7 +154,8 @@ def _support(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor,
 
 
 def maximise(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor, variant: VariantConfig,
-             tol: float, max_iter: int, rung: str = "R1", start: torch.Tensor | None = None) -> torch.Tensor:
+             tol: float, max_iter: int, rung: str = "R1", start: torch.Tensor | None = None,
+             n_questions: int | None = None) -> torch.Tensor:
     """argmax_pi J(pi) per question by L-BFGS (strong Wolfe); returns the maximiser's logits (Q, K).
 
     Parametrisation: pi = w^2 / |w|^2 per question (w = sqrt(pi) up to scale). In w the Fisher metric
@@ -221,14 +222,15 @@ def maximise(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor, va
     bad = ~(g1 <= tol)  # NaN counts as not converged
     if bad.any() and bad.sum() < len(bad):
         # the sum's line search can stall at rounding of all questions' objectives together:
-        # the few left over go on alone, from where they are (measured: 1e-8..4e-7 -> below 1e-9)
+        # the few left over go on alone, from where they are, with the same iteration budget
         idx = torch.nonzero(bad)[:, 0]
         z = z.clone()
-        z[idx] = maximise(adv_in[idx], log_ref[idx], log_old[idx], variant, tol, max_iter, rung, start=z[idx])
+        z[idx] = maximise(adv_in[idx], log_ref[idx], log_old[idx], variant, tol, max_iter, rung, start=z[idx],
+                          n_questions=n_questions or len(bad))
         return z.masked_fill(~support, -torch.inf)
     if bad.any():
-        raise ArgmaxError(f"{rung} optimiser did not converge for {int(bad.sum())} of {len(g1)} questions "
-                          f"(largest gradient L1 norm {float(g1.nan_to_num(torch.inf).max()):.1e} > tolerance "
+        raise ArgmaxError(f"{rung} optimiser did not converge for {int(bad.sum())} of {n_questions or len(g1)} questions "
+                          f"(largest PoS error bound {float(g1.nan_to_num(torch.inf).max()):.1e} > grpo.argmax_tol "
                           f"{tol:g} after grpo.argmax_max_iter={max_iter} L-BFGS iterations)")
     return z.masked_fill(~support, -torch.inf)
 
