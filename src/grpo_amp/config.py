@@ -112,6 +112,15 @@ class GRPOConfig:
     loss_agg: LossAgg = LossAgg.token_mean
     reset_optimizer: bool = True  # each iteration solves its own problem (C2), as the theory assumes
     c1_groups: int = 16  # fresh groups per question for the C1 effective-loss check
+    # E5's rungs (grpo.rungs). R4: independent groups of G per question averaged into one objective.
+    groups_per_question: int = 1
+    # R1/R2's optimiser stops when every question's certificate (gradient L1 norm of objective / total
+    # KL strength, a first-order bound on its PoS error) is below this: 1e-6 is the ladder's tolerance.
+    # Not lower: on eps=0 questions with p_old within 1e-90 of 1 (A ~ -1e45) the certificate stalls
+    # near 1.5e-7 while the PoS is right to ~1e-8 (measured at default scale, iteration 10).
+    argmax_tol: float = 1e-6
+    # L-BFGS iterations per GRPO iteration at most; the default table needs ~50-150 (measured)
+    argmax_max_iter: int = 500
 
     def __post_init__(self) -> None:
         _require(self.iterations >= 1, "grpo.iterations", self.iterations, ">= 1")
@@ -120,6 +129,9 @@ class GRPOConfig:
         _require(self.lr > 0, "grpo.lr", self.lr, "> 0")
         _require(self.clip_eps is None or self.clip_eps > 0, "grpo.clip_eps", self.clip_eps, "> 0 or null")
         _require(self.c1_groups >= 1, "grpo.c1_groups", self.c1_groups, ">= 1")
+        _require(self.groups_per_question >= 1, "grpo.groups_per_question", self.groups_per_question, ">= 1")
+        _require(self.argmax_tol > 0, "grpo.argmax_tol", self.argmax_tol, "> 0")
+        _require(self.argmax_max_iter >= 1, "grpo.argmax_max_iter", self.argmax_max_iter, ">= 1")
 
 
 @dataclass

@@ -1,0 +1,370 @@
+"""E5's tabular gap ladder: one change per rung, each an update with the trainer's signature.
+
+    metrics = population_argmax(policy, old, ref, task, questions, cfg, generator)   # R1
+    metrics = finite_group_argmax(...)     # R2: exact finite-G expected objective, maximised
+    metrics = exact_objective_steps(...)   # R3: M Adam steps on R2's objective
+    metrics = multi_group_steps(...)       # R4: m sampled groups per question, M Adam steps (m = 1: grpo_update)
+    metrics = one_group_argmax(...)        # R5: one sampled group's objective, maximised in closed form
+
+Every rung works on a TabularPolicy (logits (N, K) float64, task.correct (N, K) bool) and maximises,
+per question, THEORY.md's iteration objective
+    J(pi) = sum_o pi(o) A(o) - beta KL(pi || pi_ref) [- beta_prev KL(pi || pi_old)]      (kl=ref/both)
+    J(pi) = sum_o pi(o) A(o) - beta KL(pi || pi_old)                                   (kl=mirror)
+with the rung's A. R1 and R2 find the maximiser numerically (L-BFGS, nothing of C2/C3 in the path):
+they are the non-circular checks of C2/C3 and of C3 with E1's S_G. R1/R2 raise ``ArgmaxError`` when
+the optimiser stops short of its tolerance, never return a silent number.
+
+Metrics have the trainer's keys; a value an exact rung has no sample for is its expectation under
+pi_old (mean_reward = mean p_old, zero_spread_frac = mean P(all G rewards equal)) or NaN (R1 has no
+group; clip_frac where nothing is clipped).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from grpo_amp.config import Config, VariantConfig
+from grpo_amp.grpo.loss import LossTerms, group_advantages, grpo_loss
+from grpo_amp.io import InputError
+from grpo_amp.rollout import Rollout
+
+NAN = float("nan")
+# A logit this far below a row's largest is exactly zero mass after softmax (exp(-1e4) underflows),
+# yet finite: the exact KL of the next iteration stays 0 * finite = 0 there, never NaN.
+ZERO_MASS_LOGIT = 1e4
+CHUNK = 25  # L-BFGS iterations between two checks of R1/R2's convergence certificate
+
+
+class ArgmaxError(InputError):
+    """R1/R2's optimiser stopped before its tolerance: the rung has no number to report."""
+
+
+# --------------------------------------------------------------------------- advantages per output
+def _success_mass(old_logits: torch.Tensor, correct: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(p_old, 1 - p_old) per question, each summed on its own set: 1 - p keeps its digits near p = 1."""
+    pi_old = torch.softmax(old_logits, dim=-1)                # (Q, K)
+    p = (pi_old * correct).sum(-1)                            # (Q,)
+    q = (pi_old * ~correct).sum(-1)                           # (Q,)
+    return p, q
+
+
+def population_advantage(p: torch.Tensor, q: torch.Tensor, variant: VariantConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """THEORY.md's population A at r = 1 and r = 0: (1 - p, -p) [/ sqrt(p(1-p) + eps)], q = 1 - p.
+
+    mean_std with eps = 0 uses sqrt(q/p) and -sqrt(p/q): the same numbers, with the limits +inf
+    (p = 0) and -inf (q = 0) that a certain question has, instead of 0/0.
+    """
+    if variant.norm.value == "mean_only":
+        return q, -p
+    if variant.eps == 0.0:
+        return torch.sqrt(q / p), -torch.sqrt(p / q)
+    denom = torch.sqrt(p * q + variant.eps)
+    return q / denom, -p / denom
+
+
+def finite_group_advantage(p: torch.Tensor, q: torch.Tensor, group_size: int,
+                           variant: VariantConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """E[A_G,i | r_i = 1] and E[A_G,i | r_i = 0] over groups of pi_old, by binomial sums.
+
+    Output i's advantage depends on the group only through K, the number of successes among the
+    other G - 1 outputs, K ~ Bin(G - 1, p_old). The advantage of each (r_i, K) is the trainer's own
+    (``group_advantages`` on a written-out group: its mean, std, eps and zero-spread rule).
+    """
+    G = group_size
+    k = torch.arange(G, dtype=torch.float64)                                  # (G,): K = 0..G-1
+    others = (torch.arange(G - 1, dtype=torch.float64)[None, :] < k[:, None]).to(torch.float64)  # (G, G-1)
+    groups = torch.cat([torch.cat([torch.ones(G, 1, dtype=torch.float64), others], 1),   # r_i = 1, K others
+                        torch.cat([torch.zeros(G, 1, dtype=torch.float64), others], 1)])  # r_i = 0, K others
+    adv, _ = group_advantages(groups, variant.norm.value, variant.eps, variant.std.value)   # (2G, G)
+    a_plus, a_minus = adv[:G, 0], adv[G:, 0]                                  # (G,) each
+    n = G - 1
+    log_comb = math.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)        # (G,)
+    # xlogy: 0 * log 0 = 0, so p_old = 0 or 1 gives the point mass it should
+    log_pmf = log_comb + torch.special.xlogy(k, p[:, None]) + torch.special.xlogy(n - k, q[:, None])  # (Q, G)
+    pmf = torch.exp(log_pmf)
+    return pmf @ a_plus, pmf @ a_minus
+
+
+def _per_output(correct: torch.Tensor, a_plus: torch.Tensor, a_minus: torch.Tensor) -> torch.Tensor:
+    return torch.where(correct, a_plus[:, None], a_minus[:, None])  # (Q, K): A(o) depends on o via r only
+
+
+def expected_zero_spread(p: torch.Tensor, q: torch.Tensor, group_size: int) -> torch.Tensor:
+    """P(all G rewards equal) = p^G + (1 - p)^G per question."""
+    return p ** group_size + q ** group_size
+
+
+# --------------------------------------------------------------------------- the exact objective
+def _kl_terms(variant: VariantConfig) -> list[tuple[float, str]]:
+    return {"ref": [(variant.beta, "ref")], "mirror": [(variant.beta, "old")],
+            "both": [(variant.beta, "ref"), (variant.beta_prev, "old")]}[variant.kl.value]
+
+
+def exact_objective(logits: torch.Tensor, adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor,
+                    variant: VariantConfig, support: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per question (Q,): pg = sum_o pi(o) A(o), the exact KLs, and J = pg - penalties.
+
+    ``support`` (Q, K) bool: outputs allowed mass (the others are -inf logits, skipped in the sums).
+    """
+    if support is not None:
+        logits = logits.masked_fill(~support, -torch.inf)
+    logpi = torch.log_softmax(logits, dim=-1)  # (Q, K)
+    pi = logpi.exp()
+    # 0 * log 0 = 0 and 0 * A = 0, also where A or an anchor is infinite; the infinities are replaced
+    # before the product, not after it, so that no 0 * inf reaches the gradient either
+    live = pi > 0
+    safe = lambda x: torch.where(live, x, 0.0)  # noqa: E731
+    logpi_live = safe(logpi)
+    pg = (pi * safe(adv)).sum(-1)
+    targets = {"ref": log_ref, "old": log_old}
+    kl = {"ref": torch.zeros_like(pg), "old": torch.zeros_like(pg)}
+    penalty = torch.zeros_like(pg)
+    for coef, target in _kl_terms(variant):
+        kl[target] = (pi * (logpi_live - safe(targets[target]))).sum(-1)
+        penalty = penalty + coef * kl[target]
+    return {"pg": pg, "kl_ref": kl["ref"], "kl_old": kl["old"], "objective": pg - penalty}
+
+
+def _metrics(terms: dict[str, torch.Tensor], mean_reward, zero_spread, clip_frac=NAN) -> dict:
+    return {"loss": float(-terms["objective"].mean()), "pg_objective": float(terms["pg"].mean()),
+            "kl_ref": float(terms["kl_ref"].mean()), "kl_prev": float(terms["kl_old"].mean()),
+            "mean_reward": float(mean_reward), "zero_spread_frac": float(zero_spread), "clip_frac": float(clip_frac)}
+
+
+# --------------------------------------------------------------------------- R1/R2's optimiser
+def _support(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor,
+             variant: VariantConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which outputs may carry mass, and A on them made finite.
+
+    An output whose KL anchor has no mass (pi_ref or pi_old = 0 where penalised) or whose A is -inf
+    gets none; where some output has A = +inf (eps = 0, p_old = 0), only those do, and among them
+    A is a constant (0), so the KL alone splits the mass. No closed form of the maximiser is used.
+    """
+    support = torch.isfinite(adv) | (adv == torch.inf)
+    for _, target in _kl_terms(variant):
+        support &= torch.isfinite({"ref": log_ref, "old": log_old}[target])
+    plus_inf = (adv == torch.inf) & support
+    support = torch.where(plus_inf.any(-1, keepdim=True), plus_inf, support)
+    finite_adv = torch.where(support & torch.isfinite(adv), adv, 0.0)
+    if not support.any(-1).all():
+        raise ArgmaxError("a question has no output that can carry mass (every anchor or advantage excludes it)")
+    return support, finite_adv
+
+
+def maximise(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor, variant: VariantConfig,
+             tol: float, max_iter: int, rung: str = "R1", start: torch.Tensor | None = None,
+             n_questions: int | None = None) -> torch.Tensor:
+    """argmax_pi J(pi) per question by L-BFGS (strong Wolfe); returns the maximiser's logits (Q, K).
+
+    Parametrisation: pi = w^2 / |w|^2 per question (w = sqrt(pi) up to scale). In w the Fisher metric
+    is 4 I, so near the maximiser J's curvature is the same in every direction whatever pi's masses
+    (on the logits it is pi's covariance, from 1 down to 1e-10 here: L-BFGS on the logits was still
+    5e-7 from the tolerance after 5000 iterations at 256 x 16). Questions are independent: L-BFGS runs
+    on the sum of their objectives, each divided by the total KL strength b = beta (+ beta_prev).
+
+    Certificate: in those units the gradient in the logits is exactly g = pi (Delta - E_pi Delta),
+    Delta = log pi - log pi*, so pi - pi* = g to first order and a question's PoS error is at most
+    sum_o |g(o)|, with |g(o)| replaced by pi(o) where g(o) > 0 and larger (pi(o) cannot fall by more
+    than itself): converged means that sum <= ``tol`` for every question (else ``ArgmaxError``). The start
+    is the KL anchor, pi_ref (pi_old for mirror); nothing of the maximiser's form is used.
+    """
+    adv_in = adv  # with its infinities: a recursive call must see the same support
+    support, adv = _support(adv, log_ref, log_old, variant)
+    b = sum(coef for coef, _ in _kl_terms(variant))
+    # each question's own units: its advantage range over b, so that a question with A = -3e8
+    # (eps = 0, p_old = 1 - 1e-17) does not set the line search's scale for all the others
+    spread = (adv.masked_fill(~support, -torch.inf).amax(-1) - adv.masked_fill(~support, torch.inf).amin(-1))
+    scale = 1.0 + spread.nan_to_num(0.0) / b                                 # (Q,)
+    if start is None:
+        start = log_old if variant.kl.value == "mirror" else log_ref
+    start = torch.where(support, start - start.masked_fill(~support, -torch.inf).max(-1, keepdim=True).values, 0.0)
+    w = torch.where(support, torch.exp(0.5 * start), 0.0).requires_grad_(True)  # (Q, K)
+
+    def logits_of(w):
+        # off the support exact_objective masks the logit to -inf; a constant there keeps log(0)'s
+        # infinite derivative (times a zero gradient: NaN) out of the backward pass
+        return torch.where(support, torch.log(w * w), 0.0)
+
+    def loss_of(z):
+        return -exact_objective(z, adv, log_ref, log_old, variant, support)["objective"] / b  # (Q,)
+
+    def closure():
+        lbfgs.zero_grad()
+        loss = (loss_of(logits_of(w)) / scale).sum()
+        loss.backward()
+        return loss
+
+    def certificate():
+        z = logits_of(w.detach()).requires_grad_(True)
+        (g,) = torch.autograd.grad(loss_of(z).sum(), z)
+        pi = torch.softmax(z.detach(), -1)
+        # g > 0: pi(o) is above pi*(o), by at most pi(o) itself (g/pi can be 1e45 where A is -1e45)
+        err = torch.where(g > 0, torch.minimum(g, pi), g.abs())
+        return z.detach(), torch.where(support, err, 0.0).sum(-1)  # (Q, K), (Q,)
+
+    # stop on the certificate alone, checked every CHUNK iterations (never on L-BFGS's own tests)
+    chunk = min(CHUNK, max_iter)
+    lbfgs = torch.optim.LBFGS([w], lr=1.0, max_iter=chunk, max_eval=2 * chunk, history_size=20,
+                              tolerance_grad=1e-300, tolerance_change=0.0, line_search_fn="strong_wolfe")
+    z, g1 = certificate()
+    best = float(g1.nan_to_num(torch.inf).max())
+    for _ in range(-(-max_iter // chunk)):
+        if (g1 <= tol).all():
+            break
+        lbfgs.step(closure)
+        z, g1 = certificate()
+        worst = float(g1.nan_to_num(torch.inf).max())
+        if not worst < best:
+            lbfgs.state.clear()  # a fresh curvature history: a stalled line search often moves again
+        best = min(best, worst)
+    bad = ~(g1 <= tol)  # NaN counts as not converged
+    if bad.any() and bad.sum() < len(bad):
+        # the sum's line search can stall at rounding of all questions' objectives together:
+        # the few left over go on alone, from where they are, with the same iteration budget
+        idx = torch.nonzero(bad)[:, 0]
+        z = z.clone()
+        z[idx] = maximise(adv_in[idx], log_ref[idx], log_old[idx], variant, tol, max_iter, rung, start=z[idx],
+                          n_questions=n_questions or len(bad))
+        return z.masked_fill(~support, -torch.inf)
+    if bad.any():
+        raise ArgmaxError(f"{rung} optimiser did not converge for {int(bad.sum())} of {n_questions or len(g1)} questions "
+                          f"(largest PoS error bound {float(g1.nan_to_num(torch.inf).max()):.1e} > grpo.argmax_tol "
+                          f"{tol:g} after grpo.argmax_max_iter={max_iter} L-BFGS iterations)")
+    return z.masked_fill(~support, -torch.inf)
+
+
+# --------------------------------------------------------------------------- the rungs
+def _tables(policy, old, ref, questions):
+    correct = policy.task.correct[questions]                       # (Q, K)
+    old_logits = old.logits.detach()[questions]
+    log_old = torch.log_softmax(old_logits, -1)
+    log_ref = torch.log_softmax(ref.logits.detach()[questions], -1)
+    p, q = _success_mass(old_logits, correct)
+    return correct, log_ref, log_old, p, q
+
+
+def _write(policy, questions, logits: torch.Tensor) -> None:
+    """pi_n's logits, with zero-mass outputs at a finite ZERO_MASS_LOGIT below the row's top."""
+    with torch.no_grad():
+        top = logits.max(-1, keepdim=True).values
+        policy.logits[questions] = torch.where(torch.isfinite(logits), logits, top - ZERO_MASS_LOGIT)
+
+
+def population_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
+    """R1: maximise the exact population objective numerically; must equal C2 (and so C3)."""
+    v, g = cfg.variant, cfg.grpo
+    correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
+    adv = _per_output(correct, *population_advantage(p, q, v))
+    logits = maximise(adv, log_ref, log_old, v, g.argmax_tol, g.argmax_max_iter, "R1")
+    _write(policy, questions, logits)
+    terms = exact_objective(logits, torch.where(torch.isfinite(adv), adv, 0.0), log_ref, log_old, v)
+    return _metrics(terms, p.mean(), NAN)
+
+
+def finite_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
+    """R2: maximise the exact expected finite-G objective E_groups[(1/G) sum_i ratio_i A_G,i] - KL.
+
+    E[ratio_i A_G,i] = sum_o pi(o) E[A_G,i | r_i = r(o)] (o_i ~ pi_old), so the expectation is the
+    population objective with ``finite_group_advantage`` in place of A.
+    """
+    v, g = cfg.variant, cfg.grpo
+    correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
+    adv = _per_output(correct, *finite_group_advantage(p, q, g.group_size, v))
+    logits = maximise(adv, log_ref, log_old, v, g.argmax_tol, g.argmax_max_iter, "R2")
+    _write(policy, questions, logits)
+    terms = exact_objective(logits, adv, log_ref, log_old, v)
+    return _metrics(terms, p.mean(), expected_zero_spread(p, q, g.group_size).mean())
+
+
+def exact_objective_steps(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
+    """R3: M steps of the trainer's optimiser on R2's exact objective (mean over questions, as the loss)."""
+    from grpo_amp.grpo.trainer import _optimiser  # lazy: the trainer may come to import the rungs (registry)
+
+    v, g = cfg.variant, cfg.grpo
+    correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
+    adv = _per_output(correct, *finite_group_advantage(p, q, g.group_size, v))
+    optimiser = _optimiser(policy, cfg)
+    for _ in range(g.inner_steps):
+        terms = exact_objective(policy.logits[questions], adv, log_ref, log_old, v)
+        loss = -terms["objective"].mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        terms = exact_objective(policy.logits[questions], adv, log_ref, log_old, v)
+    return _metrics(terms, p.mean(), expected_zero_spread(p, q, g.group_size).mean())
+
+
+def multi_group_steps(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
+    """R4: m = grpo.groups_per_question groups of G per question, one objective averaged over them, M steps.
+
+    The loss is the trainer's (``grpo_loss``: ratio, KL estimator, clipping, aggregation); advantages
+    are per group of G. With m = 1 this is ``trainer.grpo_update`` draw for draw.
+    """
+    from grpo_amp.grpo.trainer import _optimiser
+
+    v, g = cfg.variant, cfg.grpo
+    m, G = g.groups_per_question, g.group_size
+    rollout = old.sample(questions, m * G, generator)                      # (Q, m*G, T)
+    rewards = task.reward(rollout)                                         # (Q, m*G)
+    Q = rewards.shape[0]
+    adv, zero_spread = group_advantages(rewards.reshape(Q * m, G), v.norm.value, v.eps, v.std.value)  # (Q*m, G)
+    adv = adv.reshape(Q, m * G)
+    with torch.no_grad():
+        ref_logq = ref.log_softmax(rollout)                                # (Q, m*G, T, V)
+        old_logq = old.log_softmax(rollout) if g.inner_steps > 1 else None  # as grpo_update: ratio = 1 at M = 1
+    optimiser = _optimiser(policy, cfg)
+    for _ in range(g.inner_steps):
+        logq = policy.log_softmax(rollout)
+        terms: LossTerms = grpo_loss(logq, logq.detach() if old_logq is None else old_logq, ref_logq,
+                                     rollout.tokens, rollout.mask, adv.to(logq.dtype), v, g)
+        optimiser.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        optimiser.step()
+    return {"loss": float(terms.loss.detach()), "pg_objective": float(terms.pg_objective), "kl_ref": float(terms.kl_ref),
+            "kl_prev": float(terms.kl_prev), "mean_reward": float(rewards.mean()),
+            "zero_spread_frac": float(zero_spread.double().mean()), "clip_frac": float(terms.clip_frac)}
+
+
+def one_group_advantage(rollout: Rollout, adv: torch.Tensor, log_old: torch.Tensor) -> torch.Tensor:
+    """a(o) = sum_i [o_i = o] A_i / (G pi_old(o)): the one-group objective is sum_o pi(o) a(o). (Q, K)."""
+    outputs = rollout.tokens[..., 0]                                        # (Q, G)
+    G = outputs.shape[1]
+    summed = torch.zeros_like(log_old).scatter_add_(1, outputs, adv.to(log_old.dtype))  # (Q, K)
+    return torch.where(summed != 0, summed / (G * log_old.exp()), 0.0)    # unsampled outputs: a = 0
+
+
+def one_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
+    """R5: one sampled group per question; pi_n = the maximiser of that group's objective with the exact KL.
+
+    J(pi) = sum_o pi(o) a(o) - beta KL(pi||pi_ref) [- beta_prev KL(pi||pi_old)] is strictly concave on
+    the simplex; its stationarity condition a(o) - sum_j beta_j (log pi(o) - log target_j(o) + 1) + lambda = 0
+    gives log pi = (sum_j beta_j log target_j + a) / sum_j beta_j + const: pi ∝ pi_ref exp(a/beta) (ref),
+    pi_old exp(a/beta) (mirror), pi_ref^(beta/b) pi_old^(beta_prev/b) exp(a/b), b = beta + beta_prev (both).
+    The sampled objective is unclipped (clip_eps is not applied): this rung is its maximiser.
+    """
+    v, g = cfg.variant, cfg.grpo
+    correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
+    rollout = old.sample(questions, g.group_size, generator)               # (Q, G, 1)
+    rewards = task.reward(rollout)                                         # (Q, G)
+    adv, zero_spread = group_advantages(rewards, v.norm.value, v.eps, v.std.value)
+    a = one_group_advantage(rollout, adv, log_old)                        # (Q, K)
+    terms_kl = _kl_terms(v)
+    b = sum(coef for coef, _ in terms_kl)
+    targets = {"ref": log_ref, "old": log_old}
+    log_pi = (sum(coef * targets[t] for coef, t in terms_kl) + a) / b
+    logits = torch.log_softmax(log_pi, -1)
+    _write(policy, questions, logits)
+    terms = exact_objective(logits, a, log_ref, log_old, v)
+    return _metrics(terms, rewards.mean(), zero_spread.double().mean())
+
+
+RUNGS = {
+    "R1": population_argmax,
+    "R2": finite_group_argmax,
+    "R3": exact_objective_steps,
+    "R4": multi_group_steps,
+    "R5": one_group_argmax,
+}
