@@ -142,12 +142,18 @@ class PolicyConfig:
     mc_samples: int = 256      # per question, for pos_method=mc and the exact-vs-mc cross-check
     save_checkpoints: bool = True  # per-iteration states; the pos rule measures from them
     device: str = "auto"       # auto: cuda when available
+    # a local HF causal-LM directory (with its tokenizer) to start from instead of our pi_ref; "" = ours
+    checkpoint: str = ""
+    # sampling temperature of practice runs (policy=trl) and of their Monte Carlo PoS; the theory's pi is
+    # the sampling distribution, so a value != 1 tests the tempered policy, not the saved one
+    temperature: float = 1.0
     model: ModelConfig = field(default_factory=ModelConfig)
     reference: ReferenceTrainingConfig = field(default_factory=ReferenceTrainingConfig)
 
     def __post_init__(self) -> None:
         _require(self.family in ("tabular", "transformer"), "policy.family", self.family, "tabular or transformer")
         _require(self.mc_samples >= 1, "policy.mc_samples", self.mc_samples, ">= 1")
+        _require(self.temperature > 0, "policy.temperature", self.temperature, "> 0")
 
 
 @dataclass
