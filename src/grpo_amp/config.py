@@ -173,6 +173,13 @@ class TaskConfig:
     answer_digits: int = 2  # answers may be zero-padded up to this many digits: several correct outputs
     noise_a: float = 1.0
     noise_b: float = 1.0
+    # file: questions from JSON lines or parquet (tasks/file_task.py); "" = the shipped tasks/data/arith.jsonl
+    path: str = ""
+    prompt_field: str = "question"
+    answer_field: str = "answer"
+    split_field: str = ""        # optional; values train / heldout (test, validation -> heldout)
+    verifier: str = "numeric"    # exact | numeric (GSM8K "#### 42") | math_verify (if installed)
+    max_new_tokens: int = 16     # completion budget (the paper's appendix: 200)
 
     def __post_init__(self) -> None:
         _require(self.name in ("tabular", "modarith"), "task.name", self.name, "tabular or modarith")

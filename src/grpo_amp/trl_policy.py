@@ -88,8 +88,14 @@ def train_trl(policy, ref, task, cfg: Config,
     questions = task.split_ids("train")
     Q, G, mu, N, T = len(questions), cfg.grpo.group_size, cfg.grpo.inner_steps, cfg.grpo.iterations, task.max_new_tokens
     prompts = [str(p) for p in task.questions.loc[questions.numpy(), "prompt"]]
-    if task.tokenizer(prompts)["input_ids"] != task.prompt_ids[questions].tolist():  # TRL tokenizes the text itself
+    ours = (task.prompt_ids[questions].tolist() if hasattr(task, "prompt_ids")
+            else [task.prompt_token_ids[int(q)] for q in questions])  # a FileTask's prompts are ragged
+    if task.tokenizer(prompts)["input_ids"] != ours:  # TRL tokenizes the text itself
         raise InputError("policy=trl: the tokenizer encodes the prompts' text to other ids than the task's")
+    if mapping.temperature != 1.0:
+        from grpo_amp.policies.hf import temperature_note
+
+        log.warning(temperature_note(mapping.temperature))
     reward, reward_calls = _reward_function(task, T)
     history = History()
     generator = torch.Generator(device=device).manual_seed(cfg.seed)  # C1's fresh groups, as in train()
