@@ -160,6 +160,11 @@ class PolicyConfig:
     mc_samples: int = 256      # per question, for pos_method=mc and the exact-vs-mc cross-check
     save_checkpoints: bool = True  # per-iteration states; the pos rule measures from them
     device: str = "auto"       # auto: cuda when available
+    # a local HF causal-LM directory (with its tokenizer) to start from instead of our pi_ref; "" = ours
+    checkpoint: str = ""
+    # sampling temperature of practice runs (policy=trl) and of their Monte Carlo PoS; the theory's pi is
+    # the sampling distribution, so a value != 1 tests the tempered policy, not the saved one
+    temperature: float = 1.0
     model: ModelConfig = field(default_factory=ModelConfig)
     reference: ReferenceTrainingConfig = field(default_factory=ReferenceTrainingConfig)
 
@@ -174,6 +179,7 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         _require(self.mc_samples >= 1, "policy.mc_samples", self.mc_samples, ">= 1")
+        _require(self.temperature > 0, "policy.temperature", self.temperature, "> 0")
 
 
 @dataclass
@@ -193,6 +199,13 @@ class TaskConfig:
     answer_digits: int = 2  # answers may be zero-padded up to this many digits: several correct outputs
     noise_a: float = 1.0
     noise_b: float = 1.0
+    # file: questions from JSON lines or parquet (tasks/file_task.py); "" = the shipped tasks/data/arith.jsonl
+    path: str = ""
+    prompt_field: str = "question"
+    answer_field: str = "answer"
+    split_field: str = ""        # optional; values train / heldout (test, validation -> heldout)
+    verifier: str = "numeric"    # exact | numeric (GSM8K "#### 42") | math_verify (if installed)
+    max_new_tokens: int = 16     # completion budget (the paper's appendix: 200)
 
     def __post_init__(self) -> None:
         _require(self.name in ("tabular", "modarith"), "task.name", self.name, "tabular or modarith")

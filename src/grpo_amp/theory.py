@@ -22,11 +22,12 @@ from scipy import special
 
 Norm = Literal["mean_std", "mean_only"]
 KL = Literal["ref", "mirror", "both"]
-Std = Literal["population", "sample"]
+Std = Literal["population", "sample", "trl"]
 
 NORMS = ("mean_std", "mean_only")
 KLS = ("ref", "mirror", "both")
 STDS = ("population", "sample")
+TRL_STD = "trl"  # sample std with eps OUTSIDE the root, (r - mean)/(std + eps): TRL's GRPOTrainer (finite G only)
 
 # Beyond this logit, float64 rounds p to exactly 1.0 (1 - expit(37) < 2**-53).
 LOGIT_ONE = 37.0
@@ -74,8 +75,11 @@ def _check_group(group_size) -> int | None:
 
 def _check_common(norm, eps, group_size, std) -> tuple[float, int | None]:
     _check_choice("norm", norm, NORMS)
-    _check_choice("std", std, STDS)
-    return _check_eps(eps), _check_group(group_size)
+    _check_choice("std", std, (*STDS, TRL_STD))
+    eps, group_size = _check_eps(eps), _check_group(group_size)
+    if std == "trl" and group_size is None and norm == "mean_std":
+        raise ValueError("std='trl' (eps outside the root) is a finite-group advantage: give group_size")
+    return eps, group_size
 
 
 # --------------------------------------------------------------------------- logits
@@ -116,8 +120,10 @@ def _group_coefficients(group_size: int, norm: Norm, eps: float, std: Std) -> tu
     def scale(q):
         if norm == "mean_only":
             return np.ones_like(q)
-        v = q * (1.0 - q) * (G / (G - 1.0) if std == "sample" else 1.0)
+        v = q * (1.0 - q) * (G / (G - 1.0) if std in ("sample", "trl") else 1.0)
         with np.errstate(divide="ignore"):
+            if std == "trl":  # TRL 1.16: (r - mean) / (sample std + eps), eps outside the root
+                return 1.0 / (np.sqrt(v) + eps)
             return 1.0 / np.sqrt(v + eps)
 
     with np.errstate(invalid="ignore"):
@@ -131,7 +137,11 @@ def _group_coefficients(group_size: int, norm: Norm, eps: float, std: Std) -> tu
 
 def finite_group_weights(p, group_size: int, norm: Norm = "mean_std", eps: float = 0.0,
                          std: Std = "population") -> tuple[np.ndarray, np.ndarray]:
-    """E1: expected weights (w+_G, w-_G) with G samples and empirical group mean/std."""
+    """E1: expected weights (w+_G, w-_G) with G samples and empirical group mean/std.
+
+    std: "population" or "sample" put eps inside the root, A = (r - mean)/sqrt(var + eps); "trl" is
+    TRL's GRPOTrainer, A = (r - mean)/(sample std + eps) with eps outside (TRL uses eps = 1e-4).
+    """
     eps, G = _check_common(norm, eps, group_size, std)
     if G is None:
         raise ValueError("group_size must be an integer >= 2; got None")

@@ -457,7 +457,7 @@ def _load_model(directory: Path, task: ModArithTask) -> "PreTrainedModel":
     try:
         with _quiet_transformers():
             model, info = AutoModelForCausalLM.from_pretrained(
-                directory, use_safetensors=True, output_loading_info=True)
+                directory, use_safetensors=True, output_loading_info=True, local_files_only=True)
     except Exception as exc:  # transformers/safetensors raise OSError, SafetensorError, RuntimeError, ValueError...
         raise InputError(f"corrupt checkpoint in {directory}: {_one_line(exc)}") from None
     if info.get("missing_keys"):  # transformers would silently initialise them at random
@@ -477,7 +477,7 @@ def _check_tokenizer(directory: Path, task: ModArithTask) -> None:
     from transformers import AutoTokenizer
 
     try:
-        saved = AutoTokenizer.from_pretrained(directory)
+        saved = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     except Exception as exc:
         raise InputError(f"corrupt tokenizer in {directory}: {_one_line(exc)}") from None
     if saved.get_vocab() != task.tokenizer.get_vocab():

@@ -29,6 +29,10 @@ def _transformer(cfg: Config):
     from grpo_amp.tasks.modarith import ModArithTask
 
     task = ModArithTask.generate(cfg.task)
+    if cfg.policy.checkpoint:  # a local HF causal LM is pi_ref: nothing trained, nothing downloaded
+        from grpo_amp.policies.checkpoint import reference_from_checkpoint
+
+        return task, reference_from_checkpoint(task, cfg.policy.checkpoint, device=device_for(cfg))
     return task, train_reference(task, cfg.policy.model, cfg.policy.reference, seed=cfg.seed, device=device_for(cfg))
 
 
