@@ -48,7 +48,7 @@ class PolicySpec:
     """One way of running a GRPO iteration: a family (the model), an update and what to expect of it."""
     name: str
     family: str
-    update: str                   # "module:function", the per-iteration update trainer.train calls
+    update: str | None            # "module:function", the per-iteration update trainer.train calls (None: own loop)
     tolerance: str                # ROUNDOFF, OPTIMISER or PRACTICE
     sampled: bool                 # draws groups: repeated over seeds, its numbers carry seed intervals
     sweeps: tuple[str, ...]       # the SWEEPS that change what this policy does
@@ -83,6 +83,9 @@ POLICY_TABLE = (  # plot order is table order
                "R6: sampled GRPO on a table", rung="R6"),
     PolicySpec("transformer", "transformer", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True, _PRACTICE_SWEEPS,
                "sampled GRPO on a transformer", grpo="practice_token"),
+    # TRL's own loop on the same checkpoint, task and GRPO settings as `transformer` (grpo_amp.trl_settings maps them)
+    PolicySpec("trl", "transformer", None, PRACTICE, True, ("beta",), "TRL 1.16 GRPOTrainer on the transformer",
+               grpo="practice_token", loop="grpo_amp.trl_policy:train_trl"),
 )
 POLICIES = {p.name: p for p in POLICY_TABLE}
 POLICY_NAMES = tuple(POLICIES)
