@@ -11,6 +11,8 @@ rule pos:
         bench_path("pos", "{policy}/{variant}")
     conda:
         ENV
+    group:
+        "run"  # with predict: one cluster submission per run (profiles: group-components)
     threads: 1
     params:
         cmd=lambda w: stage("pos", f"policy={w.policy}", run_args(w)),
