@@ -3,7 +3,7 @@
 Used by tests/test_slurm.py. Config, munge key, state, spool, logs and sockets all live under
 ``root``; the daemons get free localhost ports, so nothing clashes with a system Slurm, and
 ``stop()`` ends every daemon this module started (TERM, then KILL), whatever happened before.
-Clients find the cluster through ``SLURM_CONF`` (``env()``).
+Clients find the cluster through ``SLURM_CONF`` and an ``srun`` wrapper (``env()``).
 
 Choices that work in a container without systemd or a writable cgroup tree:
 ``ProctrackType=proctrack/linuxproc`` and ``TaskPlugin=task/none`` (no cgroups),
@@ -93,6 +93,7 @@ class SlurmCluster:
     def env(self, base: dict | None = None) -> dict:
         env = dict(os.environ if base is None else base)
         env["SLURM_CONF"] = str(self.conf)
+        env["PATH"] = f"{self.root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         return env
 
     def log_tail(self, chars: int = 3000) -> str:
@@ -116,6 +117,14 @@ class SlurmCluster:
         key.write_bytes(os.urandom(1024))
         key.chmod(0o400)
         self.conf.write_text(slurm_conf(self.root, self.node, _free_port(), _free_port()))
+        # snakemake-executor-plugin-slurm-jobstep (0.6.1) drops every SLURM_* variable but the job's
+        # ids before its `srun`, SLURM_CONF included: a cluster configured anywhere but
+        # /etc/slurm/slurm.conf (this one) would leave srun without a config. An `srun` first on PATH
+        # puts it back.
+        (self.root / "bin").mkdir(exist_ok=True)
+        srun = self.root / "bin" / "srun"
+        srun.write_text(f'#!/bin/sh\nSLURM_CONF="{self.conf}" exec {shutil.which("srun")} "$@"\n')
+        srun.chmod(0o755)
 
         # -F: stay in the foreground, so the Popen is the daemon and stop() can end it.
         self._daemon("munged", "-F", "--force", f"--key-file={key}", f"--socket={self.root}/munge/munge.socket",
