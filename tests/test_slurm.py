@@ -96,15 +96,16 @@ def _jobs_in_slurm(slurm) -> dict[str, tuple[str, str]]:
     return {i: (state, comment) for i, state, comment in (line.split("|", 2) for line in out.splitlines())}
 
 
-def _jobs_run_in(slurm_log: Path) -> list[str]:
-    """'rule:output' of every Snakemake job a SLURM job's log says it ran (one, or a group's)."""
-    jobs, rule = [], None
+def _jobs_run_in(slurm_log: Path) -> set[str]:
+    """'rule:output' of every Snakemake job a SLURM job's log says it ran (one, or a group's; the
+    log shows each job's block twice: the job's Snakemake and the step it starts with srun)."""
+    jobs, rule = set(), None
     for line in slurm_log.read_text(errors="replace").splitlines():
         m = re.match(r"^\s*(?:local)?rule (\w+):$", line)
         if m:
             rule = m.group(1)
         elif rule and line.strip().startswith("output:"):
-            jobs.append(f"{rule}:{line.split(':', 1)[1].strip()}")
+            jobs.add(f"{rule}:{line.split(':', 1)[1].strip()}")
             rule = None
     return jobs
 
