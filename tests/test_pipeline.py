@@ -24,9 +24,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from grpo_amp import paths
+from grpo_amp import paths, registry
 from grpo_amp.runs import run_overrides, study_runs
-from grpo_amp.schema import (C1_COLUMNS, CLAIM_COLUMNS, POS_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS,
+from grpo_amp.schema import (C1_COLUMNS, CLAIM_COLUMNS, LADDER_COLUMNS, POS_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS,
                              TIMING_COLUMNS, TRAIN_METRICS_COLUMNS, VERDICTS)
 
 pytestmark = pytest.mark.slow
@@ -34,10 +34,9 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "Snakefile"
 PROFILES = ROOT / "workflows" / "profiles"
-POLICIES = ("tabular_exact", "tabular_sgd", "transformer")
-CLAIMS_ANY_POLICY = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "E1", "E2", "E4")
-FIGURES = ("trajectories", "per_question", "fixed_points", "normalisation", "regularisation",
-           "practice_gap", "heldout")
+POLICIES = registry.POLICY_NAMES
+CLAIMS_ANY_POLICY = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "E1", "E2", "E4", "E5")
+FIGURES = registry.FIGURE_NAMES
 CORES = "2"  # the same in every run: a rule's threads (so its float sums) must not vary between runs
 RUN_TIMEOUT_S = 1200  # one smoke study: about 80 s on an idle 2-core machine
 MLFLOW_PARAMS = ("variant.beta", "variant.kl", "variant.norm", "variant.eps", "variant.beta_prev",
@@ -81,7 +80,8 @@ def smoke_study(tmp_path_factory) -> Path:
         if failed.exists():  # do not pay for the same failure twice
             pytest.fail(failed.read_text())
         start = time.monotonic()
-        rc, out = run_snakemake(workdir, "--cores", CORES)
+        report = workdir / "results" / "smoke" / "report.html"  # the documented way: --report-after-run
+        rc, out = run_snakemake(workdir, "--cores", CORES, "--report", str(report), "--report-after-run")
         if rc != 0:
             failed.write_text(f"the local smoke study failed (exit {rc}):\n{out[-4000:]}")
             pytest.fail(failed.read_text())
@@ -136,19 +136,22 @@ def test_every_run_writes_its_train_pos_and_predict_files(smoke):
         c1 = pd.read_csv(train / "c1.csv")
         assert set(c1.columns) == set(C1_COLUMNS), where
         assert len(c1) and c1["iteration"].between(1, n_iter).all() and (c1["surrogate_se"] >= 0).all(), where
-        if config["policy.save_checkpoints"]:
-            for n in range(1, n_iter + 1):
-                state = paths.iteration_dir(train, n)
-                assert state.is_dir() and any(state.iterdir()), f"{where}: no checkpoint {state.name}"
-            assert not paths.iteration_dir(train, n_iter + 1).exists(), where
+        n_seeds = config["seeds"]
+        assert n_seeds == (2 if registry.policy(policy).sampled else 1), where  # scale smoke: study.seeds = 2
+        for s in range(n_seeds):
+            for n in range(1, n_iter + 1) if config["policy.save_checkpoints"] else [n_iter]:
+                state = paths.iteration_dir(train, n, s)
+                assert state.is_dir() and any(state.iterdir()), f"{where}: no checkpoint {state}"
+            assert not paths.iteration_dir(train, n_iter + 1, s).exists(), where
 
         pos = pos_table(smoke, policy, run)
         assert set(pos.columns) == set(POS_COLUMNS), where
         assert set(pos["split"]) <= {"train", "heldout"} and "train" in set(pos["split"]), where
         assert set(pos["method"]) <= {"exact", "mc"}, where
         assert sorted(pos["iteration"].unique()) == list(range(n_iter + 1)), where
-        assert not pos.duplicated(["question", "iteration"]).any(), where
-        assert (pos.groupby("question")["iteration"].count() == n_iter + 1).all(), where
+        assert not pos.duplicated(["question", "seed", "iteration"]).any(), where
+        assert pos["seed"].nunique() == n_seeds, where
+        assert (pos.groupby(["seed", "question"])["iteration"].count() == n_iter + 1).all(), where
         assert pos["pos"].between(0, 1).all(), where
         assert (pos["pos_lo"] <= pos["pos"] + 1e-12).all() and (pos["pos"] <= pos["pos_hi"] + 1e-12).all(), where
         assert (pos["kl_in_correct"] >= -1e-9).all(), where
@@ -156,11 +159,11 @@ def test_every_run_writes_its_train_pos_and_predict_files(smoke):
 
         pred = pd.read_csv(fill(paths.PREDICT, smoke, policy=policy, run=run))
         assert set(pred.columns) == set(PREDICT_COLUMNS), where
-        merged = pred.merge(pos, on=["question", "split", "iteration"], suffixes=("", "_measured"))
+        merged = pred.merge(pos, on=["question", "seed", "split", "iteration"], suffixes=("", "_measured"))
         assert len(merged) == len(pos) == len(pred), where
         for col in ("pos", "pos_lo", "pos_hi", "kl_in_correct"):  # predict carries the measured PoS unchanged
             assert (merged[col] == merged[f"{col}_measured"]).all(), f"{where}: {col}"
-        p_ref = pos[pos["iteration"] == 0].set_index("question")["pos"]
+        p_ref = pos[(pos["iteration"] == 0) & (pos["seed"] == pos["seed"].min())].set_index("question")["pos"]
         assert (pred["p_ref"] == pred["question"].map(p_ref)).all(), where
         trained = pred[pred["split"] == "train"]
         first = trained[trained["iteration"] == 0]
@@ -201,6 +204,15 @@ def test_runs_and_claims_tables(smoke):
     md = (smoke / "claims.md").read_text()
     for claim in set(claims["claim"]):
         assert claim in md
+    # E5: R1 and R2 are numerical maximisers with no closed form in their path: they must meet C3 (C3_G)
+    for policy in ("tabular_r1", "tabular_r2"):
+        row = claims[(claims["claim"] == "E5") & (claims["policy"] == policy)].iloc[0]
+        assert row["verdict"] == "holds" and row["value"] <= 1e-6, row.to_dict()
+    ladder = pd.read_csv(smoke / "ladder.csv")
+    assert list(ladder.columns) == LADDER_COLUMNS
+    assert {"R1", "R2", "R3", "R5", "R6"} <= set(ladder["rung"]) and ladder["rung"].str.startswith("R4").any()
+    r6 = ladder[(ladder["rung"] == "R6") & (ladder["run"] == "mean_std_ref")].iloc[0]
+    assert r6["parent"].startswith("R4") and r6["n_seeds"] == 2 and r6["gap_lo"] <= r6["gap"] <= r6["gap_hi"]
 
 
 def test_figures_and_report(smoke):
@@ -222,14 +234,13 @@ def test_figures_and_report(smoke):
 def test_every_job_has_a_log_and_a_benchmark(smoke):
     jobs = [("tracking", "tracking"), ("reference", "tabular"), ("reference", "transformer"),
             ("compare", "compare"), ("figures", "figures")]
-    jobs += [(rule, f"{policy}/{run}") for rule in ("train", "pos", "predict") for policy, run in study()]
+    jobs += [(rule, f"{policy}/{run}") for rule in ("train", "predict") for policy, run in study()]
     for rule, name in jobs:
         assert fill(paths.LOG, smoke, rule=rule, name=name).is_file(), f"log of {rule} {name}"
         bench = pd.read_csv(fill(paths.BENCHMARK, smoke, rule=rule, name=name), sep="\t")
         assert len(bench) == 1 and bench["s"].iloc[0] > 0, f"benchmark of {rule} {name}"
     benchmarks = list((smoke / "benchmarks").rglob("*.tsv"))
     assert len(benchmarks) == len(jobs)  # and no other job ran
-    assert fill(paths.LOG, smoke, rule="report", name="html").is_file()
 
 
 def _same(param: str, expected) -> bool:
@@ -303,12 +314,12 @@ def test_lint_is_clean(tmp_path):
 def test_dry_run_of_the_default_scale_lists_every_run(tmp_path):
     rc, out = run_snakemake(tmp_path, "-n", "--cores", CORES, scale="default")
     assert rc == 0, out[-3000:]
-    outputs = {(job["rule"], job.get("output", "")) for job in _dry_run_jobs(out)}
+    outputs = {(job["rule"], o) for job in _dry_run_jobs(out) for o in job.get("output", "").split(", ")}
     scale_dir = tmp_path / "results" / "default"
     expected = [(p, r) for p in POLICIES for r in study_runs("default", p)]
     assert len(expected) > len(study())
     for policy, run in expected:
-        for rule, pattern in (("train", paths.TRAIN), ("pos", paths.POS), ("predict", paths.PREDICT)):
+        for rule, pattern in (("train", paths.TRAIN), ("train", paths.POS), ("predict", paths.PREDICT)):
             assert (rule, str(fill(pattern, scale_dir, policy=policy, run=run))) in outputs, (rule, policy, run)
     assert not (tmp_path / "results").exists()
 

@@ -11,6 +11,8 @@ rule predict:
         bench_path("predict", "{policy}/{variant}")
     conda:
         ENV
+    group:
+        "run"
     params:
         cmd=lambda w: stage("predict", f"policy={w.policy}", run_args(w)),
     shell:
