@@ -43,7 +43,8 @@ class Std(str, Enum):
 
 
 class KLEstimator(str, Enum):
-    exact = "exact"  # sum over the output set (tabular) / over the vocabulary at each token (transformer)
+    exact = "exact"  # the exact KL for a table; for a transformer the per-token full-vocabulary KL at the
+    #                  sampled prefixes, whose gradient drops the prefix's score term (see grpo.loss._exact)
     k1 = "k1"        # log pi - log q on the sampled tokens
     k3 = "k3"        # Schulman's low-variance estimator, as in DeepSeekMath's GRPO
 

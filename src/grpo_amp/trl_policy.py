@@ -38,7 +38,7 @@ def _require_trl():
         import datasets  # noqa: F401
         import trl
     except ImportError:
-        raise InputError("policy=trl needs TRL (trl>=1.16,<1.17) and datasets: pip install -e .[bench]") from None
+        raise InputError("policy=trl needs TRL (trl>=1.16,<1.17) and datasets: pip install -e .") from None
     if not trl.__version__.startswith("1.16"):
         raise InputError(f"policy=trl is mapped onto TRL 1.16; found trl {trl.__version__}")
     return trl

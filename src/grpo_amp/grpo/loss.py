@@ -69,8 +69,11 @@ def _k3(logp, target_logp, logq, target_logq):
 
 
 def _exact(logp, target_logp, logq, target_logq):
-    # sum over the whole next-token distribution at each sampled prefix: the tabular KL exactly,
-    # and for a sequence model an unbiased, lower-variance per-token estimate of the sequence KL.
+    # KL of the next-token distributions at each sampled prefix, summed over the whole vocabulary.
+    # Tabular (T = 1): the exact KL(pi || target) and its exact gradient. For a sequence model it is
+    # NOT the sequence KL's gradient: the sequence KL is E_{prefix ~ pi}[per-token KL], and the
+    # gradient through the prefix distribution (its score term) is dropped here; what is optimised
+    # is the per-token KL at prefixes frozen to this round's samples. "exact" names the tabular case.
     return (logq.exp() * (logq - target_logq)).sum(dim=-1)
 
 
