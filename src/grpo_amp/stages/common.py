@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from grpo_amp.config import CONF_DIR, Config, register_configs, to_config
+from grpo_amp.devices import resolve_device
 from grpo_amp.io import InputError
 
 
@@ -74,8 +75,4 @@ def stage_main(func: Callable[[Config], None]) -> None:
 
 
 def device_for(cfg: Config) -> str:
-    if cfg.policy.device != "auto":
-        return cfg.policy.device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_device(cfg.policy.device)
