@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from grpo_amp import theory
-from grpo_amp.bench import BENCHMARKS, Timing, format_timings, run_benchmark
+from grpo_amp.bench import BENCHMARKS, benchmark, run_benchmark
+from grpo_amp.bench.timing import Timing, format_timings
 from grpo_amp.cli import build_parser, main
 
 MODULE = [sys.executable, "-m", "grpo_amp.cli"]
@@ -216,14 +217,41 @@ def test_malformed_command_line_is_argparse_usage_error(runs):
 
 # --------------------------------------------------------------------------- bench (in process: fast)
 def test_bench_registry_and_parser():
-    assert "theory" in BENCHMARKS
+    assert list(BENCHMARKS) == ["theory", "trl"]
     args = build_parser().parse_args(["bench", "theory", "--repeat", "3"])
     assert (args.name, args.repeat) == ("theory", 3)
+    assert callable(benchmark("theory"))
+    # every entry names a module that exists, found without importing it (trl's pulls in transformers)
+    import importlib.util
+
+    for target in BENCHMARKS.values():
+        module, func = target.split(":")
+        assert importlib.util.find_spec(module) is not None, target
+    proc = subprocess.run([sys.executable, "-c", "import sys, grpo_amp.cli as c; c.build_parser();"
+                           " print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"],
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"  # the parser reads the registry without importing any benchmark
 
 
-def test_bench_rejects_bad_repeat():
+def test_bench_rejects_bad_repeat_and_name():
     with pytest.raises(ValueError, match="repeat"):
         run_benchmark("theory", 0)
+    with pytest.raises(ValueError, match="repeat"):
+        run_benchmark("trl", True)
+    with pytest.raises(ValueError, match="benchmark must be one of theory, trl; got 'nonesuch'"):
+        run_benchmark("nonesuch")
+
+
+def test_bench_theory_report(monkeypatch):
+    """The theory benchmark's real report at small sizes: a header and one row per task, in order."""
+    from grpo_amp.bench import theory as bench_theory
+
+    for name in list(bench_theory.THEORY_GOALS):
+        monkeypatch.setitem(bench_theory.THEORY_GOALS, name, (200, 10.0))
+    lines = run_benchmark("theory", 2).splitlines()
+    assert "median of 2" in lines[0] and len(lines) == 4
+    assert [ln.split(",")[0] for ln in lines[1:]] == ["predicted_limit", "fixed_points_batch", "pos_recurrence"]
+    assert all(ln.rstrip().endswith("yes") for ln in lines[1:])  # 200 points in well under 10 s
 
 
 def test_format_timings_verdicts():

@@ -160,7 +160,7 @@ def test_user_model_and_file_task_through_trl(user_model, tmp_path):
     cfg = Config(variant=VariantConfig(beta=0.1),
                  grpo=GRPOConfig(iterations=1, group_size=2, inner_steps=1, lr=1e-3, ratio_level=RatioLevel.token,
                                  c1_groups=1),
-                 policy=PolicyConfig(name=PolicyName.transformer, family="transformer", temperature=0.5),
+                 policy=PolicyConfig(name=PolicyName.transformer, temperature=0.5),
                  task=TaskConfig(name="modarith"))
     seen = {}
 

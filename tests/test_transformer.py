@@ -1,7 +1,8 @@
-"""The transformer side: ModArithTask (tokenizer, verifier, files) and TransformerPolicy.
+"""The transformer side: ModArithTask (tokenizer, verifier, files), the LM backends, checkpoints,
+TransformerPolicy and its pi_ref.
 
-Everything runs on a tiny model (modulus 5, one layer, 32 dims) so the file stays fast on a CPU;
-one pi_ref is trained once per module and shared by the tests that need a real checkpoint.
+Everything runs on tiny models (modulus 5, one to three layers, 24-32 dims) so the file stays fast
+on a CPU; one pi_ref is trained once per module and shared by the tests that need a real checkpoint.
 """
 
 from __future__ import annotations
@@ -12,9 +13,16 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from grpo_amp.config import ModelConfig, ReferenceTrainingConfig, TaskConfig
+from grpo_amp.config import Config, ModelConfig, PolicyConfig, ReferenceTrainingConfig, TaskConfig
+from grpo_amp.devices import resolve_device
 from grpo_amp.io import InputError
-from grpo_amp.policies.transformer import TransformerPolicy, mc_pos, train_reference
+from grpo_amp.policies.lm.checkpoint import load_checkpoint
+from grpo_amp.policies.lm.hf import HFBackend
+from grpo_amp.policies.lm.lean import LeanLlama, block_size
+from grpo_amp.policies.lm.model import build_model
+from grpo_amp.policies.reference_training import train_reference
+from grpo_amp.policies.transformer import TransformerPolicy
+from grpo_amp.pos import pos_exact, pos_mc
 from grpo_amp.rollout import Rollout
 from grpo_amp.tasks.modarith import ModArithTask
 
@@ -40,6 +48,11 @@ def ref(task) -> TransformerPolicy:
 
 def ids(task: ModArithTask, text: str) -> list[int]:
     return task.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def exact_pos(policy, questions: torch.Tensor) -> torch.Tensor:
+    """p(q) = sum over the correct answers of pi(answer | q), through pos.py as the pipeline measures it."""
+    return torch.from_numpy(pos_exact(policy, questions)[0])
 
 
 def one_line(exc: pytest.ExceptionInfo) -> str:
@@ -188,7 +201,7 @@ def test_exact_pos_is_the_product_of_next_token_probs(task, ref):
 
     logp = ref.answer_log_probs(torch.tensor([q]))   # (1, 2)
     assert logp.exp()[0].tolist() == pytest.approx([p_short, p_padded], rel=1e-4)
-    assert ref.exact_pos(torch.tensor([q])).item() == pytest.approx(p_short + p_padded, rel=1e-4)
+    assert exact_pos(ref, torch.tensor([q])).item() == pytest.approx(p_short + p_padded, rel=1e-4)
 
 
 def test_exact_pos_with_padded_answer_lists():
@@ -204,7 +217,7 @@ def test_exact_pos_with_padded_answer_lists():
         return sequence_prob(policy.model, wide.prompt_ids[q].tolist(), wide.encode_answer(answer))
 
     want_ten, want_three = prob(ten, "10"), prob(three, "3") + prob(three, "03")
-    pos = policy.exact_pos(torch.tensor([ten, three]))
+    pos = exact_pos(policy, torch.tensor([ten, three]))
     assert pos.tolist() == pytest.approx([want_ten, want_three], rel=1e-4)
 
 
@@ -218,9 +231,11 @@ def wilson(successes: int, n: int, z: float = 2.5758) -> tuple[float, float]:
 
 def test_exact_pos_inside_wilson_interval_of_monte_carlo(ref):
     questions = torch.tensor([0, 5, 11, 22])
-    exact = ref.exact_pos(questions)
-    pos, n_success, n = mc_pos(ref, questions, 2000, torch.Generator().manual_seed(7))
-    assert n == 2000 and torch.equal(pos, n_success / n)
+    exact = exact_pos(ref, questions)
+    n = 2000
+    pos, lo, hi = pos_mc(ref, ref.task, questions, n, torch.Generator().manual_seed(7))
+    n_success = (pos * n).round().astype(int)
+    assert ((lo <= pos) & (pos <= hi)).all()
     for p, k in zip(exact.tolist(), n_success.tolist()):
         low, high = wilson(k, n)
         assert low <= p <= high, (p, k, n)
@@ -274,7 +289,7 @@ def test_frozen_copy_matches_and_has_no_gradient(fresh):
 
 # ---- pi_ref ----------------------------------------------------------------------------------
 def test_train_reference_spreads_p_ref_by_noise(task, ref):
-    pos = ref.exact_pos(torch.arange(25))
+    pos = exact_pos(ref, torch.arange(25))
     clean = 1 - task.noise_rate
     assert spearmanr(clean, pos).statistic > 0.3
     low_noise = task.noise_rate < task.noise_rate.median()
@@ -295,7 +310,7 @@ def test_train_reference_is_deterministic(task):
 def test_cuda_matches_cpu(task, ref):
     gpu = ref.frozen_copy().to("cuda")
     questions = torch.arange(25)
-    assert torch.allclose(gpu.exact_pos(questions).cpu(), ref.exact_pos(questions), atol=0.03)  # bf16 autocast
+    assert torch.allclose(exact_pos(gpu, questions), exact_pos(ref, questions), atol=0.03)  # bf16 autocast
     for generator in (torch.Generator().manual_seed(0), torch.Generator("cuda").manual_seed(0)):
         rollout = gpu.sample(questions, 8, generator)
         assert rollout.tokens.device.type == "cuda"
@@ -319,4 +334,198 @@ def test_loads_a_gpt2_style_checkpoint(task, tmp_path):
     with torch.no_grad():
         plain = policy.model(input_ids=inputs).logits[:, P - 1 : -1].log_softmax(-1).view(Q, G, T, -1)
         assert torch.allclose(policy.log_softmax(rollout), plain, atol=1e-5)
-    assert (policy.exact_pos(torch.arange(4)) < 1).all()
+    assert (exact_pos(policy, torch.arange(4)) < 1).all()
+
+
+# ---- the backends: lean and HF against one plain forward, across blocks and lengths ----------
+LAYERED = [ModelConfig(n_layer=2, n_embd=32, n_head=4, intermediate_size=48),
+           ModelConfig(n_layer=3, n_embd=24, n_head=2, intermediate_size=40)]
+# (Q prompts, K continuations each, P prompt tokens, S continuation tokens): one block, several
+# blocks of several continuations, blocks of one (K prime), long continuations, S = 1
+SHAPES = [(1, 1, 1, 1), (2, 4, 5, 3), (3, 24, 5, 3), (2, 100, 7, 3), (2, 7, 9, 10), (1, 300, 5, 4), (2, 64, 3, 1)]
+
+
+def perturbed(task: ModArithTask, model_cfg: ModelConfig, seed: int):
+    """A fresh Llama with every weight moved off its init, RMSNorm gains included (the lean forward folds them)."""
+    model = build_model(task, model_cfg, seed)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def plain_logits(model, prompt_ids: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Logits after the prompt and after each continuation token, one float64 forward per row, no cache: (Q, K, S+1, V).
+
+    float64, so the truth the float32 backends are held to carries no rounding of its own.
+    """
+    import copy
+
+    Q, K, S = tokens.shape
+    P = prompt_ids.shape[1]
+    inputs = torch.cat([prompt_ids.repeat_interleave(K, 0), tokens.reshape(Q * K, S)], 1)
+    with torch.no_grad():
+        return copy.deepcopy(model).double()(input_ids=inputs).logits[:, P - 1 :].reshape(Q, K, S + 1, -1)
+
+
+# float32 rounding with the perturbed weights' activations (logits up to ~20) reaches ~4e-5 for HF's
+# forward and for the lean one alike; a wrong mask, position or key costs 1e-2 and more
+ATOL = 1e-4
+
+
+def random_case(task, shape, seed):
+    Q, K, P, S = shape
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(task.vocab_size, (Q, P), generator=g),
+            torch.randint(task.vocab_size, (Q, K, S), generator=g))
+
+
+def test_the_cases_cover_several_blocks():
+    """The shapes below reach the block-splitting code: some use one block, others many of one or more."""
+    n_blocks = {K // block_size(K, S) for _, K, _, S in SHAPES}
+    sizes = {block_size(K, S) for _, K, _, S in SHAPES}
+    assert 1 in n_blocks and max(n_blocks) >= 5 and 1 in sizes and max(sizes) >= 12
+    assert block_size(100, 3) == 20 and block_size(7, 10) == 1 and block_size(300, 4) == 15
+
+
+@pytest.mark.parametrize("model_cfg", LAYERED, ids=["2 layers", "3 layers"])
+@pytest.mark.parametrize("which", ["lean", "hf"])
+def test_backend_prompt_and_extend_match_a_plain_forward(task, model_cfg, which):
+    model = perturbed(task, model_cfg, seed=1)
+    backend = LeanLlama(model) if which == "lean" else HFBackend(model)
+    for i, shape in enumerate(SHAPES):
+        prompt_ids, tokens = random_case(task, shape, seed=i)
+        want = plain_logits(model, prompt_ids, tokens).log_softmax(-1)  # (Q, K, S+1, V)
+        with torch.no_grad():
+            first, state = backend.prompt(prompt_ids)      # (Q, V)
+            rest = backend.extend(state, tokens)           # (Q, K, S, V)
+        assert rest.shape == tokens.shape + (task.vocab_size,), shape
+        assert torch.allclose(first.log_softmax(-1), want[:, 0, 0].float(), atol=ATOL), shape
+        assert torch.allclose(rest.log_softmax(-1), want[:, :, 1:].float(), atol=ATOL), shape
+        assert want.std() > 0.5  # logits that differ by token: a wrong key or position would show
+
+
+@pytest.mark.parametrize("model_cfg", LAYERED, ids=["2 layers", "3 layers"])
+@pytest.mark.parametrize("which", ["lean", "hf"])
+def test_backend_decode_matches_a_plain_forward_at_every_step(task, model_cfg, which):
+    model = perturbed(task, model_cfg, seed=2)
+    backend = LeanLlama(model) if which == "lean" else HFBackend(model)
+    for i, shape in enumerate(SHAPES):
+        prompt_ids, tokens = random_case(task, shape, seed=10 + i)
+        Q, K, _, S = shape
+        want = plain_logits(model, prompt_ids, tokens).log_softmax(-1)
+        with torch.no_grad():
+            _, state = backend.prompt(prompt_ids)
+            cache = None
+            for t in range(S):  # max_len = S: the block size the sampler would pick for S tokens
+                logits, cache = backend.decode(state, tokens[:, :, t], cache, S)  # (Q, K, V)
+                assert logits.shape == (Q, K, task.vocab_size)
+                assert torch.allclose(logits.log_softmax(-1), want[:, :, t + 1].float(), atol=ATOL), (shape, t)
+
+
+@pytest.mark.parametrize("task_cfg", [TaskConfig(name="modarith", modulus=5, n_train=20, n_heldout=5, seed=0),
+                                      TaskConfig(name="modarith", modulus=11, n_train=40, n_heldout=0, answer_digits=3)],
+                         ids=["P5 T3", "P7 T4"])
+def test_policy_lean_and_hf_paths_agree(task_cfg):
+    """Sampling and log-softmax through the policy, lean vs HF's forward, on the same weights and seeds.
+
+    Float rounding may flip a draw that lands on a probability boundary, so sampling is allowed one
+    differing row in a thousand; the log-probs must agree to ATOL everywhere.
+    """
+    wide = ModArithTask(task_cfg)
+    model = perturbed(wide, LAYERED[0], seed=3)
+    lean = TransformerPolicy(wide, model, device="cpu")
+    hf = TransformerPolicy(wide, model, device="cpu", lean=False)
+    assert isinstance(lean.backend(), LeanLlama) and isinstance(hf.backend(), HFBackend)
+    questions = torch.arange(len(wide.questions))
+    for G in (1, 8, 300):
+        a = lean.sample(questions, G, torch.Generator().manual_seed(G))
+        b = hf.sample(questions, G, torch.Generator().manual_seed(G))
+        differ = (a.tokens != b.tokens).any(-1).double().mean().item()
+        assert differ <= 1e-3, (G, differ)
+        if G == 300:
+            assert (~a.mask).any()  # some rows stopped early at <eos>: the masked path ran
+        with torch.no_grad():
+            assert torch.allclose(lean.log_softmax(a), hf.log_softmax(a), atol=ATOL), G
+    assert torch.allclose(lean.answer_log_probs(questions), hf.answer_log_probs(questions), atol=ATOL)
+
+
+def test_lean_backend_only_for_plain_llamas(task):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    plain = build_model(task, MODEL, seed=0)
+    assert LeanLlama.supports(plain)
+    gqa = build_model(task, ModelConfig(n_layer=1, n_embd=32, n_head=4, intermediate_size=64), seed=0)
+    gqa.config.num_key_value_heads = 2  # the config the lean forward would misread
+    assert not LeanLlama.supports(gqa)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=task.vocab_size, n_embd=32, n_layer=1, n_head=2, n_positions=32))
+    assert not LeanLlama.supports(gpt2)
+    assert isinstance(TransformerPolicy(task, gpt2, device="cpu").backend(), HFBackend)
+
+
+def test_build_model_is_seeded_and_leaves_the_global_rng_alone(task):
+    before = torch.random.get_rng_state()
+    a, b, c = build_model(task, MODEL, seed=5), build_model(task, MODEL, seed=5), build_model(task, MODEL, seed=6)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa) and not all(torch.equal(sa[k], sc[k]) for k in sa)
+    assert a.config.tie_word_embeddings and a.config.initializer_range == MODEL.n_embd ** -0.5
+    untied = build_model(task, MODEL, seed=5, tie_word_embeddings=False, initializer_range=0.02)
+    assert untied.lm_head.weight.data_ptr() != untied.model.embed_tokens.weight.data_ptr()
+    with pytest.raises(ValueError, match="n_head"):
+        build_model(task, ModelConfig(n_layer=1, n_embd=30, n_head=4), seed=0)
+
+
+# ---- checkpoint checks (lm.checkpoint): every bad directory is one line naming it --------------
+def test_load_checkpoint_rejects_bad_directories(task, fresh, tmp_path):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    cases = {}
+    for name in ("no_config", "no_key", "tokenizer_swapped", "tokenizer_corrupt"):
+        fresh.save(tmp_path / name)
+        cases[name] = tmp_path / name
+    (cases["no_config"] / "config.json").unlink()
+    weights = cases["no_key"] / "model.safetensors"
+    tensors = load_file(weights)
+    del tensors["model.norm.weight"]
+    save_file(tensors, weights, metadata={"format": "pt"})
+    spec = json.loads((cases["tokenizer_swapped"] / "tokenizer.json").read_text())
+    vocab = spec["model"]["vocab"]
+    vocab["0"], vocab["1"] = vocab["1"], vocab["0"]  # rewards would read the wrong digits
+    (cases["tokenizer_swapped"] / "tokenizer.json").write_text(json.dumps(spec))
+    (cases["tokenizer_corrupt"] / "tokenizer.json").write_text("{not json")
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    small = tmp_path / "small_vocab"
+    GPT2LMHeadModel(GPT2Config(vocab_size=8, n_embd=16, n_layer=1, n_head=2, n_positions=16)).save_pretrained(small)
+    cases["small_vocab"] = small
+
+    expected = {"no_config": "missing checkpoint", "no_key": "missing weights", "tokenizer_swapped": "does not match",
+                "tokenizer_corrupt": "corrupt tokenizer", "small_vocab": "fewer than the task's 16"}
+    for name, directory in cases.items():
+        with pytest.raises(InputError, match=expected[name]) as exc:
+            load_checkpoint(directory, task)
+        assert str(directory) in one_line(exc), name
+
+
+def test_checkpoint_keeps_fp32_and_the_weights(task, fresh, tmp_path):
+    fresh.save(tmp_path)
+    model = load_checkpoint(tmp_path, task)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    want = fresh.model.state_dict()
+    assert all(torch.equal(model.state_dict()[k], want[k]) for k in want)
+
+
+# ---- devices ----------------------------------------------------------------------------------
+def test_resolve_device_is_what_the_stages_use():
+    from grpo_amp.stages.common import device_for
+
+    assert resolve_device("cpu") == "cpu" and resolve_device(torch.device("cpu")) == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    for device in ("auto", "cpu", "cuda:1"):
+        cfg = Config(policy=PolicyConfig(device=device))
+        assert device_for(cfg) == resolve_device(device)

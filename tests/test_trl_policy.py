@@ -26,7 +26,7 @@ def config(seed: int = 0) -> Config:
     return Config(variant=VariantConfig(beta=0.1),
                   grpo=GRPOConfig(iterations=N, group_size=4, inner_steps=MU, lr=1e-2, ratio_level=RatioLevel.token,
                                   kl_estimator=KLEstimator.k3, c1_groups=2),
-                  policy=PolicyConfig(name=PolicyName.transformer, family="transformer", device="cpu"),
+                  policy=PolicyConfig(name=PolicyName.transformer, device="cpu"),
                   task=TASK, seed=seed)
 
 

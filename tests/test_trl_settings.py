@@ -20,7 +20,7 @@ def cfg(kl="ref", norm="mean_std", beta=0.1, clip=0.2, mu=10, G=16, estimator="k
     return Config(variant=VariantConfig(name="v", norm=Norm(norm), kl=KLTarget(kl), beta=beta),
                   grpo=GRPOConfig(group_size=G, inner_steps=mu, lr=5e-6, clip_eps=clip, kl_estimator=KLEstimator(estimator),
                                   ratio_level=RatioLevel(ratio), loss_agg=LossAgg(agg)),
-                  policy=PolicyConfig(name=PolicyName.transformer, family="transformer", temperature=temperature),
+                  policy=PolicyConfig(name=PolicyName.transformer, temperature=temperature),
                   task=TaskConfig(name="modarith"))
 
 
@@ -131,7 +131,7 @@ def test_mirror_means_trl_beta_zero_and_flags_it():
 def test_inexpressible_settings_are_one_line_errors(kw, what):
     c = cfg(**kw) if "kl" not in kw else Config(
         variant=VariantConfig(name="v", kl=KLTarget.both, beta=0.1, beta_prev=0.1),
-        policy=PolicyConfig(name=PolicyName.transformer, family="transformer"), task=TaskConfig(name="modarith"))
+        policy=PolicyConfig(name=PolicyName.transformer), task=TaskConfig(name="modarith"))
     with pytest.raises(InputError, match=what) as exc:
         to_trl(c)
     assert "\n" not in str(exc.value)

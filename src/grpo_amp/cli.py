@@ -133,13 +133,13 @@ def _run_predict(args) -> int:
 
 # --------------------------------------------------------------------------- bench
 def _add_bench(subparsers) -> None:
-    from grpo_amp.bench import BENCHMARKS, REPORTS
+    from grpo_amp.bench import BENCHMARKS
 
-    names = [*BENCHMARKS, *REPORTS]
+    names = list(BENCHMARKS)
     parser = subparsers.add_parser(
         "bench", help="time a part of the project against its goals",
         description=f"Benchmarks: {', '.join(names)}. trl times one GRPO iteration of ours against TRL's "
-                    "GRPOTrainer at equal work (needs the bench extra: pip install -e .[bench]).")
+                    "GRPOTrainer at equal work.")
     parser.add_argument("name", help=f"which benchmark ({' | '.join(names)})")
     parser.add_argument("--repeat", type=int, default=5, help="runs per task; the median is reported (default: 5)")
     parser.add_argument("--threads", type=int, default=None,
@@ -148,17 +148,9 @@ def _add_bench(subparsers) -> None:
 
 
 def _run_bench(args) -> int:
-    from grpo_amp.bench import BENCHMARKS, REPORTS, format_timings, run_benchmark
+    from grpo_amp.bench import run_benchmark
 
-    names = [*BENCHMARKS, *REPORTS]
-    if args.name not in names:
-        raise ValueError(f"benchmark must be one of {', '.join(names)}; got {args.name!r}")
-    if args.name in REPORTS:
-        if args.repeat < 1:
-            raise ValueError(f"repeat must be an integer >= 1; got {args.repeat!r}")
-        print(REPORTS[args.name](args.repeat, args.threads))
-        return 0
-    print(format_timings(run_benchmark(args.name, args.repeat), args.repeat))
+    print(run_benchmark(args.name, args.repeat, args.threads))
     return 0
 
 

@@ -26,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from grpo_amp import paths
 from grpo_amp.config import CONF_DIR, Config, register_configs, to_config
+from grpo_amp.devices import resolve_device
 from grpo_amp.io import InputError
 
 
@@ -103,8 +104,4 @@ def input_path(cfg: Config, key: str, pattern: str) -> Path:
 
 
 def device_for(cfg: Config) -> str:
-    if cfg.policy.device != "auto":
-        return cfg.policy.device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_device(cfg.policy.device)

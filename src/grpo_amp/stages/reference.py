@@ -25,7 +25,7 @@ def _tabular(cfg: Config):
 
 
 def _transformer(cfg: Config):
-    from grpo_amp.policies.transformer import train_reference
+    from grpo_amp.policies.reference_training import train_reference
     from grpo_amp.tasks.modarith import ModArithTask
 
     task = ModArithTask.generate(cfg.task)
