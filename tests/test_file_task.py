@@ -93,7 +93,7 @@ def test_wilson_intervals_cover_the_exact_pos_at_the_stated_rate_on_modarith():
     pi_ref trained briefly so PoS spreads over (0, 1); 25 questions x 8 independent Monte Carlo runs.
     The binomial error of the coverage over 200 intervals is ~1.5%: the band is [0.89, 0.99].
     """
-    from grpo_amp.policies.transformer import train_reference
+    from grpo_amp.policies.reference_training import train_reference
     from grpo_amp.tasks.modarith import ModArithTask
 
     task = ModArithTask(TaskConfig(name="modarith", modulus=5, n_train=20, n_heldout=5, seed=0))

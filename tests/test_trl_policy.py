@@ -10,7 +10,8 @@ pytest.importorskip("trl")
 
 from grpo_amp.config import (Config, GRPOConfig, KLEstimator, ModelConfig, PolicyConfig, PolicyName, RatioLevel,  # noqa: E402
                              ReferenceTrainingConfig, TaskConfig, VariantConfig)
-from grpo_amp.policies.transformer import TransformerPolicy, train_reference  # noqa: E402
+from grpo_amp.policies.reference_training import train_reference  # noqa: E402
+from grpo_amp.policies.transformer import TransformerPolicy  # noqa: E402
 from grpo_amp.pos import pos_exact  # noqa: E402
 from grpo_amp.schema import C1_COLUMNS, TRAIN_METRICS_COLUMNS  # noqa: E402
 from grpo_amp.tasks.modarith import ModArithTask  # noqa: E402
