@@ -331,3 +331,90 @@ def test_claims_markdown_renders_every_row():
             rows = table[(table["claim"] == claim) & (table["policy"] == policy)]
             assert cell == (rows["verdict"].iloc[0] if len(rows) else "-")
     assert matrix["E2"][policies.index("tabular_exact")] == "-"  # the exact control has no E2
+
+
+# --------------------------------------------------------------------------- the interval rule by hand
+def test_interval_verdict_on_hand_made_numbers():
+    assert interval_verdict(0.01, 0.04, 0.05) == "holds"          # wholly inside (below)
+    assert interval_verdict(0.06, 0.2, 0.05) == "fails"           # wholly outside
+    assert interval_verdict(0.03, 0.07, 0.05) == "inconclusive"   # straddles
+    assert interval_verdict(0.05, 0.05, 0.05) == "holds"          # on the threshold counts as inside
+    assert interval_verdict(0.96, 0.99, 0.95, holds_below=False) == "holds"
+    assert interval_verdict(0.5, 0.9, 0.95, holds_below=False) == "fails"
+    assert interval_verdict(0.9, 0.97, 0.95, holds_below=False) == "inconclusive"
+    for lo, hi in ((np.nan, 0.01), (0.0, np.nan), (-np.inf, 0.0)):
+        assert interval_verdict(lo, hi, 0.05) == "inconclusive"
+        assert interval_verdict(lo, hi, 0.05, holds_below=False) == "inconclusive"
+
+
+def test_seed_interval_against_a_t_interval_by_hand():
+    x = np.array([0.21, 0.19, 0.24, 0.20])
+    mean = 0.21
+    sd = np.sqrt(((x - mean) ** 2).sum() / 3)
+    half = stats.t.ppf(0.975, 3) * sd / 2
+    assert seed_interval(x) == pytest.approx((mean, mean - half, mean + half), rel=1e-12)
+    assert seed_interval([0.3]) == (0.3, 0.3, 0.3)                 # one seed: the point
+    assert seed_interval([0.3, np.nan]) == (0.3, 0.3, 0.3)         # a NaN seed is left out
+    assert all(np.isnan(seed_interval([np.nan])))
+
+
+def test_difference_interval_against_welch_by_hand():
+    a, b = np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.0, 8.0])
+    var = 1.0 / 3 + (20.0 / 3) / 4                                  # var(a)/3 + var(b)/4, ddof=1
+    half = stats.t.ppf(0.975, 2) * np.sqrt(var)                     # conservative dof: min(3, 4) - 1
+    assert difference_interval(a, b) == pytest.approx((3.0, 3.0 - half, 3.0 + half), rel=1e-12)
+    assert difference_interval([0.2], [0.5]) == pytest.approx((0.3, 0.3, 0.3))  # one seed each: a point
+    assert difference_interval([0.2, 0.2], [0.5, 0.5]) == pytest.approx((0.3, 0.3, 0.3))  # no spread
+
+
+# --------------------------------------------------------------------------- E1
+def test_e1_holds_only_when_population_weights_are_rejected():
+    """C1 frame at E1's finite-G closed form: with a small SE the population weights are rejected (E1
+    holds); with an SE so large that both weights fit, C1 still holds but E1 fails."""
+    v = VARIANTS["mean_std_ref"]
+    results = {}
+    for se in (SE / 10, 1.0):
+        b = Builder(P_EXACT).add("tabular_sgd", "mean_std_ref", v, "variant", _c3(P_EXACT, v), group_size=4,
+                                 c1_se=se)
+        table = claims_table(b.study())
+        results[se] = (_row(table, "C1", "tabular_sgd"), _row(table, "E1", "tabular_sgd"))
+    c1, e1 = results[SE / 10]
+    population = float(e1["evidence"].split("vs population weights ")[1].split(" ")[0])
+    assert c1["verdict"] == "holds" and e1["verdict"] == "holds" and population > 1.5
+    assert e1["value"] == pytest.approx(c1["value"]) and 0.8 < e1["value"] < 1.2
+    c1, e1 = results[1.0]
+    population = float(e1["evidence"].split("vs population weights ")[1].split(" ")[0])
+    assert c1["verdict"] == "holds" and e1["verdict"] == "fails" and population <= 1.5
+    # the exact control draws no groups: no E1
+    assert "E1" not in set(claims_table(exact_study().study())["claim"])
+
+
+# --------------------------------------------------------------------------- E5 ladder
+def test_ladder_main_chain_telescopes():
+    """R1 -> R2 -> R3 -> R4 (m = 4, the largest) -> R6: each part is gap - parent's gap, and the parts
+    after the root add up to gap(R6) - gap(R1); R4's m = 1 run (R6 draw for draw) is not R6's parent."""
+    v = VARIANTS["mean_std_ref"]
+    b = Builder(P_PRACTICE)
+    drift = {"tabular_r1": 0.0, "tabular_r2": 0.02, "tabular_r3": 0.05, "tabular_sgd": 0.15}
+    for policy, d in drift.items():
+        measured = _drifted(d) if registry.policy(policy).sampled else _drifted(d, spread=(0.0,))[0]
+        b.add(policy, "mean_std_ref", v, "variant", measured, c1=None)
+    b.add("tabular_r4", "mean_std_ref", v, "variant", _drifted(0.12), c1=None)  # m = 1
+    b.add("tabular_r4", "mean_std_ref-m2", v, "groups_per_question", _drifted(0.1), c1=None, groups_per_question=2)
+    b.add("tabular_r4", "mean_std_ref-m4", v, "groups_per_question", _drifted(0.08), c1=None, groups_per_question=4)
+    study = b.study()
+    ladder = ladder_table(study.runs, study.predictions).set_index("rung")
+    assert ladder.loc["R1", "parent"] == "" and ladder.loc["R1", "gap"] < 1e-12
+    assert ladder.loc["R2", "parent"] == "R1" and ladder.loc["R3", "parent"] == "R2"
+    assert ladder.loc["R4 (m = 4)", "parent"] == "R3" and ladder.loc["R6", "parent"] == "R4 (m = 4)"
+    for rung, gap in (("R2", 0.02), ("R3", 0.05), ("R4 (m = 4)", 0.08), ("R6", 0.15)):
+        assert ladder.loc[rung, "gap"] == pytest.approx(gap, abs=1e-12)
+        assert ladder.loc[rung, "part"] == pytest.approx(gap - ladder.loc[ladder.loc[rung, "parent"], "gap"],
+                                                         abs=1e-12)
+    chain = ["R2", "R3", "R4 (m = 4)", "R6"]
+    assert ladder.loc[chain, "part"].sum() == pytest.approx(ladder.loc["R6", "gap"] - ladder.loc["R1", "gap"],
+                                                             abs=1e-12)
+    assert ladder.loc["R6", "n_seeds"] == 3 and ladder.loc["R6", "gap_lo"] < 0.15 < ladder.loc["R6", "gap_hi"]
+    # R6 vs R4 (m = 4), 3 seeds each with the same offsets: Welch interval by hand
+    half = stats.t.ppf(0.975, 2) * np.sqrt(2 * 0.005 ** 2 / 3)
+    assert ladder.loc["R6", ["part_lo", "part_hi"]].tolist() == pytest.approx([0.07 - half, 0.07 + half], abs=1e-12)
