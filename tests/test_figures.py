@@ -1,4 +1,10 @@
-"""grpo_amp.figures on a small synthetic scale directory whose predictions come from grpo_amp.theory."""
+"""grpo_amp.figures on a small synthetic scale directory, written the way the rules write it.
+
+Per run: a pos table (POS_COLUMNS, one block per seed) whose measured PoS is C3 (the exact control)
+or C3 with E1's S_G plus noise (sampled policies), turned into the predict CSV by
+``predict.predict_frame``, the curves CSV by ``predict.curves_frame``, a runs.csv row by
+``summaries.summarise_run`` and, over all runs, ladder.csv by ``ladder.ladder_table``.
+"""
 
 from __future__ import annotations
 
@@ -11,112 +17,147 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grpo_amp import theory
-from grpo_amp.figures import FIGURES, make_figure
-from grpo_amp.runs import PRACTICE_POLICIES, parse_run, run_name
-from grpo_amp.schema import PREDICT_COLUMNS, RUN_COLUMNS
+from grpo_amp import registry, theory
+from grpo_amp.config import KLTarget, Norm, VariantConfig
+from grpo_amp.figures import FIGURES, NO_DATA, make_figure
+from grpo_amp.io import read_csv
+from grpo_amp.ladder import ladder_table
+from grpo_amp.predict import curves_frame, predict_frame
+from grpo_amp.runs import parse_run, run_name
+from grpo_amp.schema import CURVE_COLUMNS, LADDER_COLUMNS, POS_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, RUN_SETTINGS
+from grpo_amp.summaries import summarise_run
 
 REPO = Path(__file__).resolve().parents[1]
-N_TRAIN, N_HELDOUT, N_ITERS = 10, 4, 4
+N_TRAIN, N_HELDOUT, N_ITERS = 8, 4, 4
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# variant -> (norm, kl, beta, beta_prev, eps), as conf/variant/*.yaml
-VARIANTS = {
-    "mean_std_ref": ("mean_std", "ref", 1.0, 0.0, 0.0),
-    "mean_std_mirror": ("mean_std", "mirror", 1.0, 0.0, 0.0),
-    "mean_std_both": ("mean_std", "both", 1.0, 1.0, 0.0),
-    "mean_only_ref": ("mean_only", "ref", 1.0, 0.0, 0.0),
-    "mean_std_ref_eps": ("mean_std", "ref", 1.0, 0.0, 0.01),
+VARIANTS = {  # as conf/variant/*.yaml
+    "mean_std_ref": VariantConfig(name="mean_std_ref"),
+    "mean_std_mirror": VariantConfig(name="mean_std_mirror", kl=KLTarget.mirror),
+    "mean_std_both": VariantConfig(name="mean_std_both", kl=KLTarget.both, beta_prev=1.0),
+    "mean_only_ref": VariantConfig(name="mean_only_ref", norm=Norm.mean_only),
+    "mean_std_ref_eps": VariantConfig(name="mean_std_ref_eps", eps=0.01),
 }
 PLAIN = list(VARIANTS)
 BASE = "mean_std_ref"
-STUDY = {  # policy -> run names, every sweep around BASE (practice policies only for G, M, estimator, clip)
+STUDY = {  # policy -> run names, every sweep around BASE
     "tabular_exact": PLAIN + [run_name(BASE, "beta", b) for b in (0.5, 2.0)],
+    "tabular_r1": [BASE], "tabular_r2": [BASE], "tabular_r3": [BASE],
+    "tabular_r4": [BASE, run_name(BASE, "groups_per_question", 4)],
     "tabular_sgd": PLAIN + [run_name(BASE, "beta", b) for b in (0.5, 2.0)]
-    + [run_name(BASE, "group_size", g) for g in (4, 8, 32)]  # G8 repeats the base run's G
+    + [run_name(BASE, "group_size", g) for g in (4, 32)]
     + [run_name(BASE, "inner_steps", m) for m in (1, 32)]
     + [run_name(BASE, "kl_estimator", "k3"), run_name(BASE, "clip_eps", 0.2)],
-    "transformer": ["mean_std_ref", "mean_only_ref", run_name(BASE, "beta", 0.5)],
+    "transformer": [BASE, "mean_only_ref", run_name(BASE, "beta", 0.5)],
 }
 
 
-def _run_settings(policy: str, name: str) -> dict:
+def _settings(policy: str, name: str) -> tuple[dict, VariantConfig]:
     variant, sweep, value = parse_run(name)
-    norm, kl, beta, beta_prev, eps = VARIANTS[variant]
-    practice = policy in PRACTICE_POLICIES
-    row = dict(policy=policy, run=name, variant=variant, sweep=sweep, norm=norm, kl=kl, beta=beta,
-               beta_prev=beta_prev, eps=eps, std="population", group_size=8 if practice else np.nan,
-               inner_steps=12 if practice else np.nan, clip_eps=np.nan,
-               kl_estimator="exact" if practice else np.nan, iterations=N_ITERS)
-    if sweep != "variant":
-        row[sweep] = value if sweep == "kl_estimator" else float(value)
-    return row
+    v = VARIANTS[variant]
+    if sweep == "beta":
+        v = VariantConfig(name=v.name, norm=v.norm, kl=v.kl, beta=float(value), beta_prev=v.beta_prev, eps=v.eps,
+                          std=v.std)
+    row = dict(variant=variant, sweep=sweep, norm=v.norm.value, kl=v.kl.value, beta=v.beta, beta_prev=v.beta_prev,
+               eps=v.eps, std=v.std.value, group_size=8, inner_steps=12, clip_eps=np.nan, kl_estimator="exact",
+               groups_per_question=1, iterations=N_ITERS)
+    if sweep in ("group_size", "inner_steps", "groups_per_question"):
+        row[sweep] = int(value)
+    elif sweep == "clip_eps":
+        row[sweep] = float(value)
+    elif sweep == "kl_estimator":
+        row[sweep] = value
+    assert list(row) == RUN_SETTINGS
+    return row, v
 
 
-def _long(values: dict[str, np.ndarray], p_ref: np.ndarray, split: str, offset: int) -> pd.DataFrame:
-    """Arrays of shape (iterations + 1, questions) -> PREDICT_COLUMNS rows."""
-    n_it, n_q = values["pos"].shape
-    out = pd.DataFrame({"question": np.tile(np.arange(n_q) + offset, n_it), "split": split,
-                        "iteration": np.repeat(np.arange(n_it), n_q), "p_ref": np.tile(p_ref, n_it)})
-    for col, arr in values.items():
-        out[col] = arr.ravel()
-    out["pos_lo"] = np.clip(out["pos"] - 0.03, 0, 1)
-    out["pos_hi"] = np.clip(out["pos"] + 0.03, 0, 1)
-    return out
+def _pos(policy: str, row: dict, v: VariantConfig, rng) -> pd.DataFrame:
+    """POS_COLUMNS: C3 for a deterministic policy; C3 with S_G plus noise, per seed, for a sampled one."""
+    p_ref = np.linspace(0.1, 0.85, N_TRAIN)
+    kw = dict(kl=v.kl.value, beta=v.beta, beta_prev=v.beta_prev, norm=v.norm.value, eps=v.eps, std=v.std.value)
+    sampled = registry.policy(policy).sampled
+    traj = theory.pos_recurrence(p_ref, N_ITERS, group_size=row["group_size"] if sampled else None, **kw)
+    frames = []
+    for seed in range(3 if sampled else 1):
+        pos = traj.copy()
+        if sampled:
+            pos[1:] = np.clip(pos[1:] + rng.normal(0, 0.02, pos[1:].shape), 0.001, 0.999)
+        blocks = [("train", pos, 0)]
+        if policy == "transformer":  # held-out questions: some gain, never trained on
+            blocks.append(("heldout", np.clip(0.3 + 0.03 * np.arange(N_ITERS + 1)[:, None]
+                                              + np.zeros(N_HELDOUT), 0, 1), N_TRAIN))
+        for split, values, offset in blocks:
+            n_it, n_q = values.shape
+            frames.append(pd.DataFrame({"question": np.tile(np.arange(n_q) + offset, n_it), "seed": seed,
+                                        "split": split, "iteration": np.repeat(np.arange(n_it), n_q),
+                                        "pos": values.ravel(), "pos_lo": np.clip(values.ravel() - 0.03, 0, 1),
+                                        "pos_hi": np.clip(values.ravel() + 0.03, 0, 1), "method": "exact",
+                                        "kl_in_correct": 0.0}))
+    return pd.concat(frames, ignore_index=True)[POS_COLUMNS]
 
 
-def _predict(row: dict, rng: np.random.Generator) -> pd.DataFrame:
-    kw = dict(kl=row["kl"], beta=row["beta"], beta_prev=row["beta_prev"], norm=row["norm"], eps=row["eps"])
-    G = None if np.isnan(row["group_size"]) else int(row["group_size"])
-    p_ref = rng.uniform(0.03, 0.9, N_TRAIN)
-    traj = theory.pos_recurrence(p_ref, N_ITERS, **kw)
-    traj_G = theory.pos_recurrence(p_ref, N_ITERS, **kw, group_size=G) if G else np.full_like(traj, np.nan)
-    pos = traj.copy()
-    if G:  # practice: near the finite-G prediction, with noise
-        pos[1:] = np.clip(traj_G[1:] + rng.normal(0, 0.03, traj[1:].shape), 0.001, 0.999)
-
-    def one_step(group_size):
-        return np.vstack([np.full(N_TRAIN, np.nan), theory.pos_step(pos[:-1], p_ref, **kw, group_size=group_size)])
-
-    values = dict(pos=pos, pred_trajectory=traj, pred_one_step=one_step(None), pred_trajectory_G=traj_G,
-                  pred_one_step_G=one_step(G) if G else np.full_like(traj, np.nan),
-                  pred_limit=np.tile(theory.predicted_limit(p_ref, **kw), (N_ITERS + 1, 1)))
-    frames = [_long(values, p_ref, "train", 0)]
-    if row["policy"] == "transformer":  # held-out questions: some gain, no prediction
-        h_ref = rng.uniform(0.05, 0.8, N_HELDOUT)
-        h_pos = np.clip(h_ref + 0.03 * np.arange(N_ITERS + 1)[:, None], 0, 1)
-        nan = np.full_like(h_pos, np.nan)
-        frames.append(_long(dict(pos=h_pos, **{c: nan for c in values if c != "pos"}), h_ref, "heldout", N_TRAIN))
-    # reindex: a column the figures do not read (kl_in_correct, ...) is written as NaN
-    return pd.concat(frames, ignore_index=True).reindex(columns=PREDICT_COLUMNS)
-
-
-def _summaries(df: pd.DataFrame) -> dict:
-    train = df[(df["split"] == "train") & (df["iteration"] >= 1)]
-    last = df[df["iteration"] == N_ITERS]
-    gaps = {f"gap_{k}": (train["pos"] - train[f"pred_{k}"]).abs().mean()
-            for k in ("trajectory", "one_step", "trajectory_G", "one_step_G")}
-    held = df[df["split"] == "heldout"]
-    gain = held.groupby("iteration")["pos"].mean() if len(held) else None
-    return dict(final_pos_mean=last.loc[last["split"] == "train", "pos"].mean(),
-                pred_final_mean=last["pred_trajectory"].mean(),
-                heldout_gain=np.nan if gain is None else gain.iloc[-1] - gain.iloc[0],
-                beta_eff=np.nan, beta_eff_rmse=np.nan, **gaps)
-
-
-def write_scale(D: Path, study: dict[str, list[str]]) -> Path:
+def write_scale(D: Path, study: dict[str, list[str]], ladder: bool = True) -> Path:
     D.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    rows = []
+    rows, predictions = [], {}
     for policy, names in study.items():
         for name in names:
-            row = _run_settings(policy, name)
-            df = _predict(row, rng)
-            path = D / "predict" / policy / f"{name}.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            df.to_csv(path, index=False)
-            rows.append({**row, **_summaries(df)})
-    pd.DataFrame(rows, columns=RUN_COLUMNS).to_csv(D / "runs.csv", index=False)
+            settings, v = _settings(policy, name)
+            pred = predict_frame(_pos(policy, settings, v, rng), v, settings["group_size"])
+            for sub, df in (("predict", pred), ("curves", curves_frame(v, settings["group_size"]))):
+                path = D / sub / policy / f"{name}.csv"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                df.to_csv(path, index=False)
+            predictions[(policy, name)] = pred
+            rows.append({"policy": policy, "run": name, **settings, **summarise_run(pred, settings)})
+    runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    runs.to_csv(D / "runs.csv", index=False)
+    if ladder:
+        ladder_table(runs, predictions).to_csv(D / "ladder.csv", index=False)
     return D
+
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for t in fig.texts] + [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def _drawn(fig) -> int:
+    """Data artists on the figure's axes: lines, collections (scatters, bands) and patches (bars)."""
+    return sum(len(ax.lines) + len(ax.collections) + len(ax.patches) for ax in fig.axes)
+
+
+@pytest.fixture(scope="module")
+def full_scale(tmp_path_factory) -> Path:
+    return write_scale(tmp_path_factory.mktemp("full") / "scale", STUDY)
+
+
+def test_the_synthetic_scale_is_what_the_rules_write(full_scale):
+    runs = read_csv(full_scale / "runs.csv", RUN_COLUMNS)
+    assert set(runs["sweep"]) == {"variant", "beta", "group_size", "inner_steps", "kl_estimator", "clip_eps",
+                                  "groups_per_question"}
+    assert set(runs.loc[runs["policy"] == "tabular_sgd", "n_seeds"]) == {3}
+    exact = runs[runs["policy"] == "tabular_exact"]
+    assert (exact["n_seeds"] == 1).all() and (exact["gap_trajectory"] < 1e-12).all()  # measured = C3
+    ladder = read_csv(full_scale / "ladder.csv", LADDER_COLUMNS)
+    assert {"R1", "R2", "R3", "R4 (m = 4)", "R6"} <= set(ladder["rung"])
+    read_csv(full_scale / "curves" / "tabular_sgd" / f"{BASE}.csv", CURVE_COLUMNS)
+    read_csv(full_scale / "predict" / "transformer" / f"{BASE}.csv", PREDICT_COLUMNS)
+
+
+@pytest.mark.parametrize("name", registry.FIGURE_NAMES)
+def test_every_figure_draws_data(full_scale, name):
+    runs = read_csv(full_scale / "runs.csv", RUN_COLUMNS)
+    fig = FIGURES[name](full_scale, runs)
+    assert _drawn(fig) > 0, name
+    assert not any(NO_DATA in t for t in _texts(fig)), (name, _texts(fig))
+
+
+def test_fixed_points_without_a_beta_sweep_says_no_data(tmp_path):
+    D = write_scale(tmp_path / "scale", {"tabular_exact": [BASE, "mean_only_ref"]}, ladder=False)
+    runs = read_csv(D / "runs.csv", RUN_COLUMNS)
+    fig = FIGURES["fixed_points"](D, runs)
+    assert any(NO_DATA in t for t in _texts(fig)) and _drawn(fig) == 0
+    assert not any(NO_DATA in t for t in _texts(FIGURES["trajectories"](D, runs)))  # the plain runs still draw
+    assert any(NO_DATA in t for t in _texts(FIGURES["gap_ladder"](D, runs)))       # no ladder.csv
 
 
 def assert_png(path: Path) -> None:
@@ -127,11 +168,9 @@ def assert_png(path: Path) -> None:
     assert 5_000 < len(data) < 5_000_000, (path, len(data))
 
 
-@pytest.mark.parametrize("study", [STUDY, {"tabular_exact": ["mean_std_ref"]}, {}], ids=["full", "one_run", "empty"])
-def test_every_figure_renders(tmp_path, study):
-    D = write_scale(tmp_path / "scale", study)
-    sweeps = set(pd.read_csv(D / "runs.csv")["sweep"])
-    assert study is not STUDY or sweeps == {"variant", "beta", "group_size", "inner_steps", "kl_estimator", "clip_eps"}
+@pytest.mark.parametrize("study", [{"tabular_exact": [BASE]}, {}], ids=["one_run", "empty"])
+def test_every_figure_renders_a_png(tmp_path, study):
+    D = write_scale(tmp_path / "scale", study, ladder=bool(study))
     out = tmp_path / "figures"
     for name in FIGURES:
         make_figure(name, D, out / f"{name}.png")
@@ -140,11 +179,10 @@ def test_every_figure_renders(tmp_path, study):
 
 
 def test_figure_names_and_captions():
-    assert list(FIGURES) == ["trajectories", "per_question", "fixed_points", "normalisation",
-                             "regularisation", "practice_gap", "heldout"]
+    assert tuple(FIGURES) == registry.FIGURE_NAMES
     for name in FIGURES:
         caption = (REPO / "workflows" / "report" / f"{name}.rst").read_text().strip()
-        assert caption and any(f"{c}" in caption for c in ("C3", "C4", "C5", "C6", "C7", "E2", "E3")), name
+        assert caption and any(c in caption for c in ("C3", "C4", "C5", "C6", "C7", "E2", "E3", "E5")), name
     assert (REPO / "workflows" / "report" / "workflow.rst").read_text().strip()
 
 
