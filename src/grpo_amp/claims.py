@@ -93,7 +93,9 @@ def _fmt(x: float) -> str:
 
 
 def _fmt_interval(mean: float, lo: float, hi: float) -> str:
-    return _fmt(mean) if lo == hi else f"{_fmt(mean)} [{_fmt(lo)}, {_fmt(hi)}]"
+    """``m [lo, hi]``, or ``m`` alone where there is no interval (one seed, or none computed)."""
+    no_interval = lo == hi or (np.isnan(lo) and np.isnan(hi))
+    return _fmt(mean) if no_interval else f"{_fmt(mean)} [{_fmt(lo)}, {_fmt(hi)}]"
 
 
 def difference_interval(a, b) -> tuple[float, float, float]:
