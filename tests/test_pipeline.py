@@ -398,7 +398,8 @@ def test_cluster_profile_dry_runs(name, tmp_path):
     for job in train:
         policy = _fields(job["wildcards"])["policy"]
         resources = _fields(job["resources"])
-        assert resources.get("gpu") == ("1" if policy == "transformer" else "0"), (name, policy, resources)
+        wants_gpu = registry.policy(policy).family == "transformer"  # transformer and trl
+        assert resources.get("gpu") == ("1" if wants_gpu else "0"), (name, policy, resources)
 
 
 # --------------------------------------------------------------------------- publish, check-published

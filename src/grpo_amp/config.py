@@ -264,6 +264,19 @@ class TrackingConfig:
 
 
 @dataclass
+class RuleFiles:
+    """The files a Snakemake rule hands to its stage, by role (None: the standard path of grpo_amp.paths)."""
+    train: Optional[str] = None
+    pos: Optional[str] = None
+    predict: Optional[str] = None
+    curves: Optional[str] = None
+    runs: Optional[str] = None
+    ladder: Optional[str] = None
+    claims_csv: Optional[str] = None
+    claims_md: Optional[str] = None
+
+
+@dataclass
 class Config:
     variant: VariantConfig = field(default_factory=VariantConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
@@ -274,10 +287,10 @@ class Config:
     seed: int = 0
     run_name: str = ""    # the Snakemake ``{variant}`` wildcard, e.g. mean_std_ref-beta0.5
     results: str = "results"  # root of results/{scale}/...
-    # the files the rule names (``+outputs.pos=results/smoke/pos/...``); a stage run by hand falls back
+    # the files the rule names (``outputs.pos=results/smoke/pos/...``); a stage run by hand falls back
     # to the standard paths of grpo_amp.paths (stages.common.input_path / output_path)
-    inputs: dict[str, str] = field(default_factory=dict)
-    outputs: dict[str, str] = field(default_factory=dict)
+    inputs: RuleFiles = field(default_factory=RuleFiles)
+    outputs: RuleFiles = field(default_factory=RuleFiles)
 
     def __post_init__(self) -> None:
         _require(not self.run_name or re.fullmatch(registry.RUN_PATTERN, self.run_name) is not None, "run_name",
@@ -323,8 +336,8 @@ def flatten(cfg: Config) -> dict[str, Any]:
             out[prefix] = value
 
     walk("", OmegaConf.to_container(node, enum_to_str=True))
-    out.pop("inputs", None), out.pop("outputs", None), out.pop("scale.study", None)
-    return {k: v for k, v in out.items() if not k.startswith("scale.study")}
+    # the study is the scale's, not the run's; the rule's file names are paths, not settings
+    return {k: v for k, v in out.items() if not k.startswith(("scale.study", "inputs.", "outputs."))}
 
 
 def compose_config(overrides: list[str] | None = None) -> Config:

@@ -17,5 +17,5 @@ rule compare:
     params:
         cmd=stage("compare"),
     shell:
-        "{params.cmd} '+outputs.runs={output.runs}' '+outputs.ladder={output.ladder}' "
-        "'+outputs.claims_csv={output.claims_csv}' '+outputs.claims_md={output.claims_md}' > {log} 2>&1"
+        "{params.cmd} 'outputs.runs={output.runs}' 'outputs.ladder={output.ladder}' "
+        "'outputs.claims_csv={output.claims_csv}' 'outputs.claims_md={output.claims_md}' > {log} 2>&1"

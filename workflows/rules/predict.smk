@@ -16,4 +16,4 @@ rule predict:
     params:
         cmd=lambda w: stage("predict", f"policy={w.policy}", run_args(w)),
     shell:
-        "{params.cmd} '+inputs.pos={input.pos}' '+outputs.predict={output.predict}' '+outputs.curves={output.curves}' > {log} 2>&1"
+        "{params.cmd} 'inputs.pos={input.pos}' 'outputs.predict={output.predict}' 'outputs.curves={output.curves}' > {log} 2>&1"

@@ -18,4 +18,4 @@ rule train:
     params:
         cmd=lambda w: stage("train", f"policy={w.policy}", run_args(w)),
     shell:
-        "OMP_NUM_THREADS={threads} {params.cmd} '+outputs.train={output.train}' '+outputs.pos={output.pos}' > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.cmd} 'outputs.train={output.train}' 'outputs.pos={output.pos}' > {log} 2>&1"

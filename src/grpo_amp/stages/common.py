@@ -95,12 +95,14 @@ def stage_main(func: Callable[[Config], None]) -> None:
 
 def output_path(cfg: Config, key: str, pattern: str) -> Path:
     """The file the rule named for output ``key`` (``outputs.<key>=...``), else the standard path."""
-    return Path(cfg.outputs[key]) if key in cfg.outputs else paths.path(pattern, cfg)
+    named = getattr(cfg.outputs, key)
+    return Path(named) if named else paths.path(pattern, cfg)
 
 
 def input_path(cfg: Config, key: str, pattern: str) -> Path:
     """The file the rule named for input ``key`` (``inputs.<key>=...``), else the standard path."""
-    return Path(cfg.inputs[key]) if key in cfg.inputs else paths.path(pattern, cfg)
+    named = getattr(cfg.inputs, key)
+    return Path(named) if named else paths.path(pattern, cfg)
 
 
 def device_for(cfg: Config) -> str:
