@@ -60,13 +60,13 @@ class TabularPolicy(Policy):
 
     # -- C2: the closed-form iteration ----------------------------------------------------------
     def set_exact_optimum(self, old: "TabularPolicy", ref: "TabularPolicy", questions: torch.Tensor,
-                          variant: VariantConfig, group_size: int | None = None) -> None:
+                          variant: VariantConfig) -> None:
         """pi_n = argmax E_pi[A] - KL penalties, in closed form (C2), for the given questions."""
         idx = questions.numpy()
         pi_n = theory.tabular_optimum(
             old.probs()[idx], ref.probs()[idx], self.task.correct.numpy()[idx],
             kl=variant.kl.value, beta=variant.beta, beta_prev=variant.beta_prev,
-            norm=variant.norm.value, eps=variant.eps, group_size=group_size, std=variant.std.value)
+            norm=variant.norm.value, eps=variant.eps, std=variant.std.value)
         with torch.no_grad(), np.errstate(divide="ignore"):
             self.logits[questions] = torch.as_tensor(np.log(pi_n))
 
