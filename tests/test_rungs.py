@@ -160,22 +160,13 @@ def test_r3_approaches_r2_as_steps_grow():
     assert gaps[0] > gaps[1] > gaps[2] > gaps[3] and gaps[3] < 2e-3 and gaps[0] > 0.02, gaps
 
 
-@pytest.mark.parametrize("kl,clip", [("ref", None), ("both", 0.2)])
-def test_r4_with_one_group_is_grpo_update(kl, clip):
-    """Plumbing: m = 1 must reproduce the trainer's update draw for draw (same generator state)."""
-    v = _variant(kl, "mean_std", 0.0)
-    a = _apply(R.multi_group_steps, v, group_size=8, inner_steps=3, clip_eps=clip, generator_seed=5)
-    b = _apply(grpo_update, v, group_size=8, inner_steps=3, clip_eps=clip, generator_seed=5)
-    assert torch.equal(a[0].logits, b[0].logits) and a[5] == b[5]
-
-
 def test_r4_distance_to_r2_falls_with_groups():
     v = _variant("ref", "mean_std", 0.0)
     qs = _setup()[4]
     target = pos_exact(_apply(R.finite_group_argmax, v, group_size=8)[0], qs)[0]
     gap = {}
     for m in (1, 16):
-        gap[m] = np.mean([np.abs(pos_exact(_apply(R.multi_group_steps, v, generator_seed=s, group_size=8,
+        gap[m] = np.mean([np.abs(pos_exact(_apply(grpo_update, v, generator_seed=s, group_size=8,
                                                    inner_steps=40, lr=0.1, groups_per_question=m)[0], qs)[0]
                                  - target).mean() for s in range(4)])
     assert gap[16] < 0.6 * gap[1], gap

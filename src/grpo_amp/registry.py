@@ -74,7 +74,7 @@ POLICY_TABLE = (  # plot order is table order
                ("beta", "group_size"), "R2: L-BFGS on the exact finite-G objective", rung="R2"),
     PolicySpec("tabular_r3", "tabular", "grpo_amp.grpo.rungs:exact_objective_steps", PRACTICE, False,
                ("beta", "group_size", "inner_steps"), "R3: M Adam steps on the exact finite-G objective", rung="R3"),
-    PolicySpec("tabular_r4", "tabular", "grpo_amp.grpo.rungs:multi_group_steps", PRACTICE, True,
+    PolicySpec("tabular_r4", "tabular", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True,
                ("beta", "group_size", "inner_steps", "groups_per_question"),
                "R4: M steps on m sampled groups", rung="R4"),
     PolicySpec("tabular_r5", "tabular", "grpo_amp.grpo.rungs:one_group_argmax", PRACTICE, True,

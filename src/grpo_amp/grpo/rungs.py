@@ -3,7 +3,7 @@
     metrics = population_argmax(policy, old, ref, task, questions, cfg, generator)   # R1
     metrics = finite_group_argmax(...)     # R2: exact finite-G expected objective, maximised
     metrics = exact_objective_steps(...)   # R3: M Adam steps on R2's objective
-    metrics = multi_group_steps(...)       # R4: m sampled groups per question, M Adam steps (m = 1: grpo_update)
+    # R4 is trainer.grpo_update with grpo.groups_per_question = m (m = 1: R6, practice itself)
     metrics = one_group_argmax(...)        # R5: one sampled group's objective, maximised in closed form
 
 Every rung works on a TabularPolicy (logits (N, K) float64, task.correct (N, K) bool) and maximises,
@@ -26,7 +26,7 @@ import math
 import torch
 
 from grpo_amp.config import Config, VariantConfig
-from grpo_amp.grpo.loss import LossTerms, group_advantages, grpo_loss
+from grpo_amp.grpo.loss import group_advantages
 from grpo_amp.io import InputError
 from grpo_amp.rollout import Rollout
 
@@ -297,37 +297,6 @@ def exact_objective_steps(policy, old, ref, task, questions: torch.Tensor, cfg: 
     return _metrics(terms, p.mean(), expected_zero_spread(p, q, g.group_size).mean())
 
 
-def multi_group_steps(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
-    """R4: m = grpo.groups_per_question groups of G per question, one objective averaged over them, M steps.
-
-    The loss is the trainer's (``grpo_loss``: ratio, KL estimator, clipping, aggregation); advantages
-    are per group of G. With m = 1 this is ``trainer.grpo_update`` draw for draw.
-    """
-    from grpo_amp.grpo.trainer import _optimiser
-
-    v, g = cfg.variant, cfg.grpo
-    m, G = g.groups_per_question, g.group_size
-    rollout = old.sample(questions, m * G, generator)                      # (Q, m*G, T)
-    rewards = task.reward(rollout)                                         # (Q, m*G)
-    Q = rewards.shape[0]
-    adv, zero_spread = group_advantages(rewards.reshape(Q * m, G), v.norm.value, v.eps, v.std.value)  # (Q*m, G)
-    adv = adv.reshape(Q, m * G)
-    with torch.no_grad():
-        ref_logq = ref.log_softmax(rollout)                                # (Q, m*G, T, V)
-        old_logq = old.log_softmax(rollout) if g.inner_steps > 1 else None  # as grpo_update: ratio = 1 at M = 1
-    optimiser = _optimiser(policy, cfg)
-    for _ in range(g.inner_steps):
-        logq = policy.log_softmax(rollout)
-        terms: LossTerms = grpo_loss(logq, logq.detach() if old_logq is None else old_logq, ref_logq,
-                                     rollout.tokens, rollout.mask, adv.to(logq.dtype), v, g)
-        optimiser.zero_grad(set_to_none=True)
-        terms.loss.backward()
-        optimiser.step()
-    return {"loss": float(terms.loss.detach()), "pg_objective": float(terms.pg_objective), "kl_ref": float(terms.kl_ref),
-            "kl_prev": float(terms.kl_prev), "mean_reward": float(rewards.mean()),
-            "zero_spread_frac": float(zero_spread.double().mean()), "clip_frac": float(terms.clip_frac)}
-
-
 def one_group_advantage(rollout: Rollout, adv: torch.Tensor, log_old: torch.Tensor) -> torch.Tensor:
     """a(o) = sum_i [o_i = o] A_i / (G pi_old(o)): the one-group objective is sum_o pi(o) a(o). (Q, K)."""
     outputs = rollout.tokens[..., 0]                                        # (Q, G)
@@ -365,6 +334,5 @@ RUNGS = {
     "R1": population_argmax,
     "R2": finite_group_argmax,
     "R3": exact_objective_steps,
-    "R4": multi_group_steps,
     "R5": one_group_argmax,
 }

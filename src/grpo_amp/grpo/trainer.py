@@ -47,13 +47,20 @@ class History:
 # --------------------------------------------------------------------------- the two updates
 def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions: torch.Tensor,
                 cfg: Config, generator: torch.Generator) -> dict:
-    """M inner optimiser steps on the sampled, group-normalised, KL-penalised objective."""
+    """M inner optimiser steps on the sampled, group-normalised, KL-penalised objective.
+
+    m = grpo.groups_per_question groups of G per question, the objective averaged over them,
+    advantages per group of G: m = 1 is practice (E5's R6), m > 1 is E5's R4 (sampling error).
+    """
     v, g = cfg.variant, cfg.grpo
-    rollout = old.sample(questions, g.group_size, generator)            # (Q, G, T)
-    rewards = task.reward(rollout)                                      # (Q, G)
-    adv, zero_spread = group_advantages(rewards, v.norm.value, v.eps, v.std.value)
+    m, G = g.groups_per_question, g.group_size
+    rollout = old.sample(questions, m * G, generator)                   # (Q, m*G, T)
+    rewards = task.reward(rollout)                                      # (Q, m*G)
+    Q = rewards.shape[0]
+    adv, zero_spread = group_advantages(rewards.reshape(Q * m, G), v.norm.value, v.eps, v.std.value)  # (Q*m, G)
+    adv = adv.reshape(Q, m * G)
     with torch.no_grad():
-        ref_logq = ref.log_softmax(rollout)                             # (Q, G, T, V)
+        ref_logq = ref.log_softmax(rollout)                             # (Q, m*G, T, V)
         # with one inner step pi = pi_old at the only step: ratio = 1, skip the extra pass (as TRL does)
         old_logq = old.log_softmax(rollout) if g.inner_steps > 1 else None
     optimiser = _optimiser(policy, cfg)
