@@ -90,6 +90,6 @@ def test_callback_pos_equals_the_saved_rounds_pos_and_runs_reproduce(task, ref, 
     again, measured_again, _ = run(task, ref, tmp_path / "b", config())
     for n in range(1, N + 1):
         np.testing.assert_array_equal(measured_again[n], measured[n])
-    cols = [c for c in TRAIN_METRICS_COLUMNS if c != "seconds"]
+    cols = [c for c in TRAIN_METRICS_COLUMNS if c != "seed"]
     assert again.metrics_frame()[cols].equals(metrics[cols])
     assert again.c1_frame().equals(c1)
