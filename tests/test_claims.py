@@ -95,7 +95,7 @@ class Builder:
         assert list(pred.columns) == PREDICT_COLUMNS
         settings = {"variant": v.name, "sweep": sweep, "norm": v.norm.value, "kl": v.kl.value, "beta": v.beta,
                     "beta_prev": v.beta_prev, "eps": v.eps, "std": v.std.value, "group_size": group_size,
-                    "inner_steps": inner_steps, "clip_eps": np.nan, "kl_estimator": "exact",
+                    "inner_steps": inner_steps, "clip_eps": np.nan, "kl_estimator": "full_vocab",
                     "groups_per_question": groups_per_question, "iterations": n_rows - 1}
         assert list(settings) == RUN_SETTINGS
         numbers = summarise_run(pred, settings)

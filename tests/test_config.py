@@ -17,7 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from grpo_amp import registry, runs
 from grpo_amp.config import (
-    CONF_DIR, Config, KLEstimator, KLTarget, LossAgg, Norm, PolicyName, RatioLevel, Std, compose_config, flatten,
+    CONF_DIR, Config, ConfigError, KLEstimator, KLTarget, LossAgg, Norm, PolicyName, RatioLevel, Std, compose_config, flatten,
     register_configs, to_config,
 )
 
@@ -87,7 +87,7 @@ def test_defaults(hydra_compose):
     # default x tabular sizing (conf/sizing/default_tabular.yaml)
     assert (cfg.task.n_train, cfg.task.n_heldout, cfg.task.n_outputs) == (256, 64, 16)
     assert (cfg.grpo.iterations, cfg.grpo.group_size, cfg.grpo.inner_steps, cfg.grpo.lr) == (12, 8, 12, 0.1)
-    assert cfg.grpo.clip_eps is None and cfg.grpo.kl_estimator is KLEstimator.exact
+    assert cfg.grpo.clip_eps is None and cfg.grpo.kl_estimator is KLEstimator.full_vocab
     assert cfg.results == "results" and cfg.seed == 0
 
 
@@ -206,8 +206,20 @@ def test_bad_enum_message_lists_the_choices():
     with pytest.raises(HydraException) as info:
         compose_config(["grpo.kl_estimator=k9"])
     cause = str(info.value.__cause__)
-    assert "k9" in cause and all(k in cause for k in ("exact", "k1", "k3"))
+    assert "k9" in cause and all(k in cause for k in ("full_vocab", "k1", "k3"))
     assert isinstance(info.value.__cause__, OmegaConfBaseException)
+
+
+@pytest.mark.parametrize("overrides", [["grpo.kl_estimator=exact"], ["policy=transformer", "grpo.kl_estimator=exact"],
+                                       ["run_name=mean_std_ref-klexact", "grpo.kl_estimator=exact"]])
+def test_the_old_estimator_name_exact_fails_in_one_line_naming_full_vocab(overrides):
+    """``exact`` was renamed ``full_vocab`` (not the sequence KL on a transformer): the old name is a
+    ConfigError naming the field and the new value, one line, not a silent alias."""
+    with pytest.raises(ConfigError) as info:
+        compose_config(overrides)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("grpo.kl_estimator must be full_vocab")
+    assert "renamed full_vocab" in message and "got 'exact'" in message
 
 
 def test_policy_transformer_with_tabular_task_names_both():
@@ -221,7 +233,7 @@ def test_flatten_has_dotted_keys():
     flat = flatten(cfg)
     assert flat["variant.beta"] == 2.0 and flat["variant.kl"] == "both" and flat["variant.norm"] == "mean_std"
     assert flat["variant.eps"] == 0.01 and flat["variant.beta_prev"] == 1.0 and flat["grpo.group_size"] == 4
-    assert flat["grpo.kl_estimator"] == "exact" and flat["policy.name"] == "tabular_exact"
+    assert flat["grpo.kl_estimator"] == "full_vocab" and flat["policy.name"] == "tabular_exact"
     assert flat["grpo.clip_eps"] is None and flat["policy.model.n_layer"] == 2
     assert all(isinstance(v, (str, int, float, bool, list, type(None))) for v in flat.values())  # enums as str
     assert not any(k.startswith("scale.study") for k in flat) and not any(k.startswith(("inputs", "outputs")) for k in flat)

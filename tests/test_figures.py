@@ -58,7 +58,7 @@ def _settings(policy: str, name: str) -> tuple[dict, VariantConfig]:
         v = VariantConfig(name=v.name, norm=v.norm, kl=v.kl, beta=float(value), beta_prev=v.beta_prev, eps=v.eps,
                           std=v.std)
     row = dict(variant=variant, sweep=sweep, norm=v.norm.value, kl=v.kl.value, beta=v.beta, beta_prev=v.beta_prev,
-               eps=v.eps, std=v.std.value, group_size=8, inner_steps=12, clip_eps=np.nan, kl_estimator="exact",
+               eps=v.eps, std=v.std.value, group_size=8, inner_steps=12, clip_eps=np.nan, kl_estimator="full_vocab",
                groups_per_question=1, iterations=N_ITERS)
     if sweep in ("group_size", "inner_steps", "groups_per_question"):
         row[sweep] = int(value)

@@ -83,7 +83,7 @@ def test_token_logp():
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-14)
 
 
-@pytest.mark.parametrize("estimator", ["k1", "k3", "exact"])
+@pytest.mark.parametrize("estimator", ["k1", "k3", "full_vocab"])
 def test_kl_estimators_by_hand(estimator):
     pi, tgt, tokens = _tables()
     got = L.per_token_kl(torch.tensor(np.log(pi)), torch.tensor(np.log(tgt)), torch.tensor(tokens), estimator).numpy()
@@ -101,7 +101,7 @@ def test_kl_estimators_by_hand(estimator):
     # a hand value: k1 at (g=0, t=0) is log(0.5/0.2)
     if estimator == "k1":
         assert got[0, 0, 0] == pytest.approx(math.log(2.5), rel=1e-14)
-    if estimator == "exact":
+    if estimator == "full_vocab":
         assert got[0, 0, 0] == pytest.approx(0.5 * math.log(2.5) + 0.3 * math.log(0.75) + 0.2 * math.log(0.5))
 
 
@@ -113,7 +113,7 @@ def test_sampled_estimators_are_unbiased(estimator):
     every = torch.arange(3).view(1, 1, 1, 3).expand(1, 2, 2, 3)
     per_value = torch.stack([L.per_token_kl(logq, logt, every[..., v], estimator) for v in range(3)], -1)
     expected = (per_value * torch.tensor(pi)).sum(-1)
-    exact = L.per_token_kl(logq, logt, every[..., 0], "exact")
+    exact = L.per_token_kl(logq, logt, every[..., 0], "full_vocab")
     np.testing.assert_allclose(expected.numpy(), exact.numpy(), rtol=1e-12)
     if estimator == "k3":
         assert (per_value >= 0).all()  # k3 is non-negative sample by sample
@@ -134,7 +134,7 @@ def test_clipped_surrogate():
 
 
 # --------------------------------------------------------------------------- the loss, by hand
-def _cfgs(kl="ref", beta=1.0, beta_prev=0.0, estimator="exact", ratio_level="sequence", loss_agg="token_mean",
+def _cfgs(kl="ref", beta=1.0, beta_prev=0.0, estimator="full_vocab", ratio_level="sequence", loss_agg="token_mean",
           clip_eps=None):
     v = VariantConfig(name="t", kl=KLTarget(kl), beta=beta, beta_prev=beta_prev)
     g = GRPOConfig(kl_estimator=KLEstimator(estimator), ratio_level=RatioLevel(ratio_level),
@@ -239,15 +239,15 @@ def _reference_loss(logq, old, ref, tokens, mask, adv, kl, beta, beta_prev, esti
 
 
 CASES = [
-    ("ref", 0.7, 0.0, "exact", "sequence", "token_mean", None),
+    ("ref", 0.7, 0.0, "full_vocab", "sequence", "token_mean", None),
     ("ref", 0.7, 0.0, "k1", "sequence", "token_mean", 0.2),
     ("mirror", 1.3, 0.0, "k3", "sequence", "sequence_mean", None),
-    ("both", 0.7, 0.3, "exact", "sequence", "token_mean", 0.2),
-    ("ref", 0.7, 0.0, "exact", "token", "token_mean", None),
+    ("both", 0.7, 0.3, "full_vocab", "sequence", "token_mean", 0.2),
+    ("ref", 0.7, 0.0, "full_vocab", "token", "token_mean", None),
     ("ref", 0.7, 0.0, "k3", "token", "sequence_mean", 0.2),
     ("mirror", 2.0, 0.0, "k1", "token", "token_mean", 0.2),
     ("both", 0.7, 0.3, "k3", "token", "sequence_mean", None),
-    ("both", 0.5, 2.0, "exact", "token", "token_mean", 0.1),
+    ("both", 0.5, 2.0, "full_vocab", "token", "token_mean", 0.1),
 ]
 
 
@@ -272,7 +272,7 @@ def test_padding_is_ignored():
     logq2[~mask] = np.log(np.full(logq.shape[-1], 1 / logq.shape[-1]))
     tokens2[~mask] = 0
     for level, agg in (("sequence", "token_mean"), ("token", "token_mean"), ("token", "sequence_mean")):
-        v, g = _cfgs("both", 0.7, 0.3, "exact", level, agg, 0.2)
+        v, g = _cfgs("both", 0.7, 0.3, "full_vocab", level, agg, 0.2)
         a = L.grpo_loss(*(torch.tensor(x) for x in (logq, old, ref, tokens, mask, adv)), v, g)
         b = L.grpo_loss(*(torch.tensor(x) for x in (logq2, old, ref, tokens2, mask, adv)), v, g)
         assert float(a.loss) == pytest.approx(float(b.loss), rel=1e-12)
@@ -294,7 +294,7 @@ def test_gradient_matches_finite_difference():
     """d loss / d logits of the sequence-level unclipped loss (exact KL to pi_ref and pi_old)."""
     _, old, ref, tokens, mask, adv = _batch(seed=3, Q=1, G=3, T=2, V=4)
     logits = torch.tensor(np.random.default_rng(4).normal(size=(1, 3, 2, 4)), requires_grad=True)
-    v, g = _cfgs("both", 0.7, 0.3, "exact", "sequence", "token_mean", None)
+    v, g = _cfgs("both", 0.7, 0.3, "full_vocab", "sequence", "token_mean", None)
     args = [torch.tensor(x) for x in (old, ref, tokens, mask, adv)]
 
     def f(x):
@@ -319,7 +319,7 @@ def test_unclipped_gradient_at_old_is_the_advantage_gradient():
     _, old, ref, tokens, mask, adv = _batch(seed=5, Q=1, G=3, T=1, V=4)
     mask = np.ones_like(mask)
     logits = torch.tensor(old.copy(), requires_grad=True)  # log_softmax(old) = old
-    v, g = _cfgs("ref", 1.0, 0.0, "exact", "sequence", "token_mean", None)
+    v, g = _cfgs("ref", 1.0, 0.0, "full_vocab", "sequence", "token_mean", None)
     terms = L.grpo_loss(torch.log_softmax(logits, -1), torch.tensor(old), torch.tensor(old), torch.tensor(tokens),
                         torch.tensor(mask), torch.tensor(adv), v, g)  # KL to pi_ref = pi_old: zero gradient at pi_old
     terms.loss.backward()

@@ -29,11 +29,12 @@ def claim(claim_id="C3", policy="tabular_sgd", value=0.10, tolerance=0.05, verdi
     return row
 
 
-def run(policy="tabular_sgd", name="mean_std_ref", final=0.80, interval=None, beta=1.0, **numbers) -> dict:
+def run(policy="tabular_sgd", name="mean_std_ref", final=0.80, interval=None, beta=1.0, kl_estimator="full_vocab",
+        **numbers) -> dict:
     row = {c: math.nan if c.endswith(("_lo", "_hi")) else 0.0 for c in RUN_COLUMNS}  # NaN bounds: no interval
     row.update(policy=policy, run=name, variant="mean_std_ref", sweep="variant", norm="mean_std", kl="ref",
                beta=beta, std="population", group_size=8, inner_steps=4, clip_eps=math.nan,
-               kl_estimator="exact", iterations=5, final_pos_mean=final, **numbers)
+               kl_estimator=kl_estimator, iterations=5, final_pos_mean=final, **numbers)
     if interval is not None:
         row.update(final_pos_mean_lo=interval[0], final_pos_mean_hi=interval[1])
     return row
@@ -149,6 +150,17 @@ def test_a_changed_verdict_and_a_changed_setting(tmp_path):
     assert only(comps).status == "verdict changed" and only(comps).problems == ("verdict 'holds' -> 'fails'",)
     assert only(comps, "runs").status == "setting changed"
     assert only(comps, "runs").problems == ("beta 1.0 -> 2.0",)
+
+
+def test_the_estimator_renamed_exact_to_full_vocab_is_not_a_changed_setting(tmp_path):
+    """Runs published before the rename say kl_estimator=exact: the same setting as a fresh full_vocab,
+    while a genuinely different estimator (k3) still reads as a changed setting."""
+    comps, _, _ = compare(tmp_path, [claim()], [run(kl_estimator="exact")], [claim()], [run()])
+    assert only(comps, "runs").reproduced
+    comps, _, _ = compare(tmp_path / "k3", [claim()], [run(kl_estimator="exact")], [claim()],
+                          [run(kl_estimator="k3")])
+    assert only(comps, "runs").status == "setting changed"
+    assert only(comps, "runs").problems == ("kl_estimator 'exact' -> 'k3'",)
 
 
 def test_missing_and_extra_rows(tmp_path):

@@ -106,7 +106,7 @@ def test_mapping_builds_trls_config_with_the_paper_appendix_values(tmp_path):
     assert "NOT 1" in text and "C3 under kl=ref applies" in text
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(norm="mean_only"), dict(clip=None, mu=1), dict(estimator="exact"),
+@pytest.mark.parametrize("kw", [dict(), dict(norm="mean_only"), dict(clip=None, mu=1), dict(estimator="full_vocab"),
                                 dict(agg="sequence_mean", temperature=0.5), dict(kl="mirror")])
 def test_mapping_round_trips(kw):
     c = cfg(**kw)

@@ -43,10 +43,17 @@ class Std(str, Enum):
 
 
 class KLEstimator(str, Enum):
-    exact = "exact"  # the exact KL for a table; for a transformer the per-token full-vocabulary KL at the
-    #                  sampled prefixes, whose gradient drops the prefix's score term (see grpo.loss._exact)
+    # per-token KL of the next-token distributions, summed over the whole vocabulary, at the sampled
+    # prefixes (grpo.loss._full_vocab). On a table (T = 1) it is the exact KL(pi || target) and its exact
+    # gradient; on a sequence model it is neither the sequence KL nor its gradient (the score term of
+    # the prefix distribution is dropped): hence the name, not "exact".
+    full_vocab = "full_vocab"
     k1 = "k1"        # log pi - log q on the sampled tokens
     k3 = "k3"        # Schulman's low-variance estimator, as in DeepSeekMath's GRPO
+    # the old name of full_vocab: kept in the enum only so that grpo.kl_estimator=exact reaches
+    # GRPOConfig's check and fails with one line naming the new value (not Hydra's list of choices)
+    exact = "exact"
+
 
 
 class RatioLevel(str, Enum):
@@ -108,7 +115,7 @@ class GRPOConfig:
     inner_steps: int = 4
     lr: float = 0.1
     clip_eps: Optional[float] = None  # None: no clipping (THEORY.md's unclipped C1)
-    kl_estimator: KLEstimator = KLEstimator.exact
+    kl_estimator: KLEstimator = KLEstimator.full_vocab
     ratio_level: RatioLevel = RatioLevel.sequence
     loss_agg: LossAgg = LossAgg.token_mean
     reset_optimizer: bool = True  # each iteration solves its own problem (C2), as the theory assumes
@@ -128,6 +135,9 @@ class GRPOConfig:
         _require(self.group_size >= 2, "grpo.group_size", self.group_size, ">= 2 (a group of 1 has no baseline)")
         _require(self.inner_steps >= 1, "grpo.inner_steps", self.inner_steps, ">= 1")
         _require(self.lr > 0, "grpo.lr", self.lr, "> 0")
+        _require(self.kl_estimator != KLEstimator.exact, "grpo.kl_estimator", "exact",
+                 "full_vocab, k1 or k3 (exact was renamed full_vocab: the per-token full-vocabulary KL at the "
+                 "sampled prefixes, exact on a table only)")
         _require(self.clip_eps is None or self.clip_eps > 0, "grpo.clip_eps", self.clip_eps, "> 0 or null")
         _require(self.c1_groups >= 1, "grpo.c1_groups", self.c1_groups, ">= 1")
         _require(self.groups_per_question >= 1, "grpo.groups_per_question", self.groups_per_question, ">= 1")

@@ -374,7 +374,7 @@ def _gap_lines(ax, sweep: pd.DataFrame, colors: dict, xlabel: str) -> None:
 
 def _setting_label(row) -> str:
     clip = "no clip" if pd.isna(row.clip_eps) else f"clip {row.clip_eps:g}"
-    estimator = "exact" if pd.isna(row.kl_estimator) else row.kl_estimator
+    estimator = "full_vocab" if pd.isna(row.kl_estimator) else row.kl_estimator
     return f"KL {estimator}, {clip}"
 
 

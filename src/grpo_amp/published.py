@@ -20,6 +20,7 @@ JSON object for tooling). Statuses, the first that applies naming the line:
 - ``missing`` (published only), ``extra`` (fresh only);
 - ``text changed``: a claim's ``metric`` text differs; ``verdict changed``: its verdict;
   ``setting changed``: a run's settings (``SETTING_COLUMNS``: variant, norm, kl, beta, ..., iterations);
+  a renamed value (``RENAMED_SETTINGS``: kl_estimator exact -> full_vocab) matches its new name;
   the numbers that moved on the same line are listed beside;
 - ``moved``: a number (a claim's ``value`` and ``tolerance``; a run's ``final_pos_mean``,
   ``gap_*``, ``heldout_gain``, ``beta_eff``, ...) fails its check:
@@ -109,6 +110,8 @@ RUN_NUMBERS = [c for c in RUN_COLUMNS if c not in RUN_KEY and c not in SETTING_C
 # what a line's status is, worst first: the first that applies names the line
 STATUSES = ("missing", "extra", "text changed", "verdict changed", "setting changed", "moved", "reproduced")
 CHANGE_STATUS = {"metric": "text changed", "verdict": "verdict changed"}  # any other exact column: a setting
+# settings renamed since a run was published (old value -> new): a pure rename is not a changed setting
+RENAMED_SETTINGS = {"kl_estimator": {"exact": "full_vocab"}}  # grpo.kl_estimator exact -> full_vocab
 
 
 def tolerance_kind(policy: str) -> str:
@@ -198,7 +201,8 @@ def _compare_row(fresh: pd.Series, published: pd.Series, exact: list[str], numbe
     changed: dict[str, list[str]] = {}
     moved, checks = [], []
     for col in exact:
-        if not _same_setting(fresh[col], published[col]):
+        renamed = RENAMED_SETTINGS.get(col, {})
+        if not _same_setting(fresh[col], renamed.get(published[col], published[col])):
             changed.setdefault(CHANGE_STATUS.get(col, "setting changed"), []).append(
                 f"{col} {published[col]!r} -> {fresh[col]!r}")
     for col in numbers:

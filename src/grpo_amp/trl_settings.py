@@ -58,10 +58,10 @@ def to_trl(cfg: Config) -> TrlMapping:
         raise InputError("policy=trl: grpo.ratio_level=sequence has no TRL counterpart (TRL's 'sequence' level is "
                          "GSPO's length-normalised ratio, not pi(o|q)/pi_old(o|q)); use grpo.ratio_level=token")
     if kl == "ref" and g.kl_estimator.value == "k1":
-        raise InputError("policy=trl: grpo.kl_estimator=k1 has no TRL counterpart (TRL uses k3); use k3 or exact")
+        raise InputError("policy=trl: grpo.kl_estimator=k1 has no TRL counterpart (TRL uses k3); use k3 or full_vocab")
     temperature = float(getattr(cfg.policy, "temperature", 1.0))
     beta = float(v.beta) if kl == "ref" else 0.0
-    bias_correction = g.kl_estimator.value == "exact"
+    bias_correction = g.kl_estimator.value == "full_vocab"
     kwargs = {
         "beta": beta,
         "use_bias_correction_kl": bias_correction,
@@ -147,7 +147,7 @@ def from_trl(settings: dict) -> dict:
            "policy.temperature": float(s["temperature"])}
     if beta > 0:
         out["variant.beta"] = beta
-        out["grpo.kl_estimator"] = "exact" if s["use_bias_correction_kl"] else "k3"
+        out["grpo.kl_estimator"] = "full_vocab" if s["use_bias_correction_kl"] else "k3"
     if "num_generations" in s:
         out["grpo.group_size"] = int(s["num_generations"])
     if "learning_rate" in s:

@@ -68,16 +68,16 @@ def _k3(logp, target_logp, logq, target_logq):
     return torch.exp(log_r) - 1.0 - log_r
 
 
-def _exact(logp, target_logp, logq, target_logq):
+def _full_vocab(logp, target_logp, logq, target_logq):
     # KL of the next-token distributions at each sampled prefix, summed over the whole vocabulary.
     # Tabular (T = 1): the exact KL(pi || target) and its exact gradient. For a sequence model it is
-    # NOT the sequence KL's gradient: the sequence KL is E_{prefix ~ pi}[per-token KL], and the
-    # gradient through the prefix distribution (its score term) is dropped here; what is optimised
-    # is the per-token KL at prefixes frozen to this round's samples. "exact" names the tabular case.
+    # neither the sequence KL nor its gradient: the sequence KL is E_{prefix ~ pi}[per-token KL], and
+    # the gradient through the prefix distribution (its score term) is dropped here; what is optimised
+    # is the per-token KL at prefixes frozen to this round's samples. Hence "full_vocab", not "exact".
     return (logq.exp() * (logq - target_logq)).sum(dim=-1)
 
 
-KL_ESTIMATORS = {"k1": _k1, "k3": _k3, "exact": _exact}
+KL_ESTIMATORS = {"k1": _k1, "k3": _k3, "full_vocab": _full_vocab}
 
 # the variant's KL penalty: (coefficient field of VariantConfig, which policy it pulls towards)
 KL_TARGETS = {

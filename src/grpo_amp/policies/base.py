@@ -7,7 +7,7 @@ sequences; the tabular policy is the special case T = 1 with the output index as
     logq = policy.log_softmax(rollout)                                 # (Q, G, T, V)
     ans = policy.answer_log_probs(questions)                           # (Q, A): log pi(a|q) per correct answer
 
-Everything the GRPO loss needs (log-probs of the sampled tokens, exact per-token KL) is derived
+Everything the GRPO loss needs (log-probs of the sampled tokens, the full-vocabulary per-token KL) is derived
 from ``log_softmax`` in ``grpo.loss``; PoS and C2's within-correct KL from ``answer_log_probs``.
 """
 
