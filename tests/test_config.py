@@ -116,6 +116,20 @@ def test_every_policy_composes_with_its_own_task(hydra_compose, policy):
     assert (cfg.grpo.ratio_level.value, cfg.grpo.loss_agg.value) == (preset.ratio_level, preset.loss_agg)
 
 
+def test_the_transformer_control_differs_from_the_transformer_only_in_groups_and_steps(hydra_compose):
+    """The control is the transformer's GRPO (same loss, G, lr, beta, checkpoint and task) with m groups
+    per question and inner steps until the sampled objective stops improving: nothing else may differ."""
+    for scale in ("smoke", "default"):
+        practice = hydra_compose(["policy=transformer", f"scale={scale}"])
+        control = hydra_compose(["policy=transformer_control", f"scale={scale}"])
+        differ = {k for k in vars(practice.grpo) if getattr(practice.grpo, k) != getattr(control.grpo, k)}
+        assert {"groups_per_question", "inner_tol"} <= differ <= {"groups_per_question", "inner_tol", "max_inner_steps"}
+        assert control.grpo.groups_per_question > 1 and control.grpo.inner_tol > 0
+        assert control.grpo.max_inner_steps > control.grpo.inner_steps == practice.grpo.inner_steps
+        assert control.variant == practice.variant and control.task == practice.task
+        assert control.policy.model == practice.policy.model and control.policy.family == "transformer"
+
+
 def test_a_grpo_preset_on_the_command_line_wins_over_the_policys(hydra_compose):
     cfg = hydra_compose(["policy=tabular_sgd", "grpo=trl_default"])
     assert cfg.grpo.kl_estimator is KLEstimator.k3 and cfg.grpo.clip_eps == 0.2 and cfg.grpo.inner_steps == 1

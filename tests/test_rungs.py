@@ -17,7 +17,7 @@ from grpo_amp.grpo.trainer import grpo_update
 from grpo_amp.policies.tabular import make_reference
 from grpo_amp.pos import pos_exact
 
-KEYS = {"loss", "pg_objective", "kl_ref", "kl_prev", "mean_reward", "zero_spread_frac", "clip_frac"}
+KEYS = {"loss", "pg_objective", "kl_ref", "kl_prev", "mean_reward", "zero_spread_frac", "clip_frac", "inner_steps_taken"}
 
 
 def _variant(kl, norm, eps, beta=0.8, beta_prev=0.6, std="population"):

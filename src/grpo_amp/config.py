@@ -122,6 +122,12 @@ class GRPOConfig:
     c1_groups: int = 16  # fresh groups per question for the C1 effective-loss check
     # E5's rungs (grpo.rungs). R4: independent groups of G per question averaged into one objective.
     groups_per_question: int = 1
+    # Early stopping of the inner steps (the transformer control): null runs exactly inner_steps steps
+    # (practice). A number: at least inner_steps steps, then on while the sampled objective (the loss on
+    # this round's groups) improves by at least inner_tol per step (mean over the last 4 steps,
+    # grpo.trainer.STOP_WINDOW), at most max_inner_steps steps.
+    inner_tol: Optional[float] = None
+    max_inner_steps: int = 64
     # R1/R2's optimiser stops when every question's certificate (gradient L1 norm of objective / total
     # KL strength, a first-order bound on its PoS error) is below this: 1e-6 is the ladder's tolerance.
     # Not lower: on eps=0 questions with p_old within 1e-90 of 1 (A ~ -1e45) the certificate stalls
@@ -141,6 +147,10 @@ class GRPOConfig:
         _require(self.clip_eps is None or self.clip_eps > 0, "grpo.clip_eps", self.clip_eps, "> 0 or null")
         _require(self.c1_groups >= 1, "grpo.c1_groups", self.c1_groups, ">= 1")
         _require(self.groups_per_question >= 1, "grpo.groups_per_question", self.groups_per_question, ">= 1")
+        _require(self.inner_tol is None or self.inner_tol > 0, "grpo.inner_tol", self.inner_tol, "> 0 or null")
+        if self.inner_tol is not None:
+            _require(self.max_inner_steps >= self.inner_steps, "grpo.max_inner_steps", self.max_inner_steps,
+                     f">= grpo.inner_steps ({self.inner_steps}) with grpo.inner_tol set")
         _require(self.argmax_tol > 0, "grpo.argmax_tol", self.argmax_tol, "> 0")
         _require(self.argmax_max_iter >= 1, "grpo.argmax_max_iter", self.argmax_max_iter, ">= 1")
 

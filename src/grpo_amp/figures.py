@@ -429,13 +429,21 @@ def heldout(D: Path, runs: pd.DataFrame) -> Figure:
 
 
 RUNG_ORDER = ("R1", "R2", "R3", "R4", "R6", "R5")
+TRANSFORMER_ORDER = ("transformer control", "transformer", "trl")  # after the loss choices: the control first
 
 
 def _rung_sort_key(rung: str) -> tuple:
-    """Chain order: R1, R2, R3 (its M points), R4 (largest m first), R6, R5, then the rest."""
+    """Chain order: R1, R2, R3 (its M points), R4 (largest m first), R6, R5, the loss choices, then the
+    transformer control, the transformer and TRL."""
     base, _, value = rung.partition(" (")
     number = float(value.split("= ")[-1].rstrip(")")) if value else np.inf
-    return (RUNG_ORDER.index(base) if base in RUNG_ORDER else len(RUNG_ORDER), -number if base == "R4" else number, rung)
+    if base in RUNG_ORDER:
+        position = RUNG_ORDER.index(base)
+    elif base in TRANSFORMER_ORDER:
+        position = len(RUNG_ORDER) + 1 + TRANSFORMER_ORDER.index(base)
+    else:
+        position = len(RUNG_ORDER)
+    return (position, -number if base == "R4" else number, rung)
 
 
 @_themed

@@ -3,12 +3,19 @@
     table = ladder_table(runs, predictions)   # LADDER_COLUMNS, one row per (rung, run)
 
 Rungs are the registry's policies with an E5 rung (R1 ... R6), the loss's own choices on top of R6
-(its clipping and KL-estimator sweeps: ``clip0.2``, ``k1``, ``k3``) and the transformer. For every
-row: ``gap`` = mean |p_n - C3| (train questions, n >= 1) and ``gap_G`` the same against C3 with
+(its clipping and KL-estimator sweeps: ``clip0.2``, ``k1``, ``k3``) and the transformer family. For
+every row: ``gap`` = mean |p_n - C3| (train questions, n >= 1) and ``gap_G`` the same against C3 with
 E1's S_G, each the mean over seeds with its 95% interval; ``part`` = gap - parent's gap, with a
 Welch interval over the two runs' seeds. The main chain R1 -> R2 -> R3 -> R4 (largest m) -> R6
 telescopes: its parts add up to R6's gap minus R1's (which is ~0: R1 is C3). R5 (one group's own
-maximiser) hangs off R6, as do the loss choices and the transformer.
+maximiser) hangs off R6, as do the loss choices.
+
+The transformer's chain (issue 10): ``transformer control`` (m groups per question, inner steps until
+the sampled objective stops improving) hangs off the table's R4 at the same G, m and variant (R2
+where the scale has no such R4), so its part is the parametrisation (shared parameters across
+questions, C2 drift, held-out questions moving), measured rather than asserted; ``transformer`` and
+``trl`` hang off the control, so their part is sampling + optimisation on the transformer (one group,
+M steps; TRL's loop too). Without a control at the scale they hang off R6, as before.
 Reads the predict files only (nothing here trains).
 """
 
@@ -32,8 +39,16 @@ CAUSES = {
     "clip": "ratio clipping on top of R6",
     "k1": "k1 estimator as the KL loss term: a different objective (its gradient vanishes at pi = pi_{n-1}), not only noise",
     "k3": "k3 estimator as the KL loss term: a different objective (its gradient is that of KL(pi_ref || pi) at pi = pi_{n-1})",
-    "transformer": "parametrisation: a transformer shares parameters across questions (its own G, M, lr)",
+    "transformer": "parametrisation and sampling + optimisation together: a transformer shares parameters across "
+                   "questions (its own G, M, lr), beside the table's R6 (no transformer control at this scale)",
+    "transformer control": "parametrisation: the transformer as close to each iteration's maximiser as it allows "
+                           "(m groups per question, inner steps until the sampled objective stops improving) beside "
+                           "the table's rung at the same G, m and beta: shared parameters across questions, C2 drift, "
+                           "held-out questions moving (plus what the control leaves of sampling and optimisation error)",
+    "after control": "sampling + optimisation on the transformer: one group per question and M inner steps instead "
+                     "of the control's m groups and steps until the objective stops improving (same loss, G, lr, beta)",
 }
+CONTROL = "transformer_control"  # the registry's transformer control (its rung label: "transformer control")
 
 
 def _gaps(pred: pd.DataFrame, column: str) -> np.ndarray:
@@ -48,19 +63,22 @@ def _rows_of(runs: pd.DataFrame) -> list[dict]:
         if spec is None:
             continue
         if spec.rung == "R4" and r.sweep == "variant":  # m = 1: R6 draw for draw
-            out.append(dict(rung="R4", policy=r.policy, run=r.run, variant=r.variant, value=r.groups_per_question))
+            out.append(dict(rung="R4", policy=r.policy, run=r.run, variant=r.variant, value=r.groups_per_question,
+                            group_size=r.group_size))
         elif spec.rung is not None and r.sweep == "variant":
             out.append(dict(rung=spec.rung, policy=r.policy, run=r.run, variant=r.variant, value=np.nan))
         elif spec.rung == "R3" and r.sweep == "inner_steps":
             out.append(dict(rung="R3", policy=r.policy, run=r.run, variant=r.variant, value=r.inner_steps))
         elif spec.rung == "R4" and r.sweep == "groups_per_question":
-            out.append(dict(rung="R4", policy=r.policy, run=r.run, variant=r.variant, value=r.groups_per_question))
+            out.append(dict(rung="R4", policy=r.policy, run=r.run, variant=r.variant, value=r.groups_per_question,
+                            group_size=r.group_size))
         elif spec.rung == "R6" and r.sweep == "clip_eps":
             out.append(dict(rung=f"clip{r.clip_eps:g}", policy=r.policy, run=r.run, variant=r.variant, value=np.nan))
         elif spec.rung == "R6" and r.sweep == "kl_estimator":
             out.append(dict(rung=str(r.kl_estimator), policy=r.policy, run=r.run, variant=r.variant, value=np.nan))
         elif spec.family == "transformer" and r.sweep == "variant":
-            out.append(dict(rung=r.policy, policy=r.policy, run=r.run, variant=r.variant, value=np.nan))
+            out.append(dict(rung=r.policy.replace("_", " "), policy=r.policy, run=r.run, variant=r.variant,
+                            value=np.nan, group_size=r.group_size, groups_per_question=r.groups_per_question))
     return out
 
 
@@ -81,7 +99,15 @@ def _parent(row: dict, by_rung: dict[tuple[str, str], dict]) -> dict | None:
     if rung == "R6":
         r4 = [r for (name, var), r in by_rung.items() if name.startswith("R4@") and var == v and r["value"] > 1]
         return max(r4, key=lambda r: r["value"]) if r4 else plain("R3")
-    return plain("R6")  # R5, the loss choices and the transformer change R6
+    if row["policy"] == CONTROL:
+        # the table at the same G and m (R4), or the exact finite-G maximiser (R2) the control approaches
+        same_m = by_rung.get((f"R4@{row['groups_per_question']:g}", v))
+        if same_m is not None and same_m["group_size"] == row["group_size"]:
+            return same_m
+        return plain("R2") or plain("R6")
+    if registry.POLICIES[row["policy"]].family == "transformer":
+        return plain(CONTROL.replace("_", " ")) or plain("R6")
+    return plain("R6")  # R5 and the loss choices change R6
 
 
 def _label(row: dict) -> str:
@@ -91,11 +117,15 @@ def _label(row: dict) -> str:
     return f"{row['rung']} ({'M' if row['rung'] == 'R3' else 'm'} = {row['value']:g})"
 
 
-def _cause(row: dict) -> str:
+def _cause(row: dict, parent: dict | None) -> str:
     rung = row["rung"]
     if rung.startswith("clip"):
         return CAUSES["clip"]
-    return CAUSES.get(rung, CAUSES["transformer"] if registry.POLICIES[row["policy"]].family == "transformer" else "")
+    if row["policy"] == CONTROL:
+        return CAUSES["transformer control"]
+    if registry.POLICIES[row["policy"]].family == "transformer":
+        return CAUSES["after control"] if parent is not None and parent["policy"] == CONTROL else CAUSES["transformer"]
+    return CAUSES.get(rung, "")
 
 
 def ladder_table(runs: pd.DataFrame, predictions: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
@@ -118,5 +148,5 @@ def ladder_table(runs: pd.DataFrame, predictions: dict[tuple[str, str], pd.DataF
                     "gap_G": gap_g, "gap_G_lo": gap_g_lo, "gap_G_hi": gap_g_hi,
                     "parent": "" if parent is None else _label(parent),
                     "part": part[0], "part_lo": part[1], "part_hi": part[2],
-                    "cause": _cause(r)})
+                    "cause": _cause(r, parent)})
     return pd.DataFrame(out, columns=LADDER_COLUMNS)

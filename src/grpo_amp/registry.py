@@ -83,6 +83,13 @@ POLICY_TABLE = (  # plot order is table order
                "R6: sampled GRPO on a table", rung="R6"),
     PolicySpec("transformer", "transformer", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True, _PRACTICE_SWEEPS,
                "sampled GRPO on a transformer", grpo="practice_token"),
+    # the transformer as close to each iteration's maximiser as the model allows (issue 10): the same
+    # grpo_update with m groups per question and inner steps until the sampled objective stops improving.
+    # transformer - control = sampling + optimisation on the transformer; control - tabular R4 at the same
+    # G, m, beta = parametrisation (grpo_amp.ladder)
+    PolicySpec("transformer_control", "transformer", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True, (),
+               "transformer control: m groups, steps until the objective stops improving",
+               grpo="transformer_control"),
     # TRL's own loop on the same checkpoint, task and GRPO settings as `transformer` (grpo_amp.trl_settings maps them)
     PolicySpec("trl", "transformer", None, PRACTICE, True, ("beta",), "TRL 1.16 GRPOTrainer on the transformer",
                grpo="practice_token", loop="grpo_amp.trl_policy:train_trl"),

@@ -21,8 +21,10 @@ CURVE_COLUMNS = ["p", "step_gain", "limit", "step_gain_G", "limit_G"]
 
 # results/{scale}/train/{policy}/{run}/metrics.csv: one row per iteration of training.
 # seed -1: the policy trains several seeds in one table (tabular), so the row is pooled over them.
+# inner_steps_taken: grpo_update's optimiser steps in the iteration (grpo.inner_steps, or more
+# where grpo.inner_tol lets them go on: the transformer control); NaN for the closed forms and E5's rungs.
 TRAIN_METRICS_COLUMNS = ["seed", "iteration", "loss", "pg_objective", "kl_ref", "kl_prev", "mean_reward",
-                         "zero_spread_frac", "clip_frac"]
+                         "zero_spread_frac", "clip_frac", "inner_steps_taken"]
 # results/{scale}/train/{policy}/{run}/timing.csv: wall seconds per iteration, kept out of metrics.csv
 # so that every data file is byte-identical between two runs of the same config on one machine.
 TIMING_COLUMNS = ["seed", "iteration", "seconds"]

@@ -138,6 +138,7 @@ def train_trl(policy, ref, task, cfg: Config,
                        "kl_prev": math.nan, "mean_reward": float(rewards.mean()),
                        "zero_spread_frac": float(zero_spread.double().mean()),
                        "clip_frac": float(logs.get("clip_ratio/region_mean", math.nan)),
+                       "inner_steps_taken": int(cfg.grpo.inner_steps),  # TRL's mu steps per generation round
                        "seconds": time.perf_counter() - self.start}
             history.metrics.append(metrics)
             history.c1.append(c1.assign(iteration=n))

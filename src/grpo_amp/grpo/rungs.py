@@ -130,7 +130,8 @@ def exact_objective(logits: torch.Tensor, adv: torch.Tensor, log_ref: torch.Tens
 def _metrics(terms: dict[str, torch.Tensor], mean_reward, zero_spread, clip_frac=NAN) -> dict:
     return {"loss": float(-terms["objective"].mean()), "pg_objective": float(terms["pg"].mean()),
             "kl_ref": float(terms["kl_ref"].mean()), "kl_prev": float(terms["kl_old"].mean()),
-            "mean_reward": float(mean_reward), "zero_spread_frac": float(zero_spread), "clip_frac": float(clip_frac)}
+            "mean_reward": float(mean_reward), "zero_spread_frac": float(zero_spread), "clip_frac": float(clip_frac),
+            "inner_steps_taken": NAN}  # not grpo_update's inner loop
 
 
 # --------------------------------------------------------------------------- R1/R2's optimiser

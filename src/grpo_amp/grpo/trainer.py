@@ -51,6 +51,9 @@ def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions:
 
     m = grpo.groups_per_question groups of G per question, the objective averaged over them,
     advantages per group of G: m = 1 is practice (E5's R6), m > 1 is E5's R4 (sampling error).
+    With grpo.inner_tol set (the transformer control) the steps go on past M = grpo.inner_steps while
+    the sampled objective improves by at least inner_tol per step (mean over the last STOP_WINDOW
+    steps), up to grpo.max_inner_steps (``inner_steps_taken`` in the metrics says how many were taken).
     """
     v, g = cfg.variant, cfg.grpo
     m, G = g.groups_per_question, g.group_size
@@ -62,18 +65,52 @@ def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions:
     with torch.no_grad():
         ref_logq = ref.log_softmax(rollout)                             # (Q, m*G, T, V)
         # with one inner step pi = pi_old at the only step: ratio = 1, skip the extra pass (as TRL does)
-        old_logq = old.log_softmax(rollout) if g.inner_steps > 1 else None
+        old_logq = old.log_softmax(rollout) if g.inner_steps > 1 or g.inner_tol is not None else None
     optimiser = _optimiser(policy, cfg)
-    for _ in range(g.inner_steps):
+    stop = inner_stopping(g.inner_steps, g.inner_tol, g.max_inner_steps)
+    taken = 0
+    while True:
         logq = policy.log_softmax(rollout)
         terms: LossTerms = grpo_loss(logq, logq.detach() if old_logq is None else old_logq, ref_logq,
                                      rollout.tokens, rollout.mask, adv.to(logq.dtype), v, g)
+        if stop(taken, float(terms.loss.detach())):
+            break
         optimiser.zero_grad(set_to_none=True)
         terms.loss.backward()
         optimiser.step()
+        taken += 1
+        if g.inner_tol is None and taken == g.inner_steps:
+            break  # practice: M steps; the loss reported is the one of the last step's start, as before
     return {"loss": float(terms.loss.detach()), "pg_objective": float(terms.pg_objective), "kl_ref": float(terms.kl_ref),
             "kl_prev": float(terms.kl_prev), "mean_reward": float(rewards.mean()),
-            "zero_spread_frac": float(zero_spread.double().mean()), "clip_frac": float(terms.clip_frac)}
+            "zero_spread_frac": float(zero_spread.double().mean()), "clip_frac": float(terms.clip_frac),
+            "inner_steps_taken": taken}
+
+
+STOP_WINDOW = 4  # inner_tol judges the loss's mean fall per step over this many steps: Adam's steps are not monotone
+
+
+def inner_stopping(min_steps: int, tol: float | None, max_steps: int,
+                   window: int = STOP_WINDOW) -> Callable[[int, float], bool]:
+    """``stop(taken, loss)``: called with the loss at the current parameters after ``taken`` steps.
+
+    tol None: never stops early (the caller runs exactly ``min_steps``). Otherwise: stop at
+    ``max_steps``, or once at least ``min_steps`` (and ``window``) steps are taken and the loss fell
+    by less than ``tol`` per step on average over the last ``window`` steps: the sampled objective
+    stopped improving. One step up between steps down (Adam's oscillation) does not stop it.
+    """
+    losses: list[float] = []
+
+    def stop(taken: int, loss: float) -> bool:
+        if tol is None:
+            return False
+        losses.append(loss)
+        if taken >= max_steps:
+            return True
+        if taken < max(min_steps, window):
+            return False
+        return (losses[-1 - window] - losses[-1]) / window < tol
+    return stop
 
 
 def exact_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions: torch.Tensor,
@@ -82,7 +119,7 @@ def exact_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions
     policy.set_exact_optimum(old, ref, questions, cfg.variant)
     nan = float("nan")
     return {"loss": nan, "pg_objective": nan, "kl_ref": nan, "kl_prev": nan, "mean_reward": nan,
-            "zero_spread_frac": nan, "clip_frac": nan}
+            "zero_spread_frac": nan, "clip_frac": nan, "inner_steps_taken": nan}
 
 
 Update = Callable[..., dict]  # (policy, old, ref, task, questions, cfg, generator) -> metrics of the iteration
