@@ -418,3 +418,55 @@ def test_ladder_main_chain_telescopes():
     # R6 vs R4 (m = 4), 3 seeds each with the same offsets: Welch interval by hand
     half = stats.t.ppf(0.975, 2) * np.sqrt(2 * 0.005 ** 2 / 3)
     assert ladder.loc["R6", ["part_lo", "part_hi"]].tolist() == pytest.approx([0.07 - half, 0.07 + half], abs=1e-12)
+
+
+def _transformer_ladder(with_r4: bool = True, with_control: bool = True) -> pd.DataFrame:
+    """The table's R2, R4 (m = 4), R6 and the transformer family: control (m = 4), transformer, trl."""
+    v = VARIANTS["mean_std_ref"]
+    b = Builder(P_PRACTICE)
+    b.add("tabular_r2", "mean_std_ref", v, "variant", _drifted(0.02, spread=(0.0,))[0], c1=None)
+    b.add("tabular_sgd", "mean_std_ref", v, "variant", _drifted(0.15), c1=None)
+    if with_r4:
+        b.add("tabular_r4", "mean_std_ref-m4", v, "groups_per_question", _drifted(0.08), c1=None, groups_per_question=4)
+    if with_control:
+        b.add("transformer_control", "mean_std_ref", v, "variant", _drifted(0.11), c1=None, inner_steps=4,
+              groups_per_question=4)
+    b.add("transformer", "mean_std_ref", v, "variant", _drifted(0.17), c1=None, inner_steps=4)
+    b.add("trl", "mean_std_ref", v, "variant", _drifted(0.16), c1=None, inner_steps=4)
+    study = b.study()
+    return ladder_table(study.runs, study.predictions).set_index("rung")
+
+
+def test_ladder_transformer_control_splits_parametrisation_from_sampling_and_optimisation():
+    """control - R4 (same G, m, beta) is the parametrisation part; transformer - control is sampling +
+    optimisation on the transformer; each part is the difference of the two gaps, and the two add up to
+    the transformer's gap minus the table's R4."""
+    ladder = _transformer_ladder()
+    control, transformer, trl = ladder.loc["transformer control"], ladder.loc["transformer"], ladder.loc["trl"]
+    assert control["parent"] == "R4 (m = 4)" and transformer["parent"] == "transformer control"
+    assert trl["parent"] == "transformer control"
+    assert control["gap"] == pytest.approx(0.11, abs=1e-12) and transformer["gap"] == pytest.approx(0.17, abs=1e-12)
+    assert control["part"] == pytest.approx(control["gap"] - ladder.loc["R4 (m = 4)", "gap"], abs=1e-12)
+    assert control["part"] == pytest.approx(0.03, abs=1e-12)
+    assert transformer["part"] == pytest.approx(transformer["gap"] - control["gap"], abs=1e-12)
+    assert transformer["part"] == pytest.approx(0.06, abs=1e-12)
+    assert control["part"] + transformer["part"] == pytest.approx(transformer["gap"] - ladder.loc["R4 (m = 4)", "gap"],
+                                                                  abs=1e-12)
+    half = stats.t.ppf(0.975, 2) * np.sqrt(2 * 0.005 ** 2 / 3)  # 3 seeds each with the same offsets
+    assert [transformer["part_lo"], transformer["part_hi"]] == pytest.approx([0.06 - half, 0.06 + half], abs=1e-12)
+    assert control["cause"].startswith("parametrisation") and "shared parameters" in control["cause"]
+    assert transformer["cause"].startswith("sampling + optimisation on the transformer")
+    assert "TRL" in trl["cause"]
+
+
+def test_ladder_transformer_control_falls_back_to_r2_and_the_transformer_to_r6():
+    """Without an R4 at the control's m the control hangs off R2 (the finite-G maximiser it approaches);
+    without a control the transformer keeps R6 as its parent, with the old, mixed cause."""
+    no_r4 = _transformer_ladder(with_r4=False)
+    assert no_r4.loc["transformer control", "parent"] == "R2"
+    assert no_r4.loc["transformer control", "part"] == pytest.approx(0.11 - 0.02, abs=1e-12)
+    no_control = _transformer_ladder(with_control=False)
+    assert "transformer control" not in no_control.index
+    assert no_control.loc["transformer", "parent"] == "R6" and no_control.loc["trl", "parent"] == "R6"
+    assert no_control.loc["transformer", "part"] == pytest.approx(0.17 - 0.15, abs=1e-12)
+    assert "no transformer control" in no_control.loc["transformer", "cause"]

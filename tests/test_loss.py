@@ -13,7 +13,7 @@ from grpo_amp.config import (
     VariantConfig,
 )
 from grpo_amp.grpo import loss as L
-from grpo_amp.grpo.trainer import grpo_update
+from grpo_amp.grpo.trainer import STOP_WINDOW, grpo_update, inner_stopping
 from grpo_amp.policies.tabular import make_reference
 from grpo_amp.pos import pos_exact
 
@@ -344,8 +344,9 @@ def test_grpo_update_on_a_tabular_policy():
     metrics = grpo_update(policy, old, ref, task, questions, cfg, torch.Generator().manual_seed(0))
     after = policy.logits.detach()
     assert set(metrics) == {"loss", "pg_objective", "kl_ref", "kl_prev", "mean_reward", "zero_spread_frac",
-                            "clip_frac"}
+                            "clip_frac", "inner_steps_taken"}
     assert all(math.isfinite(metrics[k]) for k in metrics)
+    assert metrics["inner_steps_taken"] == 8  # no grpo.inner_tol: exactly M steps
     assert (after - before).abs().max() > 0.1  # Adam with lr 0.1 for 8 steps moves the logits
     assert torch.equal(old.logits, before) and torch.equal(ref.logits, before)  # frozen copies untouched
     assert 0.0 <= metrics["mean_reward"] <= 1.0 and 0.0 <= metrics["zero_spread_frac"] <= 1.0
@@ -354,3 +355,41 @@ def test_grpo_update_on_a_tabular_policy():
     p0, _ = pos_exact(ref, questions)
     p1, _ = pos_exact(policy, questions)
     assert p1.mean() > p0.mean() + 0.02
+
+
+# --------------------------------------------------------------------------- early stopping (inner_tol)
+def _steps_until_stop(losses, min_steps, tol, max_steps, window=STOP_WINDOW):
+    """How many optimiser steps grpo_update takes when the loss after k steps is losses[k]."""
+    stop = inner_stopping(min_steps, tol, max_steps, window)
+    for taken, loss in enumerate(losses):
+        if stop(taken, loss):
+            return taken
+    raise AssertionError("never stopped")
+
+
+def test_inner_stopping_stops_when_the_objective_stops_improving():
+    falling = [1.0 - 0.1 * k for k in range(8)]            # 8 losses falling by 0.1 per step (0 .. 7 steps)
+    flat = [falling[-1] - 1e-5 * k for k in range(1, 40)]  # then a plateau: 1e-5 per step
+    losses = falling + flat
+    # the mean fall over the last 4 steps drops below 1e-3 at the 4th plateau loss: after 11 steps
+    assert _steps_until_stop(losses, min_steps=1, tol=1e-3, max_steps=100) == 11
+    assert _steps_until_stop(losses, min_steps=20, tol=1e-3, max_steps=100) == 20  # at least M = min_steps
+    assert _steps_until_stop(losses, min_steps=1, tol=1e-3, max_steps=6) == 6      # the cap
+    assert _steps_until_stop(losses, min_steps=1, tol=1e-6, max_steps=30) == 30    # 1e-5 per step still improves
+    stop = inner_stopping(4, None, 4)                                               # no inner_tol: never early
+    assert not any(stop(k, 1.0) for k in range(100))
+
+
+def test_inner_stopping_rides_over_one_step_up():
+    """Adam is not monotone: one step up between steps down is not "stopped improving"."""
+    losses = [1.0, 0.9, 0.8, 0.82, 0.6, 0.5, 0.4, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
+    assert _steps_until_stop(losses, min_steps=1, tol=1e-3, max_steps=100) == 11
+    assert _steps_until_stop(losses, min_steps=1, tol=1e-3, max_steps=100, window=1) == 3  # a 1-step rule stops
+
+
+def test_inner_tol_and_max_inner_steps_are_checked():
+    with pytest.raises(ValueError, match="grpo.inner_tol must be > 0 or null"):
+        GRPOConfig(inner_tol=0.0)
+    with pytest.raises(ValueError, match=r"grpo.max_inner_steps must be >= grpo.inner_steps \(8\)"):
+        GRPOConfig(inner_tol=1e-3, inner_steps=8, max_inner_steps=4)
+    GRPOConfig(inner_tol=None, inner_steps=8, max_inner_steps=4)  # the cap is unused without inner_tol

@@ -7,6 +7,7 @@ on a CPU; one pi_ref is trained once per module and shared by the tests that nee
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -529,3 +530,76 @@ def test_resolve_device_is_what_the_stages_use():
     for device in ("auto", "cpu", "cuda:1"):
         cfg = Config(policy=PolicyConfig(device=device))
         assert device_for(cfg) == resolve_device(device)
+
+
+# --------------------------------------------------------------------------- the transformer control's update
+def _control_cfg(**grpo) -> Config:
+    """transformer_control's preset (m groups, inner_tol) on the test's tiny task and model."""
+    from grpo_amp.config import compose_config
+
+    cfg = compose_config(["policy=transformer_control", "scale=smoke"])
+    return dataclasses.replace(cfg, task=TASK, grpo=dataclasses.replace(cfg.grpo, **grpo),
+                               policy=dataclasses.replace(cfg.policy, model=MODEL))
+
+
+def test_control_update_averages_m_groups_of_G(task, ref, monkeypatch):
+    """grpo_update on the transformer with m groups per question: advantages per group of G (not over
+    all m*G), and the loss is the mean of the m single-group losses (sequence_mean weighs sequences alike)."""
+    from grpo_amp.grpo import trainer
+    from grpo_amp.grpo.loss import group_advantages, grpo_loss
+
+    m, G = 3, 4
+    cfg = _control_cfg(groups_per_question=m, group_size=G, max_inner_steps=4)
+    seen = {}
+    sample, loss_fn = TransformerPolicy.sample, trainer.grpo_loss
+
+    def spy_sample(self, questions, n, generator):
+        seen["n"] = n
+        seen["rollout"] = sample(self, questions, n, generator)
+        return seen["rollout"]
+
+    def spy_loss(*args):
+        seen["args"] = args  # the last call: after some steps pi differs from pi_old and pi_ref (at the first
+        return loss_fn(*args)  # every group's loss is 0: A sums to 0 per group, the KL is 0)
+    monkeypatch.setattr(TransformerPolicy, "sample", spy_sample)
+    monkeypatch.setattr(trainer, "grpo_loss", spy_loss)
+    policy = ref.frozen_copy().requires_grad_(True)
+    old = policy.frozen_copy()
+    questions = task.split_ids("train")
+    metrics = trainer.grpo_update(policy, old, ref, task, questions, cfg, torch.Generator().manual_seed(1))
+    assert seen["n"] == m * G and metrics["inner_steps_taken"] >= cfg.grpo.inner_steps
+    logq, old_logq, ref_logq, tokens, mask, adv, v, g = seen["args"]
+    rewards = task.reward(seen["rollout"])                                         # (Q, m*G)
+    Q = len(questions)
+    assert adv.shape == (Q, m * G) and rewards.shape == (Q, m * G)
+    per_group = [group_advantages(rewards[:, j * G:(j + 1) * G], v.norm.value, v.eps, v.std.value)[0]
+                 for j in range(m)]
+    torch.testing.assert_close(adv, torch.cat(per_group, dim=1).to(adv.dtype))
+    pooled = group_advantages(rewards, v.norm.value, v.eps, v.std.value)[0]      # one group of m*G: not this
+    assert not torch.allclose(adv, pooled.to(adv.dtype))
+    whole = grpo_loss(logq, old_logq, ref_logq, tokens, mask, adv, v, g).loss
+    sl = lambda x, j: x[:, j * G:(j + 1) * G]  # noqa: E731
+    parts = [grpo_loss(sl(logq, j), sl(old_logq, j), sl(ref_logq, j), sl(tokens, j), sl(mask, j), sl(adv, j), v, g).loss
+             for j in range(m)]
+    torch.testing.assert_close(whole, torch.stack(parts).mean())
+    assert max(abs(float((p - whole).detach())) for p in parts) > 1e-4  # the groups differ: the mean is not any one of them
+
+
+def test_control_update_steps_until_the_objective_stops_improving(task, ref):
+    """With inner_tol the steps go past M while the sampled objective falls, and stop early when it is flat."""
+    from grpo_amp.grpo.trainer import STOP_WINDOW, grpo_update
+
+    questions = task.split_ids("train")
+
+    def steps(**grpo):
+        cfg = _control_cfg(groups_per_question=2, **grpo)
+        policy = ref.frozen_copy().requires_grad_(True)
+        return grpo_update(policy, policy.frozen_copy(), ref, task, questions, cfg,
+                           torch.Generator().manual_seed(2))["inner_steps_taken"]
+    # a learning rate too small to move the objective: it stops as soon as it may (M and the window)
+    assert steps(inner_steps=2, lr=1e-9, inner_tol=1e-4, max_inner_steps=40) == max(2, STOP_WINDOW)
+    # a real step: past M, below the cap, and the cap binds where the tolerance is out of reach
+    taken = steps(inner_steps=2, lr=3e-3, inner_tol=1e-3, max_inner_steps=200)
+    assert STOP_WINDOW < taken < 200
+    assert steps(inner_steps=2, lr=3e-3, inner_tol=1e-9, max_inner_steps=7) == 7
+    assert steps(inner_steps=3, lr=3e-3, inner_tol=None) == 3  # practice: exactly M

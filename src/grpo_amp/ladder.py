@@ -47,6 +47,9 @@ CAUSES = {
                            "held-out questions moving (plus what the control leaves of sampling and optimisation error)",
     "after control": "sampling + optimisation on the transformer: one group per question and M inner steps instead "
                      "of the control's m groups and steps until the objective stops improving (same loss, G, lr, beta)",
+    "trl after control": "sampling + optimisation on the transformer, and TRL's own loop and loss (grpo_amp.trl_settings): "
+                         "one group per question and TRL's steps instead of the control's m groups and steps until "
+                         "the objective stops improving (same checkpoint, G, beta)",
 }
 CONTROL = "transformer_control"  # the registry's transformer control (its rung label: "transformer control")
 
@@ -124,7 +127,9 @@ def _cause(row: dict, parent: dict | None) -> str:
     if row["policy"] == CONTROL:
         return CAUSES["transformer control"]
     if registry.POLICIES[row["policy"]].family == "transformer":
-        return CAUSES["after control"] if parent is not None and parent["policy"] == CONTROL else CAUSES["transformer"]
+        if parent is not None and parent["policy"] == CONTROL:
+            return CAUSES["trl after control" if row["policy"] == "trl" else "after control"]
+        return CAUSES["transformer"]
     return CAUSES.get(rung, "")
 
 
