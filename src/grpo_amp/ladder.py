@@ -44,7 +44,8 @@ CAUSES = {
     "transformer control": "parametrisation: the transformer as close to each iteration's maximiser as it allows "
                            "(m groups per question, inner steps until the sampled objective stops improving) beside "
                            "the table's rung at the same G, m and beta: shared parameters across questions, C2 drift, "
-                           "held-out questions moving (plus what the control leaves of sampling and optimisation error)",
+                           "held-out questions moving (plus what the control leaves of sampling and optimisation error, and the "
+                           "two tasks' different questions and p_ref)",
     "after control": "sampling + optimisation on the transformer: one group per question and M inner steps instead "
                      "of the control's m groups and steps until the objective stops improving (same loss, G, lr, beta)",
     "trl after control": "sampling + optimisation on the transformer, and TRL's own loop and loss (grpo_amp.trl_settings): "
