@@ -57,6 +57,9 @@ class PolicySpec:
     grpo: str = "paper"           # the conf/grpo/ preset it runs with (the algorithm's choices)
     loop: str = "grpo_amp.grpo.trainer:train"  # the iteration loop ("module:function")
     pos_method: str = "exact"
+    # "module:function" (cfg -> finite_group_weights kwargs) where the loop's advantage is not the variant's
+    # (TRL divides by sample std + 1e-4): the finite-G prediction must use the advantage really computed
+    finite_group_advantage: str | None = None
 
     @property
     def practice(self) -> bool:
@@ -85,7 +88,8 @@ POLICY_TABLE = (  # plot order is table order
                "sampled GRPO on a transformer", grpo="practice_token"),
     # TRL's own loop on the same checkpoint, task and GRPO settings as `transformer` (grpo_amp.trl_settings maps them)
     PolicySpec("trl", "transformer", None, PRACTICE, True, ("beta",), "TRL 1.16 GRPOTrainer on the transformer",
-               grpo="practice_token", loop="grpo_amp.trl_policy:train_trl"),
+               grpo="practice_token", loop="grpo_amp.trl_policy:train_trl",
+               finite_group_advantage="grpo_amp.trl_settings:finite_group_advantage"),
 )
 POLICIES = {p.name: p for p in POLICY_TABLE}
 POLICY_NAMES = tuple(POLICIES)
