@@ -83,7 +83,7 @@ class Builder:
         self.rng = np.random.default_rng(seed)
 
     def add(self, policy, run, variant, sweep, measured, group_size=8, inner_steps=12, kl_in_correct=0.0,
-            c1="noise", heldout=None, groups_per_question=1, c1_se=SE):
+            c1="noise", heldout=None, groups_per_question=1, c1_se=SE, lr=1e-3):
         """``measured``: (N+1, Q) PoS of one seed, or a list of them (seeds 0, 1, ...)."""
         v = variant
         seeds = [measured] if isinstance(measured, np.ndarray) else list(measured)
@@ -96,8 +96,9 @@ class Builder:
         settings = {"variant": v.name, "sweep": sweep, "norm": v.norm.value, "kl": v.kl.value, "beta": v.beta,
                     "beta_prev": v.beta_prev, "eps": v.eps, "std": v.std.value, "group_size": group_size,
                     "inner_steps": inner_steps, "clip_eps": np.nan, "kl_estimator": "exact",
-                    "groups_per_question": groups_per_question, "iterations": n_rows - 1}
-        assert list(settings) == RUN_SETTINGS
+                    "groups_per_question": groups_per_question, "lr": lr, "iterations": n_rows - 1}
+        assert set(settings) == set(RUN_SETTINGS)
+        settings = {k: settings[k] for k in RUN_SETTINGS}
         numbers = summarise_run(pred, settings)
         assert numbers["n_seeds"] == len(seeds)
         self.rows.append({"policy": policy, "run": run, **settings, **numbers})
@@ -418,3 +419,27 @@ def test_ladder_main_chain_telescopes():
     # R6 vs R4 (m = 4), 3 seeds each with the same offsets: Welch interval by hand
     half = stats.t.ppf(0.975, 2) * np.sqrt(2 * 0.005 ** 2 / 3)
     assert ladder.loc["R6", ["part_lo", "part_hi"]].tolist() == pytest.approx([0.07 - half, 0.07 + half], abs=1e-12)
+
+
+# --------------------------------------------------------------------------- E4 without an explicit penalty
+def test_e4_reports_the_effective_beta_per_learning_rate_of_a_run_without_a_penalty():
+    """trl's lr sweep around kl=mirror (TRL's beta = 0): each run behaves like C3 under kl=mirror with a
+    beta that falls as the step grows (built here as beta_eff = 0.004 / lr). E4 must recover each beta
+    from the trajectory alone, list it per lr, and keep those runs out of C3's check (no penalty applied)."""
+    p_ref = np.linspace(0.1, 0.8, 16)
+    mirror, ref = VARIANTS["mean_std_mirror"], VARIANTS["mean_std_ref"]
+    b = Builder(p_ref)
+    b.add("trl", "mean_std_ref", ref, "variant", [_c3(p_ref, ref)] * 2)
+    built = {}
+    for lr in (1e-3, 2e-3, 4e-3):
+        built[lr] = 0.004 / lr
+        b.add("trl", f"mean_std_mirror-lr{lr:g}", mirror, "lr", [_c3(p_ref, mirror, beta=built[lr])] * 2, lr=lr)
+    table = claims_table(b.study())
+    e4 = _row(table, "E4", "trl")
+    assert e4["verdict"] == "holds" and e4["value"] < 1e-3
+    per_lr = e4["evidence"].split("beta_eff per lr: ")[1].split(", ")
+    assert [s.split(":")[0] for s in per_lr] == ["lr 0.001", "lr 0.002", "lr 0.004"]
+    fitted = [float(s.split(": ")[1]) for s in per_lr]
+    np.testing.assert_allclose(fitted, [built[lr] for lr in (1e-3, 2e-3, 4e-3)], rtol=5e-3)
+    # C3's check sees the one run with TRL's explicit penalty, not the lr sweep's runs
+    assert "mirror" not in _row(table, "C3", "trl")["evidence"]

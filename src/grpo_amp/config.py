@@ -231,16 +231,22 @@ class StudyConfig:
     estimator_sweep: list[str] = field(default_factory=list)    # E2, practice policies only
     clip_sweep: list[float] = field(default_factory=list)       # E2, practice policies only
     groups_sweep: list[int] = field(default_factory=list)       # E5 R4: groups per question (m)
+    lr_sweep: list[float] = field(default_factory=list)         # E4: effective beta per learning rate (trl)
     # per policy, where it differs from the above: its variants, and which of its sweeps it runs
     # (e.g. the transformer is costly: fewer variants, only the beta sweep at default scale)
     variants_of: dict[str, list[str]] = field(default_factory=dict)
     sweeps_of: dict[str, list[str]] = field(default_factory=dict)
+    # per policy, the base of its sweeps where not ``sweep_variant``; it need not be one of its variants
+    # (trl: mean_std_mirror for the lr sweep, TRL's own beta = 0, whose runs then never enter C3's checks)
+    sweep_variant_of: dict[str, str] = field(default_factory=dict)
     seeds: int = 1  # repeats of every sampled policy's run (seed, seed + 1, ...): intervals over seeds
 
     def __post_init__(self) -> None:
         _require(self.seeds >= 1, "scale.study.seeds", self.seeds, ">= 1")
         for p in [*self.policies, *self.variants_of, *self.sweeps_of]:
             _require(p in registry.POLICIES, "scale.study.policies", p, "one of " + ", ".join(registry.POLICIES))
+        for p in self.sweep_variant_of:
+            _require(p in registry.POLICIES, "scale.study.sweep_variant_of", p, "one of " + ", ".join(registry.POLICIES))
         for p, sweeps in self.sweeps_of.items():
             for s in sweeps:
                 _require(s in registry.POLICIES[p].sweeps, f"scale.study.sweeps_of.{p}", s,

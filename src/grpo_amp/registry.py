@@ -87,7 +87,7 @@ POLICY_TABLE = (  # plot order is table order
     PolicySpec("transformer", "transformer", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True, _PRACTICE_SWEEPS,
                "sampled GRPO on a transformer", grpo="practice_token"),
     # TRL's own loop on the same checkpoint, task and GRPO settings as `transformer` (grpo_amp.trl_settings maps them)
-    PolicySpec("trl", "transformer", None, PRACTICE, True, ("beta",), "TRL 1.16 GRPOTrainer on the transformer",
+    PolicySpec("trl", "transformer", None, PRACTICE, True, ("beta", "lr"), "TRL 1.16 GRPOTrainer on the transformer",
                grpo="practice_token", loop="grpo_amp.trl_policy:train_trl",
                finite_group_advantage="grpo_amp.trl_settings:finite_group_advantage"),
 )
@@ -136,6 +136,8 @@ SWEEP_TABLE = (
     Sweep("kl_estimator", "kl", "grpo.kl_estimator", "estimator_sweep", r"[a-z0-9]+"),  # E2: k1, k3
     Sweep("clip_eps", "clip", "grpo.clip_eps", "clip_sweep"),               # E2: ratio clipping
     Sweep("groups_per_question", "m", "grpo.groups_per_question", "groups_sweep"),  # E5 R4: sampling error
+    # E4: the implicit penalty of a run without one (TRL's beta = 0) is set by the step size: beta_eff per lr
+    Sweep("lr", "lr", "grpo.lr", "lr_sweep", r"[0-9.]+(?:e-?[0-9]+)?"),
 )
 SWEEPS = {s.name: s for s in SWEEP_TABLE}
 SWEEP_OF_TAG = {s.tag: s.name for s in SWEEP_TABLE}

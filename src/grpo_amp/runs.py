@@ -24,7 +24,7 @@ from grpo_amp.config import CONF_DIR, StudyConfig
 from grpo_amp.io import InputError
 
 _RUN = re.compile(rf"^(?P<variant>{registry.VARIANT_PATTERN})"
-                  rf"(?:-(?P<tag>{'|'.join(map(re.escape, registry.SWEEP_OF_TAG))})(?P<value>[A-Za-z0-9.]+))?$")
+                  rf"(?:-(?P<tag>{'|'.join(map(re.escape, registry.SWEEP_OF_TAG))})(?P<value>[A-Za-z0-9.+-]+))?$")
 
 
 def _fmt(value) -> str:
@@ -44,7 +44,11 @@ def parse_run(name: str) -> tuple[str, str, str | None]:
         raise InputError(f"run name {name!r} is not {registry.RUN_SYNTAX}")
     if m["tag"] is None:
         return m["variant"], "variant", None
-    return m["variant"], registry.SWEEP_OF_TAG[m["tag"]], m["value"]
+    sweep = registry.SWEEPS[registry.SWEEP_OF_TAG[m["tag"]]]
+    if not re.fullmatch(sweep.value_pattern, m["value"]):  # the same pattern as Snakemake's wildcard
+        raise InputError(f"run name {name!r} is not {registry.RUN_SYNTAX}: {m['value']!r} is not a value of "
+                         f"{sweep.name} ({sweep.value_pattern})")
+    return m["variant"], sweep.name, m["value"]
 
 
 def run_overrides(name: str) -> list[str]:
@@ -66,9 +70,17 @@ def load_study(scale: str, conf_dir: Path = CONF_DIR) -> StudyConfig:
         raise InputError(f"unknown scale {scale!r}: no {path}")
     try:
         node = OmegaConf.merge(OmegaConf.structured(StudyConfig), OmegaConf.load(path).study)
-        return OmegaConf.to_object(node)
+        study = OmegaConf.to_object(node)
     except (OmegaConfBaseException, ValueError) as exc:
         raise InputError(f"{path}: {str(exc).splitlines()[0]}") from None
+    named = {"variants": study.variants, "sweep_variant": [study.sweep_variant],
+             **{f"variants_of.{p}": v for p, v in study.variants_of.items()},
+             **{f"sweep_variant_of.{p}": [v] for p, v in study.sweep_variant_of.items()}}
+    for where, variants in named.items():
+        for v in variants:
+            if not (conf_dir / "variant" / f"{v}.yaml").is_file():
+                raise InputError(f"{path}: study.{where}: unknown variant {v!r} (no conf/variant/{v}.yaml)")
+    return study
 
 
 def study_runs(scale: str, policy: str, conf_dir: Path = CONF_DIR) -> list[str]:
@@ -83,9 +95,9 @@ def runs_of_study(study: StudyConfig, policy: str) -> list[str]:
     spec = registry.policy(policy)
     variants = list(study.variants_of.get(policy, study.variants))
     names = list(variants)
-    base = study.sweep_variant
-    if base not in variants:
-        return names  # a policy sweeps only around a variant it runs
+    base = study.sweep_variant_of.get(policy, study.sweep_variant)
+    if base not in variants and policy not in study.sweep_variant_of:
+        return names  # a policy sweeps only around a variant it runs, or one named for it alone
     sweeps = study.sweeps_of.get(policy, spec.sweeps)
     for sweep in registry.SWEEP_TABLE:
         if sweep.name in sweeps and sweep.name in spec.sweeps:
