@@ -211,7 +211,7 @@ def test_bad_enum_message_lists_the_choices():
 
 
 def test_policy_transformer_with_tabular_task_names_both():
-    with pytest.raises(ValueError, match=r"task must be modarith for policy=transformer; got 'tabular'"):  # noqa
+    with pytest.raises(ValueError, match=r"task must be modarith or file for policy=transformer; got 'tabular'"):  # noqa
         compose_config(["policy=transformer", "task=tabular"])
 
 

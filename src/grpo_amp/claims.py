@@ -511,8 +511,11 @@ def claims_table(study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
-def claims_markdown(table: pd.DataFrame, scale: str) -> str:
-    """claims.md: a verdict matrix (claim x policy) and the full table with the numbers behind it."""
+def claims_markdown(table: pd.DataFrame, scale: str, notes: list[str] | tuple[str, ...] = ()) -> str:
+    """claims.md: a verdict matrix (claim x policy) and the full table with the numbers behind it.
+
+    ``notes`` (the runs' run.json notes, e.g. a sampling temperature != 1) come first, under "Read first".
+    """
     matrix = table.pivot(index="claim", columns="policy", values="verdict").fillna("-")
     order = [p for p in registry.POLICY_NAMES if p in matrix.columns]
     matrix = matrix[order + [c for c in matrix.columns if c not in order]]
@@ -521,6 +524,8 @@ def claims_markdown(table: pd.DataFrame, scale: str) -> str:
              "tolerance, fails where it lies wholly outside, and is inconclusive where it straddles.", "",
              "Policies: " + "; ".join(f"`{p}`: {registry.policy(p).label}" for p in order
                                       if p in registry.POLICIES) + ".", ""]
+    if notes:
+        lines += ["## Read first", "", *[f"- {n}" for n in notes], ""]
     lines += ["| claim | " + " | ".join(matrix.columns) + " |", "|---" * (len(matrix.columns) + 1) + "|"]
     lines += [f"| {c} | " + " | ".join(matrix.loc[c]) + " |" for c in matrix.index]
     lines += ["", "| claim | policy | verdict | metric | value [95% interval] | seeds | tolerance | evidence |",

@@ -183,9 +183,13 @@ class PolicyConfig:
         _require(self.temperature > 0, "policy.temperature", self.temperature, "> 0")
 
 
+TASK_NAMES = ("tabular", "modarith", "file")
+VERIFIERS = ("exact", "numeric", "math_verify")  # tasks.file_task.make_verifier
+
+
 @dataclass
 class TaskConfig:
-    """The verifiable task (``conf/task/``): tabular outputs or modular arithmetic."""
+    """The verifiable task (``conf/task/``): tabular outputs, modular arithmetic, or questions from a file."""
     name: str = "tabular"
     n_train: int = 64
     n_heldout: int = 16
@@ -209,7 +213,7 @@ class TaskConfig:
     max_new_tokens: int = 16     # completion budget (the paper's appendix: 200)
 
     def __post_init__(self) -> None:
-        _require(self.name in ("tabular", "modarith"), "task.name", self.name, "tabular or modarith")
+        _require(self.name in TASK_NAMES, "task.name", self.name, " or ".join(TASK_NAMES))
         _require(self.n_train >= 1, "task.n_train", self.n_train, ">= 1")
         _require(self.n_heldout >= 0, "task.n_heldout", self.n_heldout, ">= 0")
         _require(self.n_outputs >= 2, "task.n_outputs", self.n_outputs, ">= 2")
@@ -217,6 +221,11 @@ class TaskConfig:
                  (self.p_ref_low, self.p_ref_high), "0 < low < high < 1")
         _require(self.modulus >= 2, "task.modulus", self.modulus, ">= 2")
         _require(self.noise_a > 0 and self.noise_b > 0, "task.noise_a/noise_b", (self.noise_a, self.noise_b), "> 0")
+        if self.name == "file":  # checked at compose time: a typo fails before any job starts
+            _require(self.verifier in VERIFIERS, "task.verifier", self.verifier, "one of " + ", ".join(VERIFIERS))
+            _require(bool(self.prompt_field), "task.prompt_field", self.prompt_field, "a field name")
+            _require(bool(self.answer_field), "task.answer_field", self.answer_field, "a field name")
+            _require(self.max_new_tokens >= 1, "task.max_new_tokens", self.max_new_tokens, ">= 1")
 
 
 @dataclass
@@ -278,6 +287,7 @@ class RuleFiles:
     curves: Optional[str] = None
     runs: Optional[str] = None
     ladder: Optional[str] = None
+    iterations: Optional[str] = None
     claims_csv: Optional[str] = None
     claims_md: Optional[str] = None
 
@@ -303,6 +313,12 @@ class Config:
                  self.run_name, registry.RUN_SYNTAX)
         tasks = registry.FAMILIES[self.policy.family].tasks
         _require(self.task.name in tasks, "task", self.task.name, f"{' or '.join(tasks)} for policy={self.policy.name.value}")
+        if self.task.name == "file":
+            # a file's answers are open-ended: they cannot be listed, so PoS can only be counted from samples
+            if self.policy.pos_method == PosMethod.exact:
+                self.policy.pos_method = PosMethod.mc
+            _require(bool(self.policy.checkpoint), "policy.checkpoint", self.policy.checkpoint,
+                     "a local Hugging Face model directory with task=file (nothing is trained from scratch for a file)")
 
 
 def register_configs() -> None:

@@ -30,8 +30,10 @@ class FamilySpec:
 FAMILY_TABLE = (
     FamilySpec("tabular", "grpo_amp.tasks.tabular:TabularTask", "grpo_amp.policies.tabular:TabularPolicy",
                ("tabular",), "tabular_exact"),
-    FamilySpec("transformer", "grpo_amp.tasks.modarith:ModArithTask",
-               "grpo_amp.policies.transformer:TransformerPolicy", ("modarith",), "transformer"),
+    # a causal LM: our Llama on modarith, or any local HF checkpoint on a file task (policy.checkpoint);
+    # the loaders read which from the reference directory's task.json
+    FamilySpec("transformer", "grpo_amp.tasks.lm:LMTask", "grpo_amp.policies.lm_family:LMPolicy",
+               ("modarith", "file"), "transformer"),
 )
 FAMILIES = {f.name: f for f in FAMILY_TABLE}
 

@@ -17,6 +17,7 @@ overrides with ``run_overrides``. Both read the same table, so they cannot disag
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from grpo_amp import registry
@@ -108,3 +109,56 @@ def runs_of_study(study: StudyConfig, policy: str) -> list[str]:
 def seeds_of(study: StudyConfig, policy: str) -> int:
     """How many seeds a run of ``policy`` makes: the study's count if it samples, else one."""
     return study.seeds if registry.policy(policy).sampled else 1
+
+
+# --------------------------------------------------------------------------- the LM side's overrides
+# What the workflow sets itself for every job: an lm override may not move it (policy.checkpoint, variant.beta
+# and the like are fine; the run's own sweep value is applied after the lm overrides and wins).
+_WORKFLOW_KEYS = ("policy", "scale", "variant", "results", "run_name")          # exactly these keys
+_WORKFLOW_PREFIXES = ("scale.", "inputs.", "outputs.", "hydra.", "tracking.")  # and everything under these
+
+
+@dataclass(frozen=True)
+class LMOverrides:
+    """``--config lm="..."``: Hydra overrides for the transformer family's jobs, and the files they read."""
+    overrides: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()  # policy.checkpoint and task.path, where set: the reference rule's inputs
+
+
+def lm_overrides(text: str, scale: str) -> LMOverrides:
+    """Split and check ``text`` by composing it for policy=transformer; InputError (one line) if it is wrong."""
+    import shlex
+
+    try:
+        overrides = tuple(shlex.split(str(text or "")))
+    except ValueError as exc:
+        raise InputError(f"--config lm={text!r}: {exc}") from None
+    if not overrides:
+        return LMOverrides()
+    for o in overrides:
+        key = o.lstrip("+~").split("=", 1)[0].split("@")[0]
+        if "=" not in o or key in _WORKFLOW_KEYS or key.startswith(_WORKFLOW_PREFIXES):
+            raise InputError(f"--config lm: {o!r} is not a KEY=VALUE override the workflow leaves to you (it sets "
+                             f"{', '.join(_WORKFLOW_KEYS)} and {', '.join(p + '*' for p in _WORKFLOW_PREFIXES)} itself)")
+    from grpo_amp.config import compose_config
+
+    try:
+        cfg = compose_config(["policy=transformer", f"scale={scale}", *overrides])
+    except Exception as exc:  # Hydra's, OmegaConf's and our ConfigError: all mean "this override is wrong"
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        cause = exc.__cause__
+        detail = f": {str(cause).splitlines()[0]}" if cause is not None and str(cause) else ""
+        raise InputError(f"--config lm: {first}{detail}") from None
+    inputs = tuple(str(Path(p).expanduser()) for p in (cfg.policy.checkpoint, cfg.task.path) if p)
+    return LMOverrides(overrides, inputs)
+
+
+def lm_results(results: str, overrides: tuple[str, ...] | list[str]) -> str:
+    """The results root of a study with these lm overrides: ``results`` itself without any, else
+    ``{results}/lm-<12 hex digits of their SHA-1>``: a user's study never shares paths with the default one."""
+    if not overrides:
+        return results
+    import hashlib
+
+    digest = hashlib.sha1("\0".join(overrides).encode()).hexdigest()[:12]
+    return f"{results.rstrip('/')}/lm-{digest}"

@@ -50,6 +50,12 @@ CLAIM_COLUMNS = ["claim", "policy", "verdict", "metric", "value", "value_lo", "v
                  "evidence"]
 VERDICTS = ("holds", "fails", "inconclusive")
 
+# results/{scale}/iterations.csv: one row per (policy, run, iteration), means over train questions and seeds
+# (stages.compare.iteration_metrics, the numbers MLflow gets per step). abs_err_trajectory at n is
+# E_q |p_n(q) - C3's p_n(q)|; its mean over n >= 1 is runs.csv's gap_trajectory and the ladder's gap.
+ITERATION_COLUMNS = ["policy", "run", "iteration", "pos_mean", "pos_q10", "pos_q50", "pos_q90", "pred_trajectory_mean",
+                     "abs_err_trajectory", "abs_err_one_step", "abs_err_trajectory_G", "heldout_pos_mean"]
+
 # results/{scale}/ladder.csv: E5's gap ladder, one row per (rung, run); see grpo_amp.ladder.
 LADDER_COLUMNS = ["rung", "policy", "run", "n_seeds", "gap", "gap_lo", "gap_hi", "gap_G", "gap_G_lo", "gap_G_hi",
                   "parent", "part", "part_lo", "part_hi", "cause"]
