@@ -1,8 +1,8 @@
 """claims.py on synthetic studies whose truth is known by construction.
 
 Every study is built the way ``compare`` builds it: a pos table per run (POS_COLUMNS), turned into
-the predict frame by ``predict.predict_frame``, summarised by ``summaries.summarise_run`` into a
-runs.csv row (RUN_COLUMNS), with a C1 frame (C1_COLUMNS) per plain-variant run. Only the measured
+the predict frame by ``predict.predict_frame``, turned into a runs.csv row (RUN_COLUMNS) by compare's
+own ``run_row`` from the flattened config train writes, with a C1 frame (C1_COLUMNS) per plain-variant run. Only the measured
 PoS (one array per seed), the C1 surrogate and the within-correct KL are synthetic.
 """
 
@@ -21,6 +21,7 @@ from grpo_amp.config import KLTarget, Norm, VariantConfig
 from grpo_amp.ladder import ladder_table
 from grpo_amp.predict import predict_frame
 from grpo_amp.schema import C1_COLUMNS, CLAIM_COLUMNS, POS_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, RUN_SETTINGS
+from grpo_amp.stages.compare import run_row
 from grpo_amp.summaries import seed_interval, summarise_run
 
 N_ITERS = 12
@@ -93,15 +94,16 @@ class Builder:
                         ignore_index=True)
         pred = predict_frame(pos, v, group_size)
         assert list(pred.columns) == PREDICT_COLUMNS
-        settings = {"variant": v.name, "sweep": sweep, "norm": v.norm.value, "kl": v.kl.value, "beta": v.beta,
-                    "beta_prev": v.beta_prev, "eps": v.eps, "std": v.std.value, "group_size": group_size,
-                    "inner_steps": inner_steps, "clip_eps": np.nan, "kl_estimator": "exact",
-                    "groups_per_question": groups_per_question, "lr": lr, "iterations": n_rows - 1}
-        assert set(settings) == set(RUN_SETTINGS)
-        settings = {k: settings[k] for k in RUN_SETTINGS}
-        numbers = summarise_run(pred, settings)
-        assert numbers["n_seeds"] == len(seeds)
-        self.rows.append({"policy": policy, "run": run, **settings, **numbers})
+        # the flattened config train writes to run.json; compare's own run_row turns it into the runs.csv row
+        conf = {"variant.norm": v.norm.value, "variant.kl": v.kl.value, "variant.beta": v.beta,
+                "variant.beta_prev": v.beta_prev, "variant.eps": v.eps, "variant.std": v.std.value,
+                "grpo.group_size": group_size, "grpo.inner_steps": inner_steps, "grpo.clip_eps": None,
+                "grpo.kl_estimator": "exact", "grpo.groups_per_question": groups_per_question, "grpo.lr": lr,
+                "grpo.iterations": n_rows - 1}
+        row = run_row(policy, run, conf, pred)
+        assert row["sweep"] == sweep and row["variant"] == v.name and list(row)[2:2 + len(RUN_SETTINGS)] == RUN_SETTINGS
+        assert row["n_seeds"] == len(seeds)
+        self.rows.append(row)
         self.predictions[(policy, run)] = pred
         if c1 is not None and sweep == "variant":
             self.c1[(policy, run)] = pd.concat([_c1_frame(m, group_size, v, c1, self.rng, seed=s, se=c1_se)

@@ -51,6 +51,15 @@ def iteration_metrics(pred: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def run_row(policy: str, name: str, conf: dict, pred: pd.DataFrame) -> dict:
+    """runs.csv's row of one run: its settings, read from the flattened config train wrote (run.json),
+    and its summary numbers over seeds."""
+    variant, sweep, _ = parse_run(name)
+    settings = {col: conf.get(key) for col, key in SETTINGS.items()}
+    return {"policy": policy, "run": name, "variant": variant, "sweep": sweep, **settings,
+            **summarise_run(pred, settings)}
+
+
 def _per_seed(row: dict) -> dict:
     """A metrics.csv row as MLflow metrics: one series per seed (``seed3/loss``), pooled ones plain."""
     seed = int(row.pop("seed"))
@@ -70,10 +79,7 @@ def run(cfg: Config) -> None:
             predictions[(policy, name)] = pred
             run_ids[(policy, name)] = meta.get("mlflow_run_id")
             notes += [f"`{policy}/{name}`: {note}" for note in meta.get("notes", [])]
-            variant, sweep, _ = parse_run(name)
-            settings = {col: conf.get(key) for col, key in SETTINGS.items()}
-            rows.append({"policy": policy, "run": name, "variant": variant, "sweep": sweep, **settings,
-                         **summarise_run(pred, settings)})
+            rows.append(run_row(policy, name, conf, pred))
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
     table = claims_table(Study(runs, predictions, c1))
     ladder = ladder_table(runs, predictions)
