@@ -35,7 +35,7 @@ def _transformer(cfg: Config):
     from grpo_amp.tasks.modarith import ModArithTask
 
     if cfg.task.name == "file":  # any local HF causal LM answers questions from a file, with its own tokenizer
-        from grpo_amp.policies.checkpoint import load_causal_lm
+        from grpo_amp.policies.lm.checkpoint import load_causal_lm
         from grpo_amp.policies.hf import HFPolicy
         from grpo_amp.tasks.file_task import FileTask
 
@@ -44,7 +44,7 @@ def _transformer(cfg: Config):
         return task, HFPolicy(task, model, temperature=cfg.policy.temperature, device=device_for(cfg))
     task = ModArithTask.generate(cfg.task)
     if cfg.policy.checkpoint:  # a local HF causal LM is pi_ref: nothing trained, nothing downloaded
-        from grpo_amp.policies.checkpoint import reference_from_checkpoint
+        from grpo_amp.policies.lm.checkpoint import reference_from_checkpoint
 
         return task, reference_from_checkpoint(task, cfg.policy.checkpoint, device=device_for(cfg))
     return task, train_reference(task, cfg.policy.model, cfg.policy.reference, seed=cfg.seed, device=device_for(cfg))
