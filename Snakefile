@@ -17,5 +17,6 @@ rule all:
         CLAIMS_CSV,
         CLAIMS_MD,
         LADDER_CSV,
+        ITERATIONS_CSV,
         FIGURES,
     default_target: True

@@ -1,8 +1,8 @@
 """claims.py on synthetic studies whose truth is known by construction.
 
 Every study is built the way ``compare`` builds it: a pos table per run (POS_COLUMNS), turned into
-the predict frame by ``predict.predict_frame``, summarised by ``summaries.summarise_run`` into a
-runs.csv row (RUN_COLUMNS), with a C1 frame (C1_COLUMNS) per plain-variant run. Only the measured
+the predict frame by ``predict.predict_frame``, turned into a runs.csv row (RUN_COLUMNS) by compare's
+own ``run_row`` from the flattened config train writes, with a C1 frame (C1_COLUMNS) per plain-variant run. Only the measured
 PoS (one array per seed), the C1 surrogate and the within-correct KL are synthetic.
 """
 
@@ -21,6 +21,7 @@ from grpo_amp.config import KLTarget, Norm, VariantConfig
 from grpo_amp.ladder import ladder_table
 from grpo_amp.predict import predict_frame
 from grpo_amp.schema import C1_COLUMNS, CLAIM_COLUMNS, POS_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, RUN_SETTINGS
+from grpo_amp.stages.compare import run_row
 from grpo_amp.summaries import seed_interval, summarise_run
 
 N_ITERS = 12
@@ -83,7 +84,7 @@ class Builder:
         self.rng = np.random.default_rng(seed)
 
     def add(self, policy, run, variant, sweep, measured, group_size=8, inner_steps=12, kl_in_correct=0.0,
-            c1="noise", heldout=None, groups_per_question=1, c1_se=SE):
+            c1="noise", heldout=None, groups_per_question=1, c1_se=SE, lr=1e-3):
         """``measured``: (N+1, Q) PoS of one seed, or a list of them (seeds 0, 1, ...)."""
         v = variant
         seeds = [measured] if isinstance(measured, np.ndarray) else list(measured)
@@ -93,14 +94,16 @@ class Builder:
                         ignore_index=True)
         pred = predict_frame(pos, v, group_size)
         assert list(pred.columns) == PREDICT_COLUMNS
-        settings = {"variant": v.name, "sweep": sweep, "norm": v.norm.value, "kl": v.kl.value, "beta": v.beta,
-                    "beta_prev": v.beta_prev, "eps": v.eps, "std": v.std.value, "group_size": group_size,
-                    "inner_steps": inner_steps, "clip_eps": np.nan, "kl_estimator": "full_vocab",
-                    "groups_per_question": groups_per_question, "iterations": n_rows - 1}
-        assert list(settings) == RUN_SETTINGS
-        numbers = summarise_run(pred, settings)
-        assert numbers["n_seeds"] == len(seeds)
-        self.rows.append({"policy": policy, "run": run, **settings, **numbers})
+        # the flattened config train writes to run.json; compare's own run_row turns it into the runs.csv row
+        conf = {"variant.norm": v.norm.value, "variant.kl": v.kl.value, "variant.beta": v.beta,
+                "variant.beta_prev": v.beta_prev, "variant.eps": v.eps, "variant.std": v.std.value,
+                "grpo.group_size": group_size, "grpo.inner_steps": inner_steps, "grpo.clip_eps": None,
+                "grpo.kl_estimator": "full_vocab", "grpo.groups_per_question": groups_per_question, "grpo.lr": lr,
+                "grpo.iterations": n_rows - 1}
+        row = run_row(policy, run, conf, pred)
+        assert row["sweep"] == sweep and row["variant"] == v.name and list(row)[2:2 + len(RUN_SETTINGS)] == RUN_SETTINGS
+        assert row["n_seeds"] == len(seeds)
+        self.rows.append(row)
         self.predictions[(policy, run)] = pred
         if c1 is not None and sweep == "variant":
             self.c1[(policy, run)] = pd.concat([_c1_frame(m, group_size, v, c1, self.rng, seed=s, se=c1_se)
@@ -470,3 +473,27 @@ def test_ladder_transformer_control_falls_back_to_r2_and_the_transformer_to_r6()
     assert no_control.loc["transformer", "parent"] == "R6" and no_control.loc["trl", "parent"] == "R6"
     assert no_control.loc["transformer", "part"] == pytest.approx(0.17 - 0.15, abs=1e-12)
     assert "no transformer control" in no_control.loc["transformer", "cause"]
+
+
+# --------------------------------------------------------------------------- E4 without an explicit penalty
+def test_e4_reports_the_effective_beta_per_learning_rate_of_a_run_without_a_penalty():
+    """trl's lr sweep around kl=mirror (TRL's beta = 0): each run behaves like C3 under kl=mirror with a
+    beta that falls as the step grows (built here as beta_eff = 0.004 / lr). E4 must recover each beta
+    from the trajectory alone, list it per lr, and keep those runs out of C3's check (no penalty applied)."""
+    p_ref = np.linspace(0.1, 0.8, 16)
+    mirror, ref = VARIANTS["mean_std_mirror"], VARIANTS["mean_std_ref"]
+    b = Builder(p_ref)
+    b.add("trl", "mean_std_ref", ref, "variant", [_c3(p_ref, ref)] * 2)
+    built = {}
+    for lr in (1e-3, 2e-3, 4e-3):
+        built[lr] = 0.004 / lr
+        b.add("trl", f"mean_std_mirror-lr{lr:g}", mirror, "lr", [_c3(p_ref, mirror, beta=built[lr])] * 2, lr=lr)
+    table = claims_table(b.study())
+    e4 = _row(table, "E4", "trl")
+    assert e4["verdict"] == "holds" and e4["value"] < 1e-3
+    per_lr = e4["evidence"].split("beta_eff per lr: ")[1].split(", ")
+    assert [s.split(":")[0] for s in per_lr] == ["lr 0.001", "lr 0.002", "lr 0.004"]
+    fitted = [float(s.split(": ")[1]) for s in per_lr]
+    np.testing.assert_allclose(fitted, [built[lr] for lr in (1e-3, 2e-3, 4e-3)], rtol=5e-3)
+    # C3's check sees the one run with TRL's explicit penalty, not the lr sweep's runs
+    assert "mirror" not in _row(table, "C3", "trl")["evidence"]

@@ -237,7 +237,7 @@ def test_the_old_estimator_name_exact_fails_in_one_line_naming_full_vocab(overri
 
 
 def test_policy_transformer_with_tabular_task_names_both():
-    with pytest.raises(ValueError, match=r"task must be modarith for policy=transformer; got 'tabular'"):  # noqa
+    with pytest.raises(ValueError, match=r"task must be modarith or file for policy=transformer; got 'tabular'"):  # noqa
         compose_config(["policy=transformer", "task=tabular"])
 
 
@@ -334,6 +334,26 @@ def test_a_bad_study_fails_naming_the_field(tmp_path, bad, field):
         runs.load_study("mine", conf_dir=tmp_path)
 
 
+@pytest.mark.parametrize("where", ["variants", "sweep_variant_of"])
+def test_a_study_naming_an_unknown_variant_fails_naming_it(tmp_path, where):
+    (tmp_path / "scale").mkdir()
+    (tmp_path / "variant").mkdir()
+    (tmp_path / "variant" / "mean_std_ref.yaml").write_text("name: mean_std_ref\n")
+    study = {"policies": ["trl"], "variants": ["mean_std_ref"]}
+    study.update({"variants": ["mean_std_ref", "nope"]} if where == "variants" else {"sweep_variant_of": {"trl": "nope"}})
+    OmegaConf.save({"name": "mine", "study": study}, tmp_path / "scale" / "mine.yaml")
+    with pytest.raises(ValueError, match=f"study.{where}.*unknown variant 'nope'"):
+        runs.load_study("mine", conf_dir=tmp_path)
+
+
+def test_a_policys_own_sweep_base_need_not_be_one_of_its_variants():
+    """full: trl runs TRL's default (beta = 0, kl=mirror) only in its lr sweep, never as a plain variant,
+    so no C3 check sees a penalty TRL does not apply."""
+    names = runs.runs_of_study(runs.load_study("full"), "trl")
+    assert names == ["mean_std_ref", "mean_std_mirror-lr0.0001", "mean_std_mirror-lr0.0003", "mean_std_mirror-lr0.001"]
+    assert [runs.parse_run(n)[1] for n in names] == ["variant", "lr", "lr", "lr"]
+
+
 def test_run_overrides_by_hand():
     assert runs.run_overrides("mean_std_ref") == ["variant=mean_std_ref", "run_name=mean_std_ref"]
     assert runs.run_overrides("mean_only_ref-beta0.5") == ["variant=mean_only_ref", "run_name=mean_only_ref-beta0.5",
@@ -343,13 +363,16 @@ def test_run_overrides_by_hand():
     assert runs.run_overrides("mean_std_ref-klk3")[-1] == "grpo.kl_estimator=k3"
     assert runs.run_overrides("mean_std_ref-clip0.2")[-1] == "grpo.clip_eps=0.2"
     assert runs.run_overrides("mean_std_ref-m4")[-1] == "grpo.groups_per_question=4"
+    assert runs.run_overrides("mean_std_mirror-lr1e-05")[-1] == "grpo.lr=1e-05"  # :g writes small lrs so
+    assert runs.run_name("mean_std_mirror", "lr", 1e-5) == "mean_std_mirror-lr1e-05"
     assert runs.run_name("mean_std_ref", "beta", 2.0) == "mean_std_ref-beta2"
     assert runs.parse_run("mean_std_ref-beta0.25") == ("mean_std_ref", "beta", "0.25")
     assert runs.parse_run("mean_only_both") == ("mean_only_both", "variant", None)
 
 
 @pytest.mark.parametrize("name", ["", "mean_std_ref-", "mean_std_ref-beta", "mean_std_ref-foo1", "mean-std-ref",
-                                  "mean_std_ref-beta0.5-G4", "mean std", "mean_std_ref-G-3", "../x"])
+                                  "mean_std_ref-beta0.5-G4", "mean std", "mean_std_ref-G-3", "../x",
+                                  "mean_std_ref-beta1e-3", "mean_std_mirror-lr1e"])
 def test_parse_run_errors(name):
     with pytest.raises(ValueError, match="is not VARIANT or VARIANT-"):
         runs.parse_run(name)

@@ -128,7 +128,7 @@ def user_model(tmp_path_factory):
 
 def test_hf_policy_left_padding_changes_nothing(user_model):
     """Teacher-forced log-probs of a left-padded batch = those of each prompt alone, unpadded."""
-    from grpo_amp.policies.checkpoint import load_causal_lm
+    from grpo_amp.policies.lm.checkpoint import load_causal_lm
     from grpo_amp.policies.hf import HFPolicy
 
     model, tok = load_causal_lm(user_model)
@@ -148,7 +148,7 @@ def test_hf_policy_left_padding_changes_nothing(user_model):
 def test_user_model_and_file_task_through_trl(user_model, tmp_path):
     """A local checkpoint + the shipped file: TRL trains 1 round at temperature 0.5, PoS by Monte Carlo."""
     pytest.importorskip("trl")
-    from grpo_amp.policies.checkpoint import load_causal_lm
+    from grpo_amp.policies.lm.checkpoint import load_causal_lm
     from grpo_amp.policies.hf import HFPolicy
     from grpo_amp.trl_policy import train_trl
 

@@ -146,3 +146,34 @@ def test_trl_settings_without_theory_counterpart_are_refused(setting):
         from_trl(setting)
     assert "\n" not in str(exc.value)
     assert from_trl({"epsilon": 0.2, "epsilon_high": 0.2})["grpo.clip_eps"] == 0.2  # symmetric, spelled out
+
+
+# ---- the trl policy's prediction uses TRL's advantage ------------------------------------------
+def test_trl_policys_finite_group_prediction_uses_trls_advantage():
+    """predict's _G columns for policy=trl follow std="trl", eps=1e-4 (the variant says population, eps 0).
+
+    At G = 4 the two advantages differ by the factor sqrt(G/(G-1)) on the std: the test fails if the
+    stage predicts with the variant's advantage instead of the one TRL's loop computes.
+    """
+    import pandas as pd
+
+    from grpo_amp.predict import predict_frame
+    from grpo_amp.stages.predict import finite_group_advantage
+
+    c = cfg(G=4, beta=2.0)  # a large beta keeps p_n off 1, where every advantage predicts the same
+    c.policy = PolicyConfig(name=PolicyName.trl)
+    finite_group = finite_group_advantage(c)
+    assert finite_group == {"norm": "mean_std", "std": "trl", "eps": TRL_ADV_EPS}
+    c.policy = PolicyConfig(name=PolicyName.transformer)
+    assert finite_group_advantage(c) == {}
+
+    p_ref = np.array([0.2, 0.5, 0.8])
+    pos = pd.DataFrame({"question": np.tile(np.arange(3), 3), "split": "train", "seed": 0,
+                        "iteration": np.repeat(np.arange(3), 3), "pos": np.tile(p_ref, 3), "pos_lo": np.nan,
+                        "pos_hi": np.nan, "method": "exact", "kl_in_correct": 0.0})
+    pred = predict_frame(pos, c.variant, 4, finite_group).pivot(index="iteration", columns="question",
+                                                                 values="pred_trajectory_G").to_numpy()
+    want = theory.pos_recurrence(p_ref, 2, kl="ref", beta=2.0, group_size=4, norm="mean_std", std="trl", eps=1e-4)
+    population = theory.pos_recurrence(p_ref, 2, kl="ref", beta=2.0, group_size=4, norm="mean_std")
+    np.testing.assert_allclose(pred, want, rtol=0, atol=1e-12)
+    assert np.abs(want - population)[1:].max() > 1e-3

@@ -414,15 +414,26 @@ def claim_e3(study: Study, policy: str) -> Verdict | None:
 
 
 def claim_e4(study: Study, policy: str) -> Verdict | None:
-    runs = study.select(policy, sweep=["variant", "beta"], kl="ref")
+    """The C3 fit with an effective beta: beta_eff/beta where a penalty is applied (kl=ref), and beta_eff
+    itself per learning rate where none is (the lr sweep around kl=mirror: TRL's beta = 0, whose only
+    pull towards pi_{n-1} is the step size)."""
+    explicit = study.select(policy, sweep=["variant", "beta"], kl="ref")
+    implicit = study.select(policy, sweep=["variant", "lr"], kl="mirror") if "lr" in registry.policy(policy).sweeps \
+        else explicit.iloc[:0]
+    runs = pd.concat([explicit, implicit])
     if runs.empty:
         return None
     worst = runs.loc[runs["beta_eff_rmse"].idxmax()]
     tol = tolerance("fit_rmse", policy)
     verdict = interval_verdict(worst["beta_eff_rmse_lo"], worst["beta_eff_rmse_hi"], tol)
+    evidence = ["beta_eff/beta: " + ", ".join(f"{r.run}: {_fmt(r.beta_eff / r.beta)}" for r in explicit.itertuples())]
+    if not implicit.empty:
+        evidence.append("no explicit penalty (kl=mirror fit), beta_eff per lr: " + ", ".join(
+            f"lr {r.lr:g}: {_fmt_interval(r.beta_eff, r.beta_eff_lo, r.beta_eff_hi)}"
+            for r in implicit.sort_values("lr").itertuples()))
     return Verdict(verdict, "largest RMSE of the C3 fit with an effective beta", float(worst["beta_eff_rmse"]),
                    float(worst["beta_eff_rmse_lo"]), float(worst["beta_eff_rmse_hi"]), int(worst["n_seeds"]), tol,
-                   "beta_eff/beta: " + ", ".join(f"{r.run}: {_fmt(r.beta_eff / r.beta)}" for r in runs.itertuples()))
+                   "; ".join(evidence))
 
 
 def claim_e5(study: Study, policy: str) -> Verdict | None:
@@ -500,8 +511,11 @@ def claims_table(study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
-def claims_markdown(table: pd.DataFrame, scale: str) -> str:
-    """claims.md: a verdict matrix (claim x policy) and the full table with the numbers behind it."""
+def claims_markdown(table: pd.DataFrame, scale: str, notes: list[str] | tuple[str, ...] = ()) -> str:
+    """claims.md: a verdict matrix (claim x policy) and the full table with the numbers behind it.
+
+    ``notes`` (the runs' run.json notes, e.g. a sampling temperature != 1) come first, under "Read first".
+    """
     matrix = table.pivot(index="claim", columns="policy", values="verdict").fillna("-")
     order = [p for p in registry.POLICY_NAMES if p in matrix.columns]
     matrix = matrix[order + [c for c in matrix.columns if c not in order]]
@@ -510,6 +524,8 @@ def claims_markdown(table: pd.DataFrame, scale: str) -> str:
              "tolerance, fails where it lies wholly outside, and is inconclusive where it straddles.", "",
              "Policies: " + "; ".join(f"`{p}`: {registry.policy(p).label}" for p in order
                                       if p in registry.POLICIES) + ".", ""]
+    if notes:
+        lines += ["## Read first", "", *[f"- {n}" for n in notes], ""]
     lines += ["| claim | " + " | ".join(matrix.columns) + " |", "|---" * (len(matrix.columns) + 1) + "|"]
     lines += [f"| {c} | " + " | ".join(matrix.loc[c]) + " |" for c in matrix.index]
     lines += ["", "| claim | policy | verdict | metric | value [95% interval] | seeds | tolerance | evidence |",

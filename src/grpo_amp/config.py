@@ -203,9 +203,13 @@ class PolicyConfig:
         _require(self.temperature > 0, "policy.temperature", self.temperature, "> 0")
 
 
+TASK_NAMES = ("tabular", "modarith", "file")
+VERIFIERS = ("exact", "numeric", "math_verify")  # tasks.file_task.make_verifier
+
+
 @dataclass
 class TaskConfig:
-    """The verifiable task (``conf/task/``): tabular outputs or modular arithmetic."""
+    """The verifiable task (``conf/task/``): tabular outputs, modular arithmetic, or questions from a file."""
     name: str = "tabular"
     n_train: int = 64
     n_heldout: int = 16
@@ -229,7 +233,7 @@ class TaskConfig:
     max_new_tokens: int = 16     # completion budget (the paper's appendix: 200)
 
     def __post_init__(self) -> None:
-        _require(self.name in ("tabular", "modarith"), "task.name", self.name, "tabular or modarith")
+        _require(self.name in TASK_NAMES, "task.name", self.name, " or ".join(TASK_NAMES))
         _require(self.n_train >= 1, "task.n_train", self.n_train, ">= 1")
         _require(self.n_heldout >= 0, "task.n_heldout", self.n_heldout, ">= 0")
         _require(self.n_outputs >= 2, "task.n_outputs", self.n_outputs, ">= 2")
@@ -237,6 +241,11 @@ class TaskConfig:
                  (self.p_ref_low, self.p_ref_high), "0 < low < high < 1")
         _require(self.modulus >= 2, "task.modulus", self.modulus, ">= 2")
         _require(self.noise_a > 0 and self.noise_b > 0, "task.noise_a/noise_b", (self.noise_a, self.noise_b), "> 0")
+        if self.name == "file":  # checked at compose time: a typo fails before any job starts
+            _require(self.verifier in VERIFIERS, "task.verifier", self.verifier, "one of " + ", ".join(VERIFIERS))
+            _require(bool(self.prompt_field), "task.prompt_field", self.prompt_field, "a field name")
+            _require(bool(self.answer_field), "task.answer_field", self.answer_field, "a field name")
+            _require(self.max_new_tokens >= 1, "task.max_new_tokens", self.max_new_tokens, ">= 1")
 
 
 @dataclass
@@ -251,16 +260,22 @@ class StudyConfig:
     estimator_sweep: list[str] = field(default_factory=list)    # E2, practice policies only
     clip_sweep: list[float] = field(default_factory=list)       # E2, practice policies only
     groups_sweep: list[int] = field(default_factory=list)       # E5 R4: groups per question (m)
+    lr_sweep: list[float] = field(default_factory=list)         # E4: effective beta per learning rate (trl)
     # per policy, where it differs from the above: its variants, and which of its sweeps it runs
     # (e.g. the transformer is costly: fewer variants, only the beta sweep at default scale)
     variants_of: dict[str, list[str]] = field(default_factory=dict)
     sweeps_of: dict[str, list[str]] = field(default_factory=dict)
+    # per policy, the base of its sweeps where not ``sweep_variant``; it need not be one of its variants
+    # (trl: mean_std_mirror for the lr sweep, TRL's own beta = 0, whose runs then never enter C3's checks)
+    sweep_variant_of: dict[str, str] = field(default_factory=dict)
     seeds: int = 1  # repeats of every sampled policy's run (seed, seed + 1, ...): intervals over seeds
 
     def __post_init__(self) -> None:
         _require(self.seeds >= 1, "scale.study.seeds", self.seeds, ">= 1")
         for p in [*self.policies, *self.variants_of, *self.sweeps_of]:
             _require(p in registry.POLICIES, "scale.study.policies", p, "one of " + ", ".join(registry.POLICIES))
+        for p in self.sweep_variant_of:
+            _require(p in registry.POLICIES, "scale.study.sweep_variant_of", p, "one of " + ", ".join(registry.POLICIES))
         for p, sweeps in self.sweeps_of.items():
             for s in sweeps:
                 _require(s in registry.POLICIES[p].sweeps, f"scale.study.sweeps_of.{p}", s,
@@ -292,6 +307,7 @@ class RuleFiles:
     curves: Optional[str] = None
     runs: Optional[str] = None
     ladder: Optional[str] = None
+    iterations: Optional[str] = None
     claims_csv: Optional[str] = None
     claims_md: Optional[str] = None
 
@@ -317,6 +333,12 @@ class Config:
                  self.run_name, registry.RUN_SYNTAX)
         tasks = registry.FAMILIES[self.policy.family].tasks
         _require(self.task.name in tasks, "task", self.task.name, f"{' or '.join(tasks)} for policy={self.policy.name.value}")
+        if self.task.name == "file":
+            # a file's answers are open-ended: they cannot be listed, so PoS can only be counted from samples
+            if self.policy.pos_method == PosMethod.exact:
+                self.policy.pos_method = PosMethod.mc
+            _require(bool(self.policy.checkpoint), "policy.checkpoint", self.policy.checkpoint,
+                     "a local Hugging Face model directory with task=file (nothing is trained from scratch for a file)")
 
 
 def register_configs() -> None:

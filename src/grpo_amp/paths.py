@@ -27,6 +27,7 @@ BENCHMARK = "{results}/{scale}/benchmarks/{rule}/{name}.tsv"
 POS_MEASURED_IN_TRAINING = "pos.csv"  # in a train dir, when per-iteration checkpoints are off
 
 LADDER = "{results}/{scale}/ladder.csv"
+ITERATIONS = "{results}/{scale}/iterations.csv"  # per run and iteration: E_q |p_n - C3|, mean PoS
 
 
 def iteration_dir(train_dir: str | Path, n: int, seed_index: int = 0) -> Path:

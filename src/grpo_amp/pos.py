@@ -82,10 +82,18 @@ class PosMeter:
         self.task, self.method, self.n_samples = task, method, n_samples
         self.questions = torch.arange(len(task.questions), device=device)
         self.generator = torch.Generator(device=device).manual_seed(seed + MC_SEED_OFFSET)
-        self.ref_answer_logp = ref.answer_log_probs(self.questions)  # C2: the within-correct KL's reference
+        # open-ended answers (a file task) cannot be listed: no exact PoS, no C2 within-correct KL
+        self.listable = getattr(task, "answers_listable", True)
+        if not self.listable and method != "mc":
+            raise ValueError("a task whose answers cannot be listed needs Monte Carlo PoS (method='mc')")
+        # C2: the within-correct KL's reference
+        self.ref_answer_logp = ref.answer_log_probs(self.questions) if self.listable else None
 
     def __call__(self, policy: Policy, iteration: int) -> pd.DataFrame:
-        pos, kl_c = pos_exact(policy, self.questions, self.ref_answer_logp)
+        if self.listable:
+            pos, kl_c = pos_exact(policy, self.questions, self.ref_answer_logp)
+        else:
+            pos, kl_c = np.full(len(self.questions), np.nan), np.full(len(self.questions), np.nan)
         lo = hi = pos
         if self.method == "mc":
             pos, lo, hi = pos_mc(policy, self.task, self.questions, self.n_samples, self.generator)

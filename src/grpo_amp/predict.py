@@ -24,20 +24,24 @@ def _theory_kwargs(variant: VariantConfig) -> dict:
                 norm=variant.norm.value, eps=variant.eps, std=variant.std.value)
 
 
-def predict_frame(pos: pd.DataFrame, variant: VariantConfig, group_size: int) -> pd.DataFrame:
+def predict_frame(pos: pd.DataFrame, variant: VariantConfig, group_size: int,
+                  finite_group: dict | None = None) -> pd.DataFrame:
     """PREDICT_COLUMNS for every row of a pos table (one row per question, seed and iteration).
 
     Every seed starts from the same pi_ref, so ``pred_trajectory`` is the same for each; the
-    one-step predictions follow each seed's own measured p_{n-1}.
+    one-step predictions follow each seed's own measured p_{n-1}. ``finite_group`` replaces the
+    variant's (norm, std, eps) in the ``_G`` columns where the loop computes another advantage
+    (TRL: std="trl", eps=1e-4 outside the root).
     """
     if pos.empty:
         raise InputError("the pos table is empty")
-    frames = [_predict_seed(rows, variant, group_size) for _, rows in pos.groupby("seed", sort=True)]
+    frames = [_predict_seed(rows, variant, group_size, finite_group or {})
+              for _, rows in pos.groupby("seed", sort=True)]
     return pd.concat(frames, ignore_index=True)[PREDICT_COLUMNS].sort_values(["seed", "iteration", "question"],
                                                                               ignore_index=True)
 
 
-def _predict_seed(pos: pd.DataFrame, variant: VariantConfig, group_size: int) -> pd.DataFrame:
+def _predict_seed(pos: pd.DataFrame, variant: VariantConfig, group_size: int, finite_group: dict) -> pd.DataFrame:
     wide = pos.pivot(index="iteration", columns="question", values="pos").sort_index()  # (N+1, Q)
     if wide.index[0] != 0 or wide.isna().any().any():
         raise InputError("the pos table needs every question at every iteration, starting at iteration 0")
@@ -46,9 +50,9 @@ def _predict_seed(pos: pd.DataFrame, variant: VariantConfig, group_size: int) ->
     p_ref = measured[0]
     kw = _theory_kwargs(variant)
     columns = {}
-    for suffix, g in (("", None), ("_G", group_size)):
-        traj = theory.pos_recurrence(p_ref, n_iters, group_size=g, **kw)  # (N+1, Q)
-        one_step = np.vstack([p_ref, theory.pos_step(measured[:-1], p_ref, group_size=g, **kw)])
+    for suffix, g, kw_g in (("", None, kw), ("_G", group_size, {**kw, **finite_group})):
+        traj = theory.pos_recurrence(p_ref, n_iters, group_size=g, **kw_g)  # (N+1, Q)
+        one_step = np.vstack([p_ref, theory.pos_step(measured[:-1], p_ref, group_size=g, **kw_g)])
         columns[f"pred_trajectory{suffix}"] = traj
         columns[f"pred_one_step{suffix}"] = one_step
     limit = theory.predicted_limit(p_ref, **kw)
@@ -67,7 +71,7 @@ def _predict_seed(pos: pd.DataFrame, variant: VariantConfig, group_size: int) ->
 CURVE_GRID = np.linspace(0.002, 0.998, 400)  # p (= p_{n-1} for the step, = p_ref for the limit)
 
 
-def curves_frame(variant: VariantConfig, group_size: int) -> pd.DataFrame:
+def curves_frame(variant: VariantConfig, group_size: int, finite_group: dict | None = None) -> pd.DataFrame:
     """The run's C3 as functions on a grid of p, for figures that draw theory beside measurements.
 
     ``step_gain`` = S(p)/beta, the log-odds gain of one step under kl=ref (C5); ``limit`` = C4's limit
@@ -75,11 +79,12 @@ def curves_frame(variant: VariantConfig, group_size: int) -> pd.DataFrame:
     """
     kw = _theory_kwargs(variant)
     out = {"p": CURVE_GRID}
-    for suffix, g in (("", None), ("_G", group_size)):
+    for suffix, g, kw_g in (("", None, kw), ("_G", group_size, {**kw, **(finite_group or {})})):
         if g is None:
-            w_plus, w_minus = theory.advantage_weights(CURVE_GRID, kw["norm"], kw["eps"])
+            w_plus, w_minus = theory.advantage_weights(CURVE_GRID, kw_g["norm"], kw_g["eps"])
         else:
-            w_plus, w_minus = theory.finite_group_weights(CURVE_GRID, g, norm=kw["norm"], eps=kw["eps"], std=kw["std"])
+            w_plus, w_minus = theory.finite_group_weights(CURVE_GRID, g, norm=kw_g["norm"], eps=kw_g["eps"],
+                                                          std=kw_g["std"])
         out[f"step_gain{suffix}"] = (w_plus + w_minus) / variant.beta
-        out[f"limit{suffix}"] = theory.predicted_limit(CURVE_GRID, group_size=g, **kw)
+        out[f"limit{suffix}"] = theory.predicted_limit(CURVE_GRID, group_size=g, **kw_g)
     return pd.DataFrame(out)[CURVE_COLUMNS]

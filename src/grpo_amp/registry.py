@@ -30,8 +30,10 @@ class FamilySpec:
 FAMILY_TABLE = (
     FamilySpec("tabular", "grpo_amp.tasks.tabular:TabularTask", "grpo_amp.policies.tabular:TabularPolicy",
                ("tabular",), "tabular_exact"),
-    FamilySpec("transformer", "grpo_amp.tasks.modarith:ModArithTask",
-               "grpo_amp.policies.transformer:TransformerPolicy", ("modarith",), "transformer"),
+    # a causal LM: our Llama on modarith, or any local HF checkpoint on a file task (policy.checkpoint);
+    # the loaders read which from the reference directory's task.json
+    FamilySpec("transformer", "grpo_amp.tasks.lm:LMTask", "grpo_amp.policies.lm_family:LMPolicy",
+               ("modarith", "file"), "transformer"),
 )
 FAMILIES = {f.name: f for f in FAMILY_TABLE}
 
@@ -57,6 +59,9 @@ class PolicySpec:
     grpo: str = "paper"           # the conf/grpo/ preset it runs with (the algorithm's choices)
     loop: str = "grpo_amp.grpo.trainer:train"  # the iteration loop ("module:function")
     pos_method: str = "exact"
+    # "module:function" (cfg -> finite_group_weights kwargs) where the loop's advantage is not the variant's
+    # (TRL divides by sample std + 1e-4): the finite-G prediction must use the advantage really computed
+    finite_group_advantage: str | None = None
 
     @property
     def practice(self) -> bool:
@@ -91,8 +96,9 @@ POLICY_TABLE = (  # plot order is table order
                "transformer control: m groups, steps until the objective stops improving",
                grpo="transformer_control"),
     # TRL's own loop on the same checkpoint, task and GRPO settings as `transformer` (grpo_amp.trl_settings maps them)
-    PolicySpec("trl", "transformer", None, PRACTICE, True, ("beta",), "TRL 1.16 GRPOTrainer on the transformer",
-               grpo="practice_token", loop="grpo_amp.trl_policy:train_trl"),
+    PolicySpec("trl", "transformer", None, PRACTICE, True, ("beta", "lr"), "TRL 1.16 GRPOTrainer on the transformer",
+               grpo="practice_token", loop="grpo_amp.trl_policy:train_trl",
+               finite_group_advantage="grpo_amp.trl_settings:finite_group_advantage"),
 )
 POLICIES = {p.name: p for p in POLICY_TABLE}
 POLICY_NAMES = tuple(POLICIES)
@@ -139,6 +145,8 @@ SWEEP_TABLE = (
     Sweep("kl_estimator", "kl", "grpo.kl_estimator", "estimator_sweep", r"[a-z0-9]+"),  # E2: k1, k3
     Sweep("clip_eps", "clip", "grpo.clip_eps", "clip_sweep"),               # E2: ratio clipping
     Sweep("groups_per_question", "m", "grpo.groups_per_question", "groups_sweep"),  # E5 R4: sampling error
+    # E4: the implicit penalty of a run without one (TRL's beta = 0) is set by the step size: beta_eff per lr
+    Sweep("lr", "lr", "grpo.lr", "lr_sweep", r"[0-9.]+(?:e-?[0-9]+)?"),
 )
 SWEEPS = {s.name: s for s in SWEEP_TABLE}
 SWEEP_OF_TAG = {s.tag: s.name for s in SWEEP_TABLE}

@@ -17,6 +17,7 @@ overrides with ``run_overrides``. Both read the same table, so they cannot disag
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from grpo_amp import registry
@@ -24,7 +25,7 @@ from grpo_amp.config import CONF_DIR, StudyConfig
 from grpo_amp.io import InputError
 
 _RUN = re.compile(rf"^(?P<variant>{registry.VARIANT_PATTERN})"
-                  rf"(?:-(?P<tag>{'|'.join(map(re.escape, registry.SWEEP_OF_TAG))})(?P<value>[A-Za-z0-9.]+))?$")
+                  rf"(?:-(?P<tag>{'|'.join(map(re.escape, registry.SWEEP_OF_TAG))})(?P<value>[A-Za-z0-9.+-]+))?$")
 
 
 def _fmt(value) -> str:
@@ -44,7 +45,11 @@ def parse_run(name: str) -> tuple[str, str, str | None]:
         raise InputError(f"run name {name!r} is not {registry.RUN_SYNTAX}")
     if m["tag"] is None:
         return m["variant"], "variant", None
-    return m["variant"], registry.SWEEP_OF_TAG[m["tag"]], m["value"]
+    sweep = registry.SWEEPS[registry.SWEEP_OF_TAG[m["tag"]]]
+    if not re.fullmatch(sweep.value_pattern, m["value"]):  # the same pattern as Snakemake's wildcard
+        raise InputError(f"run name {name!r} is not {registry.RUN_SYNTAX}: {m['value']!r} is not a value of "
+                         f"{sweep.name} ({sweep.value_pattern})")
+    return m["variant"], sweep.name, m["value"]
 
 
 def run_overrides(name: str) -> list[str]:
@@ -66,9 +71,17 @@ def load_study(scale: str, conf_dir: Path = CONF_DIR) -> StudyConfig:
         raise InputError(f"unknown scale {scale!r}: no {path}")
     try:
         node = OmegaConf.merge(OmegaConf.structured(StudyConfig), OmegaConf.load(path).study)
-        return OmegaConf.to_object(node)
+        study = OmegaConf.to_object(node)
     except (OmegaConfBaseException, ValueError) as exc:
         raise InputError(f"{path}: {str(exc).splitlines()[0]}") from None
+    named = {"variants": study.variants, "sweep_variant": [study.sweep_variant],
+             **{f"variants_of.{p}": v for p, v in study.variants_of.items()},
+             **{f"sweep_variant_of.{p}": [v] for p, v in study.sweep_variant_of.items()}}
+    for where, variants in named.items():
+        for v in variants:
+            if not (conf_dir / "variant" / f"{v}.yaml").is_file():
+                raise InputError(f"{path}: study.{where}: unknown variant {v!r} (no conf/variant/{v}.yaml)")
+    return study
 
 
 def study_runs(scale: str, policy: str, conf_dir: Path = CONF_DIR) -> list[str]:
@@ -83,9 +96,9 @@ def runs_of_study(study: StudyConfig, policy: str) -> list[str]:
     spec = registry.policy(policy)
     variants = list(study.variants_of.get(policy, study.variants))
     names = list(variants)
-    base = study.sweep_variant
-    if base not in variants:
-        return names  # a policy sweeps only around a variant it runs
+    base = study.sweep_variant_of.get(policy, study.sweep_variant)
+    if base not in variants and policy not in study.sweep_variant_of:
+        return names  # a policy sweeps only around a variant it runs, or one named for it alone
     sweeps = study.sweeps_of.get(policy, spec.sweeps)
     for sweep in registry.SWEEP_TABLE:
         if sweep.name in sweeps and sweep.name in spec.sweeps:
@@ -96,3 +109,56 @@ def runs_of_study(study: StudyConfig, policy: str) -> list[str]:
 def seeds_of(study: StudyConfig, policy: str) -> int:
     """How many seeds a run of ``policy`` makes: the study's count if it samples, else one."""
     return study.seeds if registry.policy(policy).sampled else 1
+
+
+# --------------------------------------------------------------------------- the LM side's overrides
+# What the workflow sets itself for every job: an lm override may not move it (policy.checkpoint, variant.beta
+# and the like are fine; the run's own sweep value is applied after the lm overrides and wins).
+_WORKFLOW_KEYS = ("policy", "scale", "variant", "results", "run_name")          # exactly these keys
+_WORKFLOW_PREFIXES = ("scale.", "inputs.", "outputs.", "hydra.", "tracking.")  # and everything under these
+
+
+@dataclass(frozen=True)
+class LMOverrides:
+    """``--config lm="..."``: Hydra overrides for the transformer family's jobs, and the files they read."""
+    overrides: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()  # policy.checkpoint and task.path, where set: the reference rule's inputs
+
+
+def lm_overrides(text: str, scale: str) -> LMOverrides:
+    """Split and check ``text`` by composing it for policy=transformer; InputError (one line) if it is wrong."""
+    import shlex
+
+    try:
+        overrides = tuple(shlex.split(str(text or "")))
+    except ValueError as exc:
+        raise InputError(f"--config lm={text!r}: {exc}") from None
+    if not overrides:
+        return LMOverrides()
+    for o in overrides:
+        key = o.lstrip("+~").split("=", 1)[0].split("@")[0]
+        if "=" not in o or key in _WORKFLOW_KEYS or key.startswith(_WORKFLOW_PREFIXES):
+            raise InputError(f"--config lm: {o!r} is not a KEY=VALUE override the workflow leaves to you (it sets "
+                             f"{', '.join(_WORKFLOW_KEYS)} and {', '.join(p + '*' for p in _WORKFLOW_PREFIXES)} itself)")
+    from grpo_amp.config import compose_config
+
+    try:
+        cfg = compose_config(["policy=transformer", f"scale={scale}", *overrides])
+    except Exception as exc:  # Hydra's, OmegaConf's and our ConfigError: all mean "this override is wrong"
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        cause = exc.__cause__
+        detail = f": {str(cause).splitlines()[0]}" if cause is not None and str(cause) else ""
+        raise InputError(f"--config lm: {first}{detail}") from None
+    inputs = tuple(str(Path(p).expanduser()) for p in (cfg.policy.checkpoint, cfg.task.path) if p)
+    return LMOverrides(overrides, inputs)
+
+
+def lm_results(results: str, overrides: tuple[str, ...] | list[str]) -> str:
+    """The results root of a study with these lm overrides: ``results`` itself without any, else
+    ``{results}/lm-<12 hex digits of their SHA-1>``: a user's study never shares paths with the default one."""
+    if not overrides:
+        return results
+    import hashlib
+
+    digest = hashlib.sha1("\0".join(overrides).encode()).hexdigest()[:12]
+    return f"{results.rstrip('/')}/lm-{digest}"

@@ -3,6 +3,8 @@
 README's "Output contract" documents the same; ``io.read_csv(path, COLUMNS)`` enforces it.
 """
 
+from grpo_amp import registry
+
 # results/{scale}/pos/{policy}/{run}.csv: one row per question and iteration.
 # ``seed`` is the training seed of the row (a sampled policy's run repeats over seeds; see runs.seeds_of).
 POS_COLUMNS = ["question", "seed", "split", "iteration", "pos", "pos_lo", "pos_hi", "method",
@@ -38,8 +40,9 @@ C1_COLUMNS = ["question", "seed", "iteration", "surrogate", "surrogate_se", "n_g
 # (equal to X where the run has one seed).
 SUMMARY_NUMBERS = ["final_pos_mean", "pred_final_mean", "gap_trajectory", "gap_one_step",
                    "gap_trajectory_G", "gap_one_step_G", "heldout_gain", "beta_eff", "beta_eff_rmse"]
-RUN_SETTINGS = ["variant", "sweep", "norm", "kl", "beta", "beta_prev", "eps", "std", "group_size", "inner_steps",
-                "clip_eps", "kl_estimator", "groups_per_question", "iterations"]
+# the variant's fields, then every sweep of grpo_amp.registry.SWEEP_TABLE (beta is the variant's), the iterations
+RUN_SETTINGS = ["variant", "sweep", "norm", "kl", "beta", "beta_prev", "eps", "std",
+                *[s.name for s in registry.SWEEP_TABLE if s.name != "beta"], "iterations"]
 RUN_COLUMNS = (["policy", "run", *RUN_SETTINGS, "n_seeds"]
                + [c for x in SUMMARY_NUMBERS for c in (x, f"{x}_lo", f"{x}_hi")])
 
@@ -48,6 +51,12 @@ RUN_COLUMNS = (["policy", "run", *RUN_SETTINGS, "n_seeds"]
 CLAIM_COLUMNS = ["claim", "policy", "verdict", "metric", "value", "value_lo", "value_hi", "n_seeds", "tolerance",
                  "evidence"]
 VERDICTS = ("holds", "fails", "inconclusive")
+
+# results/{scale}/iterations.csv: one row per (policy, run, iteration), means over train questions and seeds
+# (stages.compare.iteration_metrics, the numbers MLflow gets per step). abs_err_trajectory at n is
+# E_q |p_n(q) - C3's p_n(q)|; its mean over n >= 1 is runs.csv's gap_trajectory and the ladder's gap.
+ITERATION_COLUMNS = ["policy", "run", "iteration", "pos_mean", "pos_q10", "pos_q50", "pos_q90", "pred_trajectory_mean",
+                     "abs_err_trajectory", "abs_err_one_step", "abs_err_trajectory_G", "heldout_pos_mean"]
 
 # results/{scale}/ladder.csv: E5's gap ladder, one row per (rung, run); see grpo_amp.ladder.
 LADDER_COLUMNS = ["rung", "policy", "run", "n_seeds", "gap", "gap_lo", "gap_hi", "gap_G", "gap_G_lo", "gap_G_hi",

@@ -110,6 +110,11 @@ def to_trl(cfg: Config) -> TrlMapping:
                       temperature=temperature)
 
 
+def finite_group_advantage(cfg: Config) -> dict:
+    """finite_group_weights kwargs (norm, std, eps) of the advantage TRL computes for ``cfg``."""
+    return to_trl(cfg).theory_weights
+
+
 def format_mapping(mapping: TrlMapping) -> str:
     head = "TRL GRPOConfig from ours (ours -> TRL):"
     flag = ("explicit_ref_penalty=True: C3 under kl=ref applies" if mapping.explicit_ref_penalty else

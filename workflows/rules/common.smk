@@ -1,3 +1,4 @@
+import shlex
 import sys
 from pathlib import Path
 
@@ -13,14 +14,21 @@ validate(config, "../schemas/config.schema.yaml")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, even without pip install -e
 from grpo_amp import paths, registry  # noqa: E402
-from grpo_amp.runs import load_study, run_overrides, runs_of_study  # noqa: E402
+from grpo_amp.runs import load_study, lm_overrides, lm_results, run_overrides, runs_of_study  # noqa: E402
 
 def flag(name, default=True):
     return str(config.get(name, default)).lower() == "true"
 
 
 SCALE = config["scale"]
-RESULTS = config["results"]
+# --config lm="task=file task.path=... policy.checkpoint=..." : Hydra overrides for the LM side of the
+# study (the transformer family's reference, train and predict jobs; tabular jobs are unaffected),
+# checked here by composing them. A user study is not the default one: its outputs go under
+# {results}/lm-<digest of the overrides>/{scale}/, so Snakemake never takes one for the other.
+LM = lm_overrides(config.get("lm", ""), SCALE)
+RESULTS = lm_results(config["results"], LM.overrides)
+if LM.overrides:
+    print(f"grpo-amp: lm overrides {' '.join(LM.overrides)}: results in {RESULTS}/{SCALE}", file=sys.stderr)
 STUDY = load_study(SCALE)  # conf/scale/<scale>.yaml, checked against its schema (StudyConfig)
 RUNS = {policy: runs_of_study(STUDY, policy) for policy in registry.POLICY_NAMES}
 RUNS = {policy: runs for policy, runs in RUNS.items() if runs}
@@ -36,6 +44,7 @@ CLAIMS_CSV = fill(paths.CLAIMS_CSV)
 CLAIMS_MD = fill(paths.CLAIMS_MD)
 RUNS_CSV = fill(paths.RUNS)
 LADDER_CSV = fill(paths.LADDER)
+ITERATIONS_CSV = fill(paths.ITERATIONS)
 FIGURES = [fill(paths.FIGURE, name=name) for name in registry.FIGURE_NAMES]
 ALL_PREDICT = [fill(paths.PREDICT, policy=p, run=r) for p, runs in RUNS.items() for r in runs]
 ALL_CURVES = [fill(paths.CURVES, policy=p, run=r) for p, runs in RUNS.items() for r in runs]
@@ -55,6 +64,16 @@ def stage(module, *overrides):
     common = [f"scale={SCALE}", f"results={RESULTS}", f"tracking.uri='{config['tracking_uri']}'",
               f"tracking.enabled={str(flag('tracking')).lower()}"]
     return f"python -m grpo_amp.stages.{module} " + " ".join(common + list(overrides))
+
+
+def lm_args(family):
+    """The lm overrides, quoted, for a job of ``family`` ("" for the tabular family)."""
+    return " ".join(shlex.quote(o) for o in LM.overrides) if family == "transformer" else ""
+
+
+def lm_inputs(wildcards):
+    """The user's model directory and data file, so that a changed file re-runs the reference rule."""
+    return LM.inputs if wildcards.family == "transformer" else []
 
 
 def run_args(wildcards):

@@ -6,6 +6,7 @@ rule compare:
     output:
         runs=RUNS_CSV,
         ladder=report(LADDER_CSV, caption="../report/ladder.rst", category="Claims"),
+        iterations=ITERATIONS_CSV,
         claims_csv=report(CLAIMS_CSV, caption="../report/claims.rst", category="Claims"),
         claims_md=CLAIMS_MD,
     log:
@@ -18,4 +19,4 @@ rule compare:
         cmd=stage("compare"),
     shell:
         "{params.cmd} 'outputs.runs={output.runs}' 'outputs.ladder={output.ladder}' "
-        "'outputs.claims_csv={output.claims_csv}' 'outputs.claims_md={output.claims_md}' > {log} 2>&1"
+        "'outputs.iterations={output.iterations}' 'outputs.claims_csv={output.claims_csv}' 'outputs.claims_md={output.claims_md}' > {log} 2>&1"

@@ -14,6 +14,6 @@ rule predict:
     group:
         "run"
     params:
-        cmd=lambda w: stage("predict", f"policy={w.policy}", run_args(w)),
+        cmd=lambda w: stage("predict", f"policy={w.policy}", lm_args(registry.family_of(w.policy)), run_args(w)),
     shell:
         "{params.cmd} 'inputs.pos={input.pos}' 'outputs.predict={output.predict}' 'outputs.curves={output.curves}' > {log} 2>&1"

@@ -15,7 +15,10 @@ rule tracking:
 
 
 rule reference:
-    """pi_ref and the task of a policy family (tabular: drawn; transformer: trained from scratch)."""
+    """pi_ref and the task of a policy family (tabular: drawn; transformer: trained from scratch, or the
+    model of policy.checkpoint copied with its provenance, checkpoint.json)."""
+    input:
+        lm_inputs,
     output:
         directory(fill(paths.REFERENCE, family="{family}")),
     log:
@@ -26,6 +29,6 @@ rule reference:
         ENV
     threads: 2
     params:
-        cmd=lambda w: stage("reference", f"policy={registry.FAMILIES[w.family].reference_policy}"),
+        cmd=lambda w: stage("reference", f"policy={registry.FAMILIES[w.family].reference_policy}", lm_args(w.family)),
     shell:
         "OMP_NUM_THREADS={threads} {params.cmd} > {log} 2>&1"

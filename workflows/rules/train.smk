@@ -16,6 +16,6 @@ rule train:
     resources:
         gpu=lambda w: 1 if registry.family_of(w.policy) == "transformer" and SCALE == "full" else 0,
     params:
-        cmd=lambda w: stage("train", f"policy={w.policy}", run_args(w)),
+        cmd=lambda w: stage("train", f"policy={w.policy}", lm_args(registry.family_of(w.policy)), run_args(w)),
     shell:
         "OMP_NUM_THREADS={threads} {params.cmd} 'outputs.train={output.train}' 'outputs.pos={output.pos}' > {log} 2>&1"

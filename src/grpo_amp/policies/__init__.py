@@ -20,7 +20,8 @@ def load_task(family: str, directory: str | Path):
     return registry.resolve(_family(family).task_class).load(directory)
 
 
-def load_policy(family: str, directory: str | Path, task, device: str = "cpu"):
+def load_policy(family: str, directory: str | Path, task, device: str = "cpu", **options):
+    """``options`` go to the family's loader (the transformer family takes ``temperature``)."""
     if not Path(directory).is_dir():
         raise InputError(f"missing policy checkpoint directory: {directory}")
-    return registry.resolve(_family(family).policy_class).load(directory, task, device=device)
+    return registry.resolve(_family(family).policy_class).load(directory, task, device=device, **options)

@@ -100,7 +100,7 @@ class HFPolicy(Policy):
 
     @classmethod
     def load(cls, directory: str | Path, task, device: str = "cpu", temperature: float = 1.0) -> "HFPolicy":
-        from grpo_amp.policies.checkpoint import load_causal_lm
+        from grpo_amp.policies.lm.checkpoint import load_causal_lm
 
         model, _ = load_causal_lm(directory, device=device)
         return cls(task, model, temperature, device)

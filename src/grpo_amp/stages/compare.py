@@ -4,7 +4,8 @@
 
 Reads only files the earlier rules wrote: every run's predict CSV, train metrics, C1 table and
 run.json. Writes ``outputs.runs``, ``outputs.claims_csv``, ``outputs.claims_md`` and
-``outputs.ladder`` (E5's gap ladder). Logs per-iteration PoS (mean, quantiles) and prediction
+``outputs.ladder`` (E5's gap ladder) and ``outputs.iterations`` (iterations.csv: per run and
+iteration, E_q |p_n - C3| and the mean PoS). Logs per-iteration PoS (mean, quantiles) and prediction
 errors to each run, and the claims table and ladder to the scale's study run.
 """
 
@@ -20,7 +21,8 @@ from grpo_amp.config import Config
 from grpo_amp.io import read_csv, read_json, write_csv, write_text
 from grpo_amp.ladder import ladder_table
 from grpo_amp.runs import parse_run, runs_of_study
-from grpo_amp.schema import C1_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, TIMING_COLUMNS, TRAIN_METRICS_COLUMNS
+from grpo_amp.schema import (C1_COLUMNS, ITERATION_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, TIMING_COLUMNS,
+                             TRAIN_METRICS_COLUMNS)
 from grpo_amp.stages.common import output_path, stage_main
 from grpo_amp.summaries import summarise_run
 
@@ -49,6 +51,15 @@ def iteration_metrics(pred: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def run_row(policy: str, name: str, conf: dict, pred: pd.DataFrame) -> dict:
+    """runs.csv's row of one run: its settings, read from the flattened config train wrote (run.json),
+    and its summary numbers over seeds."""
+    variant, sweep, _ = parse_run(name)
+    settings = {col: conf.get(key) for col, key in SETTINGS.items()}
+    return {"policy": policy, "run": name, "variant": variant, "sweep": sweep, **settings,
+            **summarise_run(pred, settings)}
+
+
 def _per_seed(row: dict) -> dict:
     """A metrics.csv row as MLflow metrics: one series per seed (``seed3/loss``), pooled ones plain."""
     seed = int(row.pop("seed"))
@@ -57,7 +68,7 @@ def _per_seed(row: dict) -> dict:
 
 
 def run(cfg: Config) -> None:
-    rows, predictions, c1, run_ids = [], {}, {}, {}
+    rows, predictions, c1, run_ids, notes = [], {}, {}, {}, []
     for policy in cfg.scale.study.policies:
         for name in runs_of_study(cfg.scale.study, policy):
             train_dir = paths.path(paths.TRAIN, cfg, policy=policy, run=name)
@@ -67,17 +78,18 @@ def run(cfg: Config) -> None:
             c1[(policy, name)] = read_csv(train_dir / "c1.csv", C1_COLUMNS)
             predictions[(policy, name)] = pred
             run_ids[(policy, name)] = meta.get("mlflow_run_id")
-            variant, sweep, _ = parse_run(name)
-            settings = {col: conf.get(key) for col, key in SETTINGS.items()}
-            rows.append({"policy": policy, "run": name, "variant": variant, "sweep": sweep, **settings,
-                         **summarise_run(pred, settings)})
+            notes += [f"`{policy}/{name}`: {note}" for note in meta.get("notes", [])]
+            rows.append(run_row(policy, name, conf, pred))
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
     table = claims_table(Study(runs, predictions, c1))
     ladder = ladder_table(runs, predictions)
+    per_iteration = pd.DataFrame([{"policy": policy, "run": name, **row} for (policy, name), pred in predictions.items()
+                                  for row in iteration_metrics(pred)], columns=ITERATION_COLUMNS)
     write_csv(runs, output_path(cfg, "runs", paths.RUNS))
     write_csv(ladder, output_path(cfg, "ladder", paths.LADDER))
+    write_csv(per_iteration, output_path(cfg, "iterations", paths.ITERATIONS))
     write_csv(table, output_path(cfg, "claims_csv", paths.CLAIMS_CSV))
-    write_text(claims_markdown(table, cfg.scale.name), output_path(cfg, "claims_md", paths.CLAIMS_MD))
+    write_text(claims_markdown(table, cfg.scale.name, notes), output_path(cfg, "claims_md", paths.CLAIMS_MD))
     log.info("claims at scale %s:\n%s", cfg.scale.name, table[["claim", "policy", "verdict", "value"]].to_string())
     if cfg.tracking.enabled:
         _track(cfg, runs, predictions, run_ids, table)

@@ -8,18 +8,32 @@ and ``outputs.curves`` (curves/{policy}/{run}.csv: C3's step and limit on a grid
 
 from __future__ import annotations
 
-from grpo_amp import paths
+import logging
+
+from grpo_amp import paths, registry
 from grpo_amp.config import Config
 from grpo_amp.io import read_csv, write_csv
 from grpo_amp.predict import curves_frame, predict_frame
 from grpo_amp.schema import POS_COLUMNS
 from grpo_amp.stages.common import input_path, output_path, stage_main
 
+log = logging.getLogger(__name__)
+
+
+def finite_group_advantage(cfg: Config) -> dict:
+    """The (norm, std, eps) of the advantage the policy's loop really computes, where not the variant's."""
+    hook = cfg.policy.spec.finite_group_advantage
+    return registry.resolve(hook)(cfg) if hook else {}
+
 
 def run(cfg: Config) -> None:
     pos = read_csv(input_path(cfg, "pos", paths.POS), POS_COLUMNS)
-    write_csv(predict_frame(pos, cfg.variant, cfg.grpo.group_size), output_path(cfg, "predict", paths.PREDICT))
-    write_csv(curves_frame(cfg.variant, cfg.grpo.group_size), output_path(cfg, "curves", paths.CURVES))
+    finite_group = finite_group_advantage(cfg)
+    if finite_group:
+        log.info("finite-G prediction with the loop's own advantage: %s", finite_group)
+    write_csv(predict_frame(pos, cfg.variant, cfg.grpo.group_size, finite_group),
+              output_path(cfg, "predict", paths.PREDICT))
+    write_csv(curves_frame(cfg.variant, cfg.grpo.group_size, finite_group), output_path(cfg, "curves", paths.CURVES))
 
 
 if __name__ == "__main__":

@@ -2,17 +2,23 @@
 
     python -m grpo_amp.stages.reference policy=tabular_exact scale=smoke
     python -m grpo_amp.stages.reference policy=transformer scale=smoke   # trains the LM from scratch
+    python -m grpo_amp.stages.reference policy=transformer scale=smoke task=file \
+        task.path=/data/q.jsonl policy.checkpoint=/models/m              # copies the user's model: no training
 
 Written to results/{scale}/reference/{family}/ atomically: a killed run leaves no directory behind.
+With ``policy.checkpoint`` the directory holds a copy of that model (safetensors, re-saved) and
+``checkpoint.json``: where it came from and the SHA-256 of every file read there.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from pathlib import Path
 
 from grpo_amp import paths
 from grpo_amp.config import Config
-from grpo_amp.io import atomic_path
+from grpo_amp.io import atomic_path, write_json
 from grpo_amp.stages.common import device_for, stage_main
 
 log = logging.getLogger(__name__)
@@ -28,12 +34,33 @@ def _transformer(cfg: Config):
     from grpo_amp.policies.reference_training import train_reference
     from grpo_amp.tasks.modarith import ModArithTask
 
+    if cfg.task.name == "file":  # any local HF causal LM answers questions from a file, with its own tokenizer
+        from grpo_amp.policies.lm.checkpoint import load_causal_lm
+        from grpo_amp.policies.hf import HFPolicy
+        from grpo_amp.tasks.file_task import FileTask
+
+        model, tokenizer = load_causal_lm(cfg.policy.checkpoint, device=device_for(cfg))
+        task = FileTask.from_config(cfg.task, tokenizer)
+        return task, HFPolicy(task, model, temperature=cfg.policy.temperature, device=device_for(cfg))
     task = ModArithTask.generate(cfg.task)
     if cfg.policy.checkpoint:  # a local HF causal LM is pi_ref: nothing trained, nothing downloaded
-        from grpo_amp.policies.checkpoint import reference_from_checkpoint
+        from grpo_amp.policies.lm.checkpoint import reference_from_checkpoint
 
         return task, reference_from_checkpoint(task, cfg.policy.checkpoint, device=device_for(cfg))
     return task, train_reference(task, cfg.policy.model, cfg.policy.reference, seed=cfg.seed, device=device_for(cfg))
+
+
+def _provenance(checkpoint: str) -> dict:
+    """Where pi_ref came from: the directory and the SHA-256 of each file in it (weights included)."""
+    source = Path(checkpoint).expanduser().resolve()
+    digests = {}
+    for f in sorted(p for p in source.iterdir() if p.is_file()):
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        digests[f.name] = h.hexdigest()
+    return {"source": str(source), "sha256": digests}
 
 
 BUILDERS = {"tabular": _tabular, "transformer": _transformer}
@@ -48,6 +75,8 @@ def run(cfg: Config) -> None:
     with atomic_path(out, directory=True) as tmp:
         task.save(tmp)
         ref.save(tmp)
+        if cfg.policy.checkpoint:
+            write_json(_provenance(cfg.policy.checkpoint), tmp / "checkpoint.json")
     log.info("pi_ref for %s written to %s (%d questions)", cfg.policy.family, out, len(task.questions))
 
 

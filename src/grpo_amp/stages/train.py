@@ -91,12 +91,13 @@ def _train_each_seed(cfg: Config, n_seeds: int, ref_dir, tmp, device: str, log_m
 
     family = cfg.policy.family
     task = load_task(family, ref_dir)
-    ref = load_policy(family, ref_dir, task, device=device)
+    options = {"temperature": cfg.policy.temperature}  # a file task's HF policy samples at it; ours at 1
+    ref = load_policy(family, ref_dir, task, device=device, **options)
     ref.requires_grad_(False)
     out = Trained()
     for s in range(n_seeds):
         cfg_s = dataclasses.replace(cfg, seed=cfg.seed + s)
-        policy = load_policy(family, ref_dir, task, device=device)  # pi_0 = pi_ref
+        policy = load_policy(family, ref_dir, task, device=device, **options)  # pi_0 = pi_ref
         meter = PosMeter(ref, task, cfg.policy.pos_method.value, cfg.policy.mc_samples, cfg_s.seed)
         one = _train_once(cfg_s, policy, ref, task, meter, lambda it, pi: pi.save(paths.iteration_dir(tmp, it, s)),
                           log_metrics and (lambda it, m: log_metrics(it, _per_seed(m, cfg_s.seed))))
@@ -114,6 +115,19 @@ def _per_seed(metrics: dict, seed: int) -> dict:
     return {"iteration": metrics["iteration"], **{f"seed{seed}/{k}": v for k, v in metrics.items() if k != "iteration"}}
 
 
+def _notes(cfg: Config) -> list[str]:
+    """What a reader of this run's outputs must know: here, a sampling temperature other than 1."""
+    from grpo_amp.policies.hf import temperature_note
+
+    note = temperature_note(cfg.policy.temperature)
+    if note is None or cfg.policy.family != "transformer":
+        return []
+    if cfg.task.name != "file" and cfg.policy.name.value != "trl":  # our Llama samples at 1 whatever is set
+        return [f"policy.temperature={cfg.policy.temperature:g} is ignored: the transformer policy on modarith "
+                "samples and measures at temperature 1"]
+    return [note]
+
+
 def run(cfg: Config) -> None:
     import torch
 
@@ -128,6 +142,9 @@ def run(cfg: Config) -> None:
     pos_out = output_path(cfg, "pos", paths.POS)
     # live: each iteration's metrics reach MLflow as it ends (step = iteration; one series per seed)
     log_metrics = (lambda n, m: tracking.log_metric_rows(uri, run_id, [m])) if run_id is not None else None
+    notes = _notes(cfg)
+    for note in notes:
+        log.warning(note)
     torch.manual_seed(cfg.seed)
     with atomic_path(train_out, directory=True) as tmp:
         if cfg.policy.family == "tabular":
@@ -138,7 +155,7 @@ def run(cfg: Config) -> None:
         write_csv(metrics, tmp / "metrics.csv")
         write_csv(pd.concat(trained.timing, ignore_index=True)[TIMING_COLUMNS], tmp / "timing.csv")
         write_csv(pd.concat(trained.c1, ignore_index=True)[C1_COLUMNS], tmp / "c1.csv")
-        write_json({"config": params, "mlflow_run_id": run_id, "tracking_uri": uri}, tmp / "run.json")
+        write_json({"config": params, "mlflow_run_id": run_id, "tracking_uri": uri, "notes": notes}, tmp / "run.json")
         pos = pd.concat(trained.pos, ignore_index=True)[POS_COLUMNS].sort_values(["seed", "iteration", "question"])
         write_csv(pos, pos_out)  # inside the block: a failed run leaves neither output behind
     if run_id is not None:

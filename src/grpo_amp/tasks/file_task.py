@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from grpo_amp.io import InputError, write_csv, write_json
+from grpo_amp.io import InputError, read_csv, read_json, write_csv, write_json
 from grpo_amp.rollout import Rollout
 from grpo_amp.tasks.base import Task
 
@@ -123,6 +123,8 @@ def read_questions(path: str | Path, prompt_field: str, answer_field: str, split
 class FileTask(Task):
     """Questions from a file and a text verifier; completions are decoded with the policy's tokenizer."""
 
+    answers_listable = False  # open-ended answers: PoS is Monte Carlo only (pos.PosMeter)
+
     def __init__(self, questions: pd.DataFrame, tokenizer, verifier: str = "numeric", max_new_tokens: int = 16,
                  source: str = ""):
         self.questions = questions
@@ -133,7 +135,7 @@ class FileTask(Task):
         self.source = source
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        self.prompt_token_ids = tokenizer(list(questions["prompt"]))["input_ids"]  # ragged: TRL and HFPolicy pad
+        self.prompt_token_ids = _encode_prompts(tokenizer, list(questions["prompt"]), source)  # ragged: TRL, HFPolicy pad
 
     @classmethod
     def from_config(cls, task_cfg, tokenizer) -> "FileTask":
@@ -177,3 +179,42 @@ class FileTask(Task):
         write_json({"task": "file", "source": self.source, "verifier": self.verifier_name,
                     "max_new_tokens": self.max_new_tokens}, directory / "task.json")
         self.tokenizer.save_pretrained(directory)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "FileTask":
+        """What ``save`` wrote (the reference directory): questions.csv, task.json and the tokenizer."""
+        directory = Path(directory)
+        meta_path = directory / "task.json"
+        meta = read_json(meta_path)
+        if meta.get("task") != "file" or "verifier" not in meta or "max_new_tokens" not in meta:
+            raise InputError(f"corrupt task file {meta_path}: not a file task's")
+        questions = read_csv(directory / "questions.csv", COLUMNS).set_index("question", drop=False)
+        for col in ("prompt", "answers"):  # "7" alone reads back as the int 7
+            questions[col] = questions[col].astype(str)
+        if list(questions.index) != list(range(len(questions))):
+            raise InputError(f"corrupt CSV file {directory / 'questions.csv'}: question ids must be 0..n-1 in order")
+        return cls(questions, _load_tokenizer(directory), meta["verifier"], meta["max_new_tokens"],
+                   source=str(meta.get("source", "")))
+
+
+def _encode_prompts(tokenizer, prompts: list[str], source: str) -> list[list[int]]:
+    """Token ids of every prompt; InputError naming the first prompt the tokenizer cannot encode."""
+    try:
+        return tokenizer(prompts)["input_ids"]
+    except Exception:  # e.g. a WordLevel vocabulary without [UNK] meeting a character it lacks
+        for i, prompt in enumerate(prompts):
+            try:
+                tokenizer([prompt])
+            except Exception as exc:
+                raise InputError(f"task.path: the model's tokenizer cannot encode prompt {i} ({prompt!r}) of "
+                                 f"{source or 'the task'}: {' '.join(str(exc).split())[:120]}") from None
+        raise
+
+
+def _load_tokenizer(directory: Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    except Exception as exc:  # tokenizers raises its own exception types for a bad file
+        raise InputError(f"corrupt tokenizer in {directory}: {' '.join(str(exc).split())[:200]}") from None
