@@ -423,7 +423,7 @@ def test_ladder_main_chain_telescopes():
     assert ladder.loc["R6", ["part_lo", "part_hi"]].tolist() == pytest.approx([0.07 - half, 0.07 + half], abs=1e-12)
 
 
-def _transformer_ladder(with_r4: bool = True, with_control: bool = True) -> pd.DataFrame:
+def _transformer_ladder(with_r4: bool = True, with_control: bool = True, control_g: int = 8) -> pd.DataFrame:
     """The table's R2, R4 (m = 4), R6 and the transformer family: control (m = 4), transformer, trl."""
     v = VARIANTS["mean_std_ref"]
     b = Builder(P_PRACTICE)
@@ -433,7 +433,7 @@ def _transformer_ladder(with_r4: bool = True, with_control: bool = True) -> pd.D
         b.add("tabular_r4", "mean_std_ref-m4", v, "groups_per_question", _drifted(0.08), c1=None, groups_per_question=4)
     if with_control:
         b.add("transformer_control", "mean_std_ref", v, "variant", _drifted(0.11), c1=None, inner_steps=4,
-              groups_per_question=4)
+              groups_per_question=4, group_size=control_g)
     b.add("transformer", "mean_std_ref", v, "variant", _drifted(0.17), c1=None, inner_steps=4)
     b.add("trl", "mean_std_ref", v, "variant", _drifted(0.16), c1=None, inner_steps=4)
     study = b.study()
@@ -464,10 +464,14 @@ def test_ladder_transformer_control_splits_parametrisation_from_sampling_and_opt
 
 def test_ladder_transformer_control_falls_back_to_r2_and_the_transformer_to_r6():
     """Without an R4 at the control's m the control hangs off R2 (the finite-G maximiser it approaches);
-    without a control the transformer keeps R6 as its parent, with the old, mixed cause."""
+    with no tabular rung at its G it is a root (no part across group sizes); without a control the
+    transformer keeps R6 as its parent, with the old, mixed cause."""
     no_r4 = _transformer_ladder(with_r4=False)
     assert no_r4.loc["transformer control", "parent"] == "R2"
     assert no_r4.loc["transformer control", "part"] == pytest.approx(0.11 - 0.02, abs=1e-12)
+    other_g = _transformer_ladder(control_g=16)  # the table runs G = 8 only: no part across group sizes
+    assert other_g.loc["transformer control", "parent"] == "" and "G = 16" in other_g.loc["transformer control", "cause"]
+    assert other_g.loc["transformer control", "part"] == pytest.approx(other_g.loc["transformer control", "gap"])
     no_control = _transformer_ladder(with_control=False)
     assert "transformer control" not in no_control.index
     assert no_control.loc["transformer", "parent"] == "R6" and no_control.loc["trl", "parent"] == "R6"

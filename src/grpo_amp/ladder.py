@@ -70,7 +70,8 @@ def _rows_of(runs: pd.DataFrame) -> list[dict]:
             out.append(dict(rung="R4", policy=r.policy, run=r.run, variant=r.variant, value=r.groups_per_question,
                             group_size=r.group_size))
         elif spec.rung is not None and r.sweep == "variant":
-            out.append(dict(rung=spec.rung, policy=r.policy, run=r.run, variant=r.variant, value=np.nan))
+            out.append(dict(rung=spec.rung, policy=r.policy, run=r.run, variant=r.variant, value=np.nan,
+                            group_size=r.group_size))
         elif spec.rung == "R3" and r.sweep == "inner_steps":
             out.append(dict(rung="R3", policy=r.policy, run=r.run, variant=r.variant, value=r.inner_steps))
         elif spec.rung == "R4" and r.sweep == "groups_per_question":
@@ -104,11 +105,12 @@ def _parent(row: dict, by_rung: dict[tuple[str, str], dict]) -> dict | None:
         r4 = [r for (name, var), r in by_rung.items() if name.startswith("R4@") and var == v and r["value"] > 1]
         return max(r4, key=lambda r: r["value"]) if r4 else plain("R3")
     if row["policy"] == CONTROL:
-        # the table at the same G and m (R4), or the exact finite-G maximiser (R2) the control approaches
-        same_m = by_rung.get((f"R4@{row['groups_per_question']:g}", v))
-        if same_m is not None and same_m["group_size"] == row["group_size"]:
-            return same_m
-        return plain("R2") or plain("R6")
+        # the table at the same G and m (R4), else the exact finite-G maximiser (R2) the control approaches,
+        # else R6; only at the control's own G (none: the row is a root, its part its gap; see _cause)
+        for candidate in (by_rung.get((f"R4@{row['groups_per_question']:g}", v)), plain("R2"), plain("R6")):
+            if candidate is not None and candidate.get("group_size") == row["group_size"]:
+                return candidate
+        return None
     if registry.POLICIES[row["policy"]].family == "transformer":
         return plain(CONTROL.replace("_", " ")) or plain("R6")
     return plain("R6")  # R5 and the loss choices change R6
@@ -126,6 +128,9 @@ def _cause(row: dict, parent: dict | None) -> str:
     if rung.startswith("clip"):
         return CAUSES["clip"]
     if row["policy"] == CONTROL:
+        if parent is None:
+            return (f"no tabular rung at the control's G = {row['group_size']:g}: the control's own gap, "
+                    "not a part (run the table at that G for the parametrisation part)")
         return CAUSES["transformer control"]
     if registry.POLICIES[row["policy"]].family == "transformer":
         if parent is not None and parent["policy"] == CONTROL:
