@@ -196,6 +196,12 @@ def test_paper_appendix_dry_runs_with_local_paths(user, tmp_path):
     root = lm_results(str(tmp_path / "results"), tuple(lm.split()))
     assert f"{root}/smoke/reference/transformer" in out and f"{root}/smoke/train/trl/mean_std_ref" in out
     assert f"{tmp_path}/results/smoke/" not in out  # never the default study's paths
+    # nor the results root's MLflow store (the harness passes it, as the default config does): the study's own
+    rc, out = run_snakemake(tmp_path, "-n", "-p", "--cores", "2", config=(f"lm={lm}",))
+    assert rc == 0 and f"tracking.uri='sqlite:///{root}/mlflow.db'" in out
+    assert f"tracking.uri='sqlite:///{tmp_path}/results/mlflow.db'" not in out
+    rc, out = run_snakemake(tmp_path, "-n", "-p", "--cores", "2", config=(f"lm={lm}", "tracking_uri=http://h:5000"))
+    assert rc == 0 and "tracking.uri='http://h:5000'" in out
     # the experiment's placeholder model is not here: Snakemake says so before any job runs
     rc, out = run_snakemake(tmp_path, "-n", "--cores", "2", config=("lm=experiment=paper_appendix", "tracking=false"))
     assert rc != 0 and "/path/to/Qwen2.5-0.5B-Instruct" in out

@@ -27,8 +27,14 @@ SCALE = config["scale"]
 # {results}/lm-<digest of the overrides>/{scale}/, so Snakemake never takes one for the other.
 LM = lm_overrides(config.get("lm", ""), SCALE)
 RESULTS = lm_results(config["results"], LM.overrides)
+# ... and its MLflow runs go to a store of its own where the URI is the results root's SQLite file (the
+# experiment is named after the scale: in that store a user study's runs would mix with the default one's)
+TRACKING_URI = config["tracking_uri"]
+if LM.overrides and TRACKING_URI == f"sqlite:///{config['results'].rstrip('/')}/mlflow.db":
+    TRACKING_URI = f"sqlite:///{RESULTS}/mlflow.db"
 if LM.overrides:
-    print(f"grpo-amp: lm overrides {' '.join(LM.overrides)}: results in {RESULTS}/{SCALE}", file=sys.stderr)
+    print(f"grpo-amp: lm overrides {' '.join(LM.overrides)}: results in {RESULTS}/{SCALE}, MLflow runs in "
+          f"{TRACKING_URI}", file=sys.stderr)
 STUDY = load_study(SCALE)  # conf/scale/<scale>.yaml, checked against its schema (StudyConfig)
 RUNS = {policy: runs_of_study(STUDY, policy) for policy in registry.POLICY_NAMES}
 RUNS = {policy: runs for policy, runs in RUNS.items() if runs}
@@ -61,7 +67,7 @@ def bench_path(rule, name):
 
 def stage(module, *overrides):
     """The shell command of a stage: Hydra overrides shared by every rule, then the rule's own."""
-    common = [f"scale={SCALE}", f"results={RESULTS}", f"tracking.uri='{config['tracking_uri']}'",
+    common = [f"scale={SCALE}", f"results={RESULTS}", f"tracking.uri='{TRACKING_URI}'",
               f"tracking.enabled={str(flag('tracking')).lower()}"]
     return f"python -m grpo_amp.stages.{module} " + " ".join(common + list(overrides))
 
