@@ -48,6 +48,7 @@ STUDY = {  # policy -> run names, every sweep around BASE
     + [run_name(BASE, "inner_steps", m) for m in (1, 32)]
     + [run_name(BASE, "kl_estimator", "k3"), run_name(BASE, "clip_eps", 0.2)],
     "transformer": [BASE, "mean_only_ref", run_name(BASE, "beta", 0.5)],
+    "trl": [BASE],
 }
 
 
@@ -149,6 +150,14 @@ def test_every_figure_draws_data(full_scale, name):
     fig = FIGURES[name](full_scale, runs)
     assert _drawn(fig) > 0, name
     assert not any(NO_DATA in t for t in _texts(fig)), (name, _texts(fig))
+
+
+def test_heldout_draws_a_panel_per_plain_run_of_the_transformer_family(full_scale):
+    """E3 is claimed for every transformer-family policy, so its figure shows each one's plain runs."""
+    runs = read_csv(full_scale / "runs.csv", RUN_COLUMNS)
+    titles = [ax.get_title() for ax in FIGURES["heldout"](full_scale, runs).axes]
+    assert [t.split("\n")[0] for t in titles] == ["transformer/mean_std_ref", "transformer/mean_only_ref",
+                                                   "trl/mean_std_ref"], titles
 
 
 def test_fixed_points_without_a_beta_sweep_says_no_data(tmp_path):

@@ -408,10 +408,11 @@ def practice_gap(D: Path, runs: pd.DataFrame) -> Figure:
 
 @_themed
 def heldout(D: Path, runs: pd.DataFrame) -> Figure:
-    """E3: the transformer's mean PoS on train vs held-out questions per iteration, per plain run."""
-    title = "E3: transformer, train vs held-out questions (mean PoS)"
+    """E3: mean PoS on train vs held-out questions per iteration, per plain run of the transformer family
+    (the transformer, its control, trl: the registry says which policies have held-out questions)."""
+    title = "E3: transformer family, train vs held-out questions (mean PoS)"
     chosen = plain_runs(runs)
-    chosen = chosen[chosen["policy"] == "transformer"]
+    chosen = chosen[chosen["policy"].map(lambda p: p in registry.POLICIES and registry.family_of(p) == "transformer")]
     pred = load_predict(D, chosen)
     if chosen.empty or not (pred["split"] == "heldout").any():
         return _message_figure(title, f"{NO_DATA}: no transformer held-out questions")
@@ -423,7 +424,7 @@ def heldout(D: Path, runs: pd.DataFrame) -> Figure:
             if not sub.empty:
                 _plot_trajectory(ax, sub, color, predictions=False)
         gain = "" if pd.isna(row.heldout_gain) else f"\nheld-out gain {row.heldout_gain:+.3f}"
-        ax.set(ylabel="mean PoS", title=f"{row.run}{gain}", ylim=(-0.02, 1.02))
+        ax.set(ylabel="mean PoS", title=f"{row.policy}/{row.run}{gain}", ylim=(-0.02, 1.02))
         _iteration_axis(ax)
     return _finish(fig, title, colors, {"measured (band: mean CI)": MEASURED})
 
