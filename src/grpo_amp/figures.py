@@ -420,7 +420,7 @@ def heldout(D: Path, runs: pd.DataFrame) -> Figure:
     fig, axes = _new_figure(1, len(chosen), panel=(3.4, 3.0), sharey=True)
     for ax, row in zip(axes[0], chosen.itertuples(index=False)):
         for split, color in colors.items():
-            sub = pred[(pred["run"] == row.run) & (pred["split"] == split)]
+            sub = pred[(pred["policy"] == row.policy) & (pred["run"] == row.run) & (pred["split"] == split)]
             if not sub.empty:
                 _plot_trajectory(ax, sub, color, predictions=False)
         gain = "" if pd.isna(row.heldout_gain) else f"\nheld-out gain {row.heldout_gain:+.3f}"
