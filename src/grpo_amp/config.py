@@ -55,7 +55,6 @@ class KLEstimator(str, Enum):
     exact = "exact"
 
 
-
 class RatioLevel(str, Enum):
     sequence = "sequence"  # pi(o|q)/pi_old(o|q): the ratio of THEORY.md's C1
     token = "token"        # per-token ratios, as in PPO/TRL
