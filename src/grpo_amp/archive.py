@@ -12,23 +12,14 @@ gzip without a name or a time stamp.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import os
 import tarfile
 from pathlib import Path
 
-from grpo_amp.io import InputError, atomic_path
+from grpo_amp.io import InputError, atomic_path, sha256
 
 SUMS_FILE = "SHA256SUMS"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _files(root: Path) -> list[Path]:

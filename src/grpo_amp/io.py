@@ -7,6 +7,7 @@ for a finished output.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -81,6 +82,21 @@ def read_json(path: str | Path) -> dict:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"corrupt JSON file {path}: {exc}") from None
+
+
+def one_line(exc: BaseException, limit: int | None = 200) -> str:
+    """An exception's message on one line, at most ``limit`` characters: the tail of an InputError."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if limit is None else text[:limit]
+
+
+def sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks (weights can be GBs)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def exit_on_user_error(func):

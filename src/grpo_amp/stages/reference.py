@@ -12,13 +12,12 @@ With ``policy.checkpoint`` the directory holds a copy of that model (safetensors
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 from grpo_amp import paths
 from grpo_amp.config import Config
-from grpo_amp.io import atomic_path, write_json
+from grpo_amp.io import atomic_path, sha256, write_json
 from grpo_amp.stages.common import device_for, stage_main
 
 log = logging.getLogger(__name__)
@@ -53,14 +52,7 @@ def _transformer(cfg: Config):
 def _provenance(checkpoint: str) -> dict:
     """Where pi_ref came from: the directory and the SHA-256 of each file in it (weights included)."""
     source = Path(checkpoint).expanduser().resolve()
-    digests = {}
-    for f in sorted(p for p in source.iterdir() if p.is_file()):
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        digests[f.name] = h.hexdigest()
-    return {"source": str(source), "sha256": digests}
+    return {"source": str(source), "sha256": {f.name: sha256(f) for f in sorted(source.iterdir()) if f.is_file()}}
 
 
 BUILDERS = {"tabular": _tabular, "transformer": _transformer}

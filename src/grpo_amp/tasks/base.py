@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from grpo_amp.io import InputError, one_line
 from grpo_amp.rollout import Rollout
 
 
@@ -30,3 +31,13 @@ class Task(ABC):
     @abstractmethod
     def save(self, directory: str | Path) -> None:
         """Write the task (questions.csv and what the verifier needs) into ``directory``."""
+
+
+def load_tokenizer(directory: Path):
+    """The tokenizer a task saved in ``directory``; InputError (one line) naming it if unreadable."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    except Exception as exc:  # tokenizers raises its own exception types for a bad file
+        raise InputError(f"corrupt tokenizer in {directory}: {one_line(exc)}") from None

@@ -20,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from grpo_amp.io import InputError, read_csv, read_json, write_csv, write_json
+from grpo_amp.io import InputError, one_line, read_csv, read_json, write_csv, write_json
 from grpo_amp.rollout import Rollout
-from grpo_amp.tasks.base import Task
+from grpo_amp.tasks.base import Task, load_tokenizer
 
 COLUMNS = ["question", "split", "prompt", "answers"]
 SPLITS = {"train": "train", "heldout": "heldout", "test": "heldout", "validation": "heldout", "eval": "heldout"}
@@ -101,7 +101,7 @@ def read_questions(path: str | Path, prompt_field: str, answer_field: str, split
     try:
         data = load_dataset(kind, data_files=str(path), split="train", keep_in_memory=True)
     except Exception as exc:  # pyarrow / json errors: the file is unreadable as that format
-        raise InputError(f"task.path: cannot read {path} as {kind}: {' '.join(str(exc).split())[:160]}") from None
+        raise InputError(f"task.path: cannot read {path} as {kind}: {one_line(exc, limit=160)}") from None
     for field, what in ((prompt_field, "task.prompt_field"), (answer_field, "task.answer_field"),
                         (split_field, "task.split_field")):
         if field and field not in data.column_names:
@@ -193,7 +193,7 @@ class FileTask(Task):
             questions[col] = questions[col].astype(str)
         if list(questions.index) != list(range(len(questions))):
             raise InputError(f"corrupt CSV file {directory / 'questions.csv'}: question ids must be 0..n-1 in order")
-        return cls(questions, _load_tokenizer(directory), meta["verifier"], meta["max_new_tokens"],
+        return cls(questions, load_tokenizer(directory), meta["verifier"], meta["max_new_tokens"],
                    source=str(meta.get("source", "")))
 
 
@@ -207,14 +207,6 @@ def _encode_prompts(tokenizer, prompts: list[str], source: str) -> list[list[int
                 tokenizer([prompt])
             except Exception as exc:
                 raise InputError(f"task.path: the model's tokenizer cannot encode prompt {i} ({prompt!r}) of "
-                                 f"{source or 'the task'}: {' '.join(str(exc).split())[:120]}") from None
+                                 f"{source or 'the task'}: {one_line(exc, limit=120)}") from None
         raise
 
-
-def _load_tokenizer(directory: Path):
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(directory, local_files_only=True)
-    except Exception as exc:  # tokenizers raises its own exception types for a bad file
-        raise InputError(f"corrupt tokenizer in {directory}: {' '.join(str(exc).split())[:200]}") from None

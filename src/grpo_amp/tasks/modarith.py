@@ -26,9 +26,9 @@ import pandas as pd
 import torch
 
 from grpo_amp.config import ConfigError, TaskConfig
-from grpo_amp.io import InputError, read_csv, read_json, write_csv, write_json
+from grpo_amp.io import InputError, one_line, read_csv, read_json, write_csv, write_json
 from grpo_amp.rollout import Rollout
-from grpo_amp.tasks.base import Task
+from grpo_amp.tasks.base import Task, load_tokenizer
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 DIGITS = "0123456789"
@@ -223,7 +223,7 @@ class ModArithTask(Task):
             cfg = TaskConfig(**{k: v for k, v in meta["task"].items() if k in fields})
             _check_config(cfg)
         except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"corrupt task file {meta_path}: {' '.join(str(exc).split())}") from None
+            raise InputError(f"corrupt task file {meta_path}: {one_line(exc, limit=None)}") from None
         questions = read_csv(table_path, COLUMNS).set_index("question", drop=False)
         questions["answers"] = questions["answers"].astype(str)  # "7" alone reads back as the int 7
         _check_questions(questions, cfg, table_path)
@@ -234,14 +234,9 @@ class ModArithTask(Task):
 
 
 def _load_tokenizer(directory: Path):
-    from transformers import AutoTokenizer
-
     if not (directory / "tokenizer.json").is_file():
         raise InputError(f"missing input file: {directory / 'tokenizer.json'}")
-    try:
-        return AutoTokenizer.from_pretrained(directory)
-    except Exception as exc:  # tokenizers raises its own exception types for a bad file
-        raise InputError(f"corrupt tokenizer in {directory}: {' '.join(str(exc).split())[:200]}") from None
+    return load_tokenizer(directory)
 
 
 def _check_questions(questions: pd.DataFrame, cfg: TaskConfig, path: Path) -> None:

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from grpo_amp.io import InputError
+from grpo_amp.io import InputError, one_line
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -47,11 +47,6 @@ def save_checkpoint(model: "PreTrainedModel", task: "ModArithTask", directory: s
     task.tokenizer.save_pretrained(directory)
 
 
-def _one_line(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:limit]
-
-
 def load_checkpoint(directory: str | Path, task: "ModArithTask") -> "PreTrainedModel":
     """The model in ``directory``, fp32; InputError naming the path if missing, corrupt or not the task's."""
     from transformers import AutoModelForCausalLM
@@ -66,7 +61,7 @@ def load_checkpoint(directory: str | Path, task: "ModArithTask") -> "PreTrainedM
             model, info = AutoModelForCausalLM.from_pretrained(
                 directory, use_safetensors=True, output_loading_info=True, local_files_only=True)
     except Exception as exc:  # transformers/safetensors raise OSError, SafetensorError, RuntimeError, ValueError...
-        raise InputError(f"corrupt checkpoint in {directory}: {_one_line(exc)}") from None
+        raise InputError(f"corrupt checkpoint in {directory}: {one_line(exc)}") from None
     if info.get("missing_keys"):  # transformers would silently initialise them at random
         raise InputError(f"corrupt checkpoint in {directory}: missing weights {sorted(info['missing_keys'])[:3]}")
     n_logits = model.get_output_embeddings().weight.shape[0]
@@ -86,7 +81,7 @@ def check_tokenizer(directory: Path, task: "ModArithTask") -> None:
     try:
         saved = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     except Exception as exc:
-        raise InputError(f"corrupt tokenizer in {directory}: {_one_line(exc)}") from None
+        raise InputError(f"corrupt tokenizer in {directory}: {one_line(exc)}") from None
     if saved.get_vocab() != task.tokenizer.get_vocab():
         raise InputError(f"tokenizer in {directory} does not match the task's tokenizer")
 
@@ -137,7 +132,7 @@ def load_causal_lm(path: str | os.PathLike, device: str = "cpu"):
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True, use_safetensors=True)
     except Exception as exc:  # OSError, SafetensorError, ValueError, ...: all say "this directory is unusable"
-        raise InputError(f"policy.checkpoint: cannot load {directory}: {_one_line(exc)}") from None
+        raise InputError(f"policy.checkpoint: cannot load {directory}: {one_line(exc)}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # generation pads; causal LMs often ship without a pad token
     return model.float().to(device).eval(), tokenizer
