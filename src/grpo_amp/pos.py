@@ -83,7 +83,7 @@ class PosMeter:
         self.questions = torch.arange(len(task.questions), device=device)
         self.generator = torch.Generator(device=device).manual_seed(seed + MC_SEED_OFFSET)
         # open-ended answers (a file task) cannot be listed: no exact PoS, no C2 within-correct KL
-        self.listable = getattr(task, "answers_listable", True)
+        self.listable = task.answers_listable
         if not self.listable and method != "mc":
             raise ValueError("a task whose answers cannot be listed needs Monte Carlo PoS (method='mc')")
         # C2: the within-correct KL's reference

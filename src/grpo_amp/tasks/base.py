@@ -20,6 +20,8 @@ class Task(ABC):
     """
 
     questions: pd.DataFrame
+    # every correct answer can be listed (exact PoS by teacher forcing); False: open-ended, Monte Carlo only
+    answers_listable: bool = True
 
     def split_ids(self, split: str) -> torch.Tensor:
         return torch.as_tensor(self.questions.index[self.questions["split"] == split].to_numpy().copy(), dtype=torch.long)
