@@ -15,7 +15,7 @@ from grpo_amp.grpo import rungs as R
 from grpo_amp.grpo.loss import group_advantages
 from grpo_amp.grpo.trainer import grpo_update
 from grpo_amp.policies.tabular import make_reference
-from grpo_amp.pos import pos_exact
+from grpo_amp.grpo.pos import pos_exact
 
 KEYS = {"loss", "pg_objective", "kl_ref", "kl_prev", "mean_reward", "zero_spread_frac", "clip_frac", "inner_steps_taken"}
 

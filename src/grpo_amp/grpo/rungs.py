@@ -28,7 +28,7 @@ import torch
 from grpo_amp.config import Config, VariantConfig
 from grpo_amp.grpo.loss import group_advantages
 from grpo_amp.io import InputError
-from grpo_amp.rollout import Rollout
+from grpo_amp.grpo.rollout import Rollout
 
 NAN = float("nan")
 # A logit this far below a row's largest is exactly zero mass after softmax (exp(-1e4) underflows),
