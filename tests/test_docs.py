@@ -87,3 +87,21 @@ def test_docs_theory_links_resolve():
     assert links, "docs/theory.md has no contents links"
     broken = [a for a in links if a not in anchors]
     assert not broken, f"docs/theory.md links to missing headings: {broken}"
+
+
+def test_report_captions_are_valid_restructuredtext():
+    """Snakemake renders workflows/report/*.rst as reStructuredText: a stray |x| (a substitution) or a
+    broken list shows as an error box in the report instead of the caption."""
+    import io
+
+    core = pytest.importorskip("docutils.core")
+    captions = sorted((ROOT / "workflows" / "report").glob("*.rst"))
+    assert captions
+    problems = {}
+    for path in captions:
+        stream = io.StringIO()
+        core.publish_doctree(path.read_text(encoding="utf-8"),
+                             settings_overrides={"report_level": 2, "halt_level": 5, "warning_stream": stream})
+        if stream.getvalue():
+            problems[path.name] = stream.getvalue().strip()
+    assert not problems, problems
