@@ -1,4 +1,4 @@
-"""Verdicts per claim (THEORY.md's C1..C7, E1..E5) from the measured files, never by hand.
+"""Verdicts per claim (docs/theory.md's C1..C7, E1..E5) from the measured files, never by hand.
 
     study = Study(runs, predictions, c1)   # runs.csv rows, predict frames and C1 frames per (policy, run)
     table = claims_table(study)            # CLAIM_COLUMNS, one row per claim and policy
@@ -398,7 +398,7 @@ def claim_e4(study: Study, policy: str) -> Verdict | None:
 
 
 def claim_e5(study: Study, policy: str) -> Verdict | None:
-    """Each E5 rung's own claim (THEORY.md): R1 = C3, R2 = C3 with S_G, R3 -> R2 as M grows,
+    """Each E5 rung's own claim (docs/theory.md, E5): R1 = C3, R2 = C3 with S_G, R3 -> R2 as M grows,
     R4 -> R3 as m grows, R5's gap is visible (E[argmax] != argmax E), R6's gap is U-shaped in M."""
     rung = registry.policy(policy).rung
     base = study.base(policy)
@@ -480,7 +480,7 @@ def claims_markdown(table: pd.DataFrame, scale: str, notes: list[str] | tuple[st
     matrix = table.pivot(index="claim", columns="policy", values="verdict").fillna("-")
     order = [p for p in registry.POLICY_NAMES if p in matrix.columns]
     matrix = matrix[order + [c for c in matrix.columns if c not in order]]
-    lines = [f"# Claims at scale `{scale}`", "", "Verdicts from the measured files (THEORY.md ids). A value's "
+    lines = [f"# Claims at scale `{scale}`", "", "Verdicts from the measured files (docs/theory.md ids). A value's "
              "interval is its 95% t-interval over seeds; a claim holds where the whole interval lies inside the "
              "tolerance, fails where it lies wholly outside, and is inconclusive where it straddles.", "",
              "Policies: " + "; ".join(f"`{p}`: {registry.policy(p).label}" for p in order
