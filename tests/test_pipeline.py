@@ -62,11 +62,13 @@ def snakemake_cmd(workdir: Path, *options: str, scale: str = "smoke", tracking_u
 
 
 def run_snakemake(workdir: Path, *options: str, log: str = "snakemake.log", timeout: float = RUN_TIMEOUT_S,
-                  **kwargs) -> tuple[int, str]:
-    """(exit status, its output), the output also kept in workdir/<log>."""
+                  extra_env: dict | None = None, **kwargs) -> tuple[int, str]:
+    """(exit status, its output), the output also kept in workdir/<log>; ``extra_env`` is added to
+    the environment every job inherits (e.g. ATEN_CPU_CAPABILITY)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(snakemake_cmd(workdir, *options, **kwargs), cwd=workdir, env=snakemake_env(),
+    env = {**snakemake_env(), **(extra_env or {})}
+    proc = subprocess.run(snakemake_cmd(workdir, *options, **kwargs), cwd=workdir, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
     (workdir / log).write_text(proc.stdout)
     return proc.returncode, proc.stdout
