@@ -38,17 +38,24 @@ class Study:
     _cache: dict = field(default_factory=dict, repr=False)
 
     def select(self, policy: str, **where) -> pd.DataFrame:
-        rows = self.runs[self.runs["policy"] == policy]
-        for key, value in where.items():
-            rows = rows[rows[key].isin(value if isinstance(value, (list, tuple)) else [value])]
-        return rows
+        """runs.csv rows of ``policy`` with each ``column=value`` (or a list of values); cached (read-only)."""
+        key = ("select", policy, *sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in where.items()))
+        if key not in self._cache:
+            rows = self.runs[self.runs["policy"] == policy]
+            for column, value in where.items():
+                rows = rows[rows[column].isin(value if isinstance(value, (list, tuple)) else [value])]
+            self._cache[key] = rows
+        return self._cache[key]
 
     def base(self, policy: str) -> pd.DataFrame:
         """The base run of every sweep: mean_std, kl=ref, eps=0, no swept knob."""
         return self.select(policy, sweep="variant", kl="ref", norm="mean_std", eps=0.0)
 
-    def settings(self, policy: str, run: str) -> pd.Series:
-        return self.select(policy, run=run).iloc[0]
+    def settings(self, policy: str, run: str) -> dict:
+        key = ("settings", policy, run)
+        if key not in self._cache:
+            self._cache[key] = self.select(policy, run=run).iloc[0].to_dict()
+        return self._cache[key]
 
     def train_rows(self, policy: str, run: str) -> pd.DataFrame:
         df = self.predictions[(policy, run)]
