@@ -141,8 +141,9 @@ def c1(study: Study, policy: str, t: Theory) -> Measure | None:
         return None
     ratio, both = _c1_ratio(study, policy, t)
     evidence = (f"{len(both)} (question, iteration, seed) checks with 0 < p_n-1 < 1, weights {t.name}, mean |diff| "
-                f"{_fmt((both['surrogate'] - t.weight_factor * both['closed']).abs().mean())}, RMS SE {_fmt(np.sqrt((both['se'] ** 2).mean()))}")
-    if t.weight_factor == 1.0 and t in (C3, C3_G):
+                f"{_fmt((both['surrogate'] - t.weight_factor * both['closed']).abs().mean())}, "
+                f"RMS SE {_fmt(np.sqrt((both['se'] ** 2).mean()))}")
+    if t == C3_G:  # the row's own weights (C1, E1a): how small an error it would catch
         d = smallest_detected_weight_error(study, policy, t)
         evidence += ("; smallest weight error it detects: none up to 50%" if np.isnan(d) else
                      f"; smallest weight error it detects: {d:.0%} (x{1 + d:g} and x{1 - d:g} both rejected)")
