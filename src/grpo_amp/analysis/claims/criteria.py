@@ -321,8 +321,9 @@ def e2a(study: Study, policy: str, t: Theory) -> Measure | None:
 
 def e2b(study: Study, policy: str, t: Theory) -> Measure | None:
     """Practice under-amplifies: the signed mean of p_n - prediction on the base run (negative: below it)."""
-    if not registry.policy(policy).practice or not registry.policy(policy).sampled:
-        return None
+    spec = registry.policy(policy)
+    if not (spec.practice and spec.sampled and spec.rung in (None, "R6")):
+        return None  # practice itself: tabular_sgd (R6) and the transformer family, not the ladder's rungs
     base = study.base(policy)
     if base.empty:
         return None
