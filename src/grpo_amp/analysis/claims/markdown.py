@@ -33,7 +33,7 @@ def claims_markdown(table: pd.DataFrame, scale: str, notes: list[str] | tuple[st
         criterion = r.criterion if isinstance(r.criterion, str) and r.criterion else "-"
         tol = "-" if pd.isna(r.tolerance) else f"{r.tolerance:.3g}"
         power = r.power if isinstance(r.power, str) and r.power else "-"
-        lines.append(f"| {r.claim} | {r.policy} | **{r.verdict}** | {r.metric} | "
+        lines.append(f"| {r.claim} | {r.policy} | **{r.verdict}** | {str(r.metric).replace('|', '/')} | "
                      f"{fmt_interval(r.value, r.value_lo, r.value_hi)} | {criterion} | {tol} | {power} | {r.n_seeds} | "
                      f"{str(r.evidence).replace('|', '/')} |")
     return "\n".join(lines) + "\n"
