@@ -29,9 +29,9 @@ def simulate(c1_groups: int, factors=(1.0, 1.1, 0.9), group_size=8, n_iters=12, 
         p_prev, p_n = traj[n - 1], traj[n]
         r = rng.random((c1_groups, group_size, len(p_prev))) < p_prev          # (groups, G, Q)
         mean, std = r.mean(1, keepdims=True), r.std(1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"):  # the branch np.where drops: zero spread, p_{n-1} = 1
             adv = np.where(std > 0, (r - mean) / std, 0.0)
-        ratio = np.where(r, p_n / p_prev, (1 - p_n) / (1 - p_prev))
+            ratio = np.where(r, p_n / p_prev, (1 - p_n) / (1 - p_prev))
         per_group = (ratio * adv).mean(1)                                       # (groups, Q)
         sur.append(per_group.mean(0))
         se.append(per_group.std(0, ddof=1) / np.sqrt(c1_groups))
