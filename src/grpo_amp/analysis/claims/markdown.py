@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from grpo_amp import registry
-from grpo_amp.analysis.claims.criteria import fmt_interval
+from grpo_amp.analysis.claims.measure import fmt_interval
 
 
 def claims_markdown(table: pd.DataFrame, scale: str, notes: list[str] | tuple[str, ...] = ()) -> str:

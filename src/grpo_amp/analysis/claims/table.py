@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from grpo_amp.analysis.claims.criteria import CRITERIA, Criterion, Measure, right_theory, tolerance
+from grpo_amp.analysis.claims.criteria import CRITERIA, Criterion, right_theory
+from grpo_amp.analysis.claims.measure import Measure, tolerance
 from grpo_amp.analysis.claims.study import Study, predictions_of
 from grpo_amp.analysis.claims.theories import FINITE_G
 from grpo_amp.analysis.stats import FAILS, interval_verdict, null_rejected, row_verdict
