@@ -10,12 +10,13 @@ theory is how ``table`` counts the power. A new claim is one measure function an
 entry in ``CRITERIA``.
 
 Power kinds (``Criterion.power``):
-- ``named``: re-run against ``theories.wrong_theories`` (C1/E1: ``wrong_weights``); a wrong theory is
+- ``named``: re-run against ``wrong`` (``theories.wrong_theories``; C1/E1: ``wrong_weights``); a wrong theory is
   rejected where its own verdict, by the same criterion and tolerance, is "fails".
 - ``null``: an effect check (a sign or a change) against the no-effect null: rejected where the
   interval lies wholly on the claimed side of 0.
 - ``theory-free``: the value does not depend on the prediction (C2): it rejects none of the named
   wrong theories, so it cannot hold.
+- ``none``: a measurement with no criterion (E2a): no verdict, no power.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class Criterion:
     metric: str
     criterion: str
     tolerance: str                                 # a TOLERANCE key
-    power: str = "named"                           # named | weights | null | theory-free | none
+    power: str = "named"                           # named | null | theory-free | none (module docstring)
     per_prediction: bool = False                   # one row per prediction of the policy (C3 and C3_G)
     right: Callable[[str], Theory] | None = None   # the theory the row is judged by (default: the policy's own)
     wrong: Callable[[Theory], tuple[Theory, ...]] = wrong_theories
