@@ -105,7 +105,7 @@ CHECK_OPTIMISER = f"optimiser {GRPOConfig().argmax_tol:g}"
 CHECK_INTERVAL = "seed interval"
 CHECK_TOLERANCE = "tolerance 0.02 or 10% (no interval)"
 CLAIM_KEY = ["claim", "policy"]
-CLAIM_EXACT = ["verdict", "metric"]
+CLAIM_EXACT = ["verdict", "criterion", "metric"]  # power ("k/n rejected") follows from the data, like evidence
 CLAIM_NUMBERS = ["value", "tolerance"]
 CONFIGURED_NUMBERS = {"tolerance"}  # a threshold from the code, not a measurement: judged by round-off
 RUN_KEY = ["policy", "run"]
@@ -114,7 +114,7 @@ SETTING_COLUMNS = [*RUN_SETTINGS, "n_seeds"]
 RUN_NUMBERS = [c for c in RUN_COLUMNS if c not in RUN_KEY and c not in SETTING_COLUMNS and not c.endswith((LO, HI))]
 # what a line's status is, worst first: the first that applies names the line
 STATUSES = ("missing", "extra", "text changed", "verdict changed", "setting changed", "moved", "reproduced")
-CHANGE_STATUS = {"metric": "text changed", "verdict": "verdict changed"}  # any other exact column: a setting
+CHANGE_STATUS = {"metric": "text changed", "criterion": "text changed", "verdict": "verdict changed"}  # any other exact column: a setting
 # settings renamed since a run was published (old value -> new): a pure rename is not a changed setting
 RENAMED_SETTINGS = {"kl_estimator": {"exact": "full_vocab"}}  # grpo.kl_estimator exact -> full_vocab
 
