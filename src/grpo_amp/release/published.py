@@ -31,12 +31,14 @@ JSON object for tooling). Statuses, the first that applies naming the line:
   ==================================  ===========================================================
   check                               used for, and when a number passes
   ==================================  ===========================================================
-  ``round-off 1e-9``                  numbers made without sampling: the closed-form control and
+  ``round-off 1e-7``                  numbers made without sampling: the closed-form control and
                                       every policy that draws nothing (``registry``: not
                                       ``sampled``, not an optimiser), and any number whose
                                       published seed interval has zero width (it carries no seed
                                       variability: a zero-width interval is never its test):
-                                      ``|fresh - pub| <= 1e-9 max(1, |pub|)``
+                                      ``|fresh - pub| <= 1e-7 max(1, |pub|)`` (measured across
+                                      kernels: up to 4e-9 relative, where a fit or a root-find
+                                      amplifies last-digit differences; tests/test_reproducibility)
   ``optimiser 1e-6``                  R1/R2's numerical maximisers (``registry.OPTIMISER``): each
                                       run is within ``grpo.argmax_tol`` of the exact maximiser, so
                                       two runs reproduce when ``|fresh - pub| <= 2 argmax_tol``
@@ -98,9 +100,12 @@ class Tolerance:
 
 # The fallback for sampled numbers without interval columns (the module docstring's last check).
 PRACTICE_TOLERANCE = Tolerance(absolute=0.02, relative=0.10)
-ROUND_OFF_RELATIVE = 1e-9  # numbers made without sampling: |fresh - pub| <= 1e-9 max(1, |pub|)
+# numbers made without sampling: |fresh - pub| <= 1e-7 max(1, |pub|). AVX2 vs AVX512 kernels moved them by
+# up to 3.7e-9 relative on the smoke study (R3's beta_eff fit; the transformer's predicted limit 1.6e-9):
+# 25x margin, and still far below what a change of code or config moves.
+ROUND_OFF_RELATIVE = 1e-7
 LO, HI = "_lo", "_hi"  # a value column X has its seed interval in X_lo, X_hi
-CHECK_ROUND_OFF = "round-off 1e-9"
+CHECK_ROUND_OFF = f"round-off {ROUND_OFF_RELATIVE:g}"
 CHECK_OPTIMISER = f"optimiser {GRPOConfig().argmax_tol:g}"
 CHECK_INTERVAL = "seed interval"
 CHECK_TOLERANCE = "tolerance 0.02 or 10% (no interval)"
