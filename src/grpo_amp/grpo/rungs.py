@@ -256,6 +256,7 @@ def _certificate(z: torch.Tensor, loss_of, support: torch.Tensor) -> tuple[torch
 # A logit kept within this of its row's largest: e^-700 (1e-304) is still a positive float64, so every
 # output on the support keeps a mass the gradient can see; it moves a PoS by < K * 1e-304.
 LOGIT_FLOOR = 700.0
+TRUST_NATS = 50.0  # the largest change of a log-ratio pi(o)/pi(o') in one natural-gradient step
 
 
 def _natural_gradient(z: torch.Tensor, support: torch.Tensor, loss_of, tol: float, max_iter: int):
@@ -271,8 +272,10 @@ def _natural_gradient(z: torch.Tensor, support: torch.Tensor, loss_of, tol: floa
     (logits, certificate bounds).
     """
     def clamp(z):
-        top = z.masked_fill(~support, -torch.inf).amax(-1, keepdim=True)
-        return torch.where(support, torch.maximum(z, top - LOGIT_FLOOR), -torch.inf)
+        # each row re-centred at its top (softmax is shift-free): logits never grow past LOGIT_FLOOR,
+        # so an O(1) step is never lost to a 1e130 offset
+        z = z - z.masked_fill(~support, -torch.inf).amax(-1, keepdim=True)
+        return torch.where(support, torch.clamp(z, min=-LOGIT_FLOOR), -torch.inf)
 
     z = clamp(z)
     for _ in range(max_iter):
@@ -281,7 +284,12 @@ def _natural_gradient(z: torch.Tensor, support: torch.Tensor, loss_of, tol: floa
         (g,) = torch.autograd.grad(loss.sum(), zg)
         pi = torch.softmax(z, -1)
         direction = torch.where(support, -g / torch.where(support, pi, 1.0), 0.0)   # (Q, K)
-        step = torch.ones_like(loss)
+        # a trust region of TRUST_NATS on the change of any log-ratio: where A spans 1e140 the first
+        # steps only drain the outputs that must lose their mass, 50 nats at a time, and the finer
+        # structure (lost to rounding beside 1e140 until then) follows once it is visible
+        spread = (direction.masked_fill(~support, -torch.inf).amax(-1)
+                  - direction.masked_fill(~support, torch.inf).amin(-1))                 # (Q,)
+        step = torch.clamp(TRUST_NATS / spread.clamp(min=1e-300), max=1.0)
         accepted = torch.zeros_like(loss, dtype=torch.bool)
         new = z
         for _ in range(60):  # halve until the loss falls (2^-60: nothing left to gain)
