@@ -1,5 +1,5 @@
 """E5's tabular ladder as a 2 x 2 x 2 factorial: the three new cells (grpo.rungs), the attribution
-(grpo_amp.factorial) against a brute-force average over the 3! orders, and a fresh smoke run's files."""
+(grpo_amp.analysis.factorial) against a brute-force average over the 3! orders, and a fresh smoke run's files."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from grpo_amp import registry
-from grpo_amp import factorial as F
+from grpo_amp.analysis import factorial as F
 from grpo_amp.config import Config, GRPOConfig
 from grpo_amp.grpo import rungs as R
 from grpo_amp.io import InputError
-from grpo_amp.pos import pos_exact
+from grpo_amp.grpo.pos import pos_exact
 from grpo_amp.schema import ATTRIBUTION_COLUMNS, FACTORIAL_COLUMNS
 
 from test_rungs import _apply, _c3, _setup, _variant
@@ -192,7 +192,7 @@ def test_attribution_table_on_a_hand_made_study_matches_brute_force_and_pairs_se
     assert shap["shapley"].sum() == pytest.approx(total["effect"]) == pytest.approx(shap["chain"].sum())
     # paired: the interval of a part is the t interval of its per-seed values, not of the cells' own spreads
     brute_per_seed = np.array([_brute_shapley({z: per_seed[z][s] for z in F.CODES}) for s in range(3)])
-    from grpo_amp.summaries import seed_interval
+    from grpo_amp.analysis.stats import seed_interval
     for i, name in enumerate(F.FACTOR_NAMES):
         np.testing.assert_allclose(shap.loc[name, ["shapley", "shapley_lo", "shapley_hi"]].to_numpy(float),
                                    seed_interval(brute_per_seed[:, i]), atol=1e-12)

@@ -62,7 +62,7 @@ class PolicySpec:
     # "module:function" (cfg -> finite_group_weights kwargs) where the loop's advantage is not the variant's
     # (TRL divides by sample std + 1e-4): the finite-G prediction must use the advantage really computed
     finite_group_advantage: str | None = None
-    # E5's 2 x 2 x 2 factorial (grpo_amp.factorial): (advantage, optimiser, objective) levels, see FACTORS
+    # E5's 2 x 2 x 2 factorial (grpo_amp.analysis.factorial): (advantage, optimiser, objective) levels, see FACTORS
     cell: tuple[str, str, str] | None = None
 
     @property
@@ -70,7 +70,7 @@ class PolicySpec:
         return self.tolerance == PRACTICE
 
 
-# E5's tabular ladder as a 2 x 2 x 2 factorial (issue 18; grpo_amp.factorial, docs/theory.md's E5). Each
+# E5's tabular ladder as a 2 x 2 x 2 factorial (issue 18; grpo_amp.analysis.factorial, docs/theory.md's E5). Each
 # factor has R1's level first and practice's (R6's) second:
 #   advantage: A from the true p_{n-1} (THEORY.md's population A(r; p), known on a table) or from the group
 #              (the trainer's group mean/std: E1's A_G, whose expectation over groups is E1's weights)
@@ -103,7 +103,7 @@ POLICY_TABLE = (  # plot order is table order
     PolicySpec("tabular_sgd", "tabular", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True, _PRACTICE_SWEEPS,
                "R6: sampled GRPO on a table", rung="R6",
                cell=("group", "steps", "one_group")),
-    # the factorial's other three cells (no chain rung: grpo_amp.ladder leaves them out, grpo_amp.factorial reads them):
+    # the factorial's other three cells (no chain rung: grpo_amp.analysis.ladder leaves them out, grpo_amp.analysis.factorial reads them):
     # R3, R5 and R6 with the true p_{n-1}'s advantage A(r; p_{n-1}) in place of the group's
     PolicySpec("tabular_true_p_steps", "tabular", "grpo_amp.grpo.rungs:true_p_exact_steps", PRACTICE, False,
                ("beta", "inner_steps"), "factorial: M Adam steps on the exact population objective",
@@ -119,14 +119,14 @@ POLICY_TABLE = (  # plot order is table order
     # the transformer as close to each iteration's maximiser as the model allows (issue 10): the same
     # grpo_update with m groups per question and inner steps until the sampled objective stops improving.
     # transformer - control = sampling + optimisation on the transformer; control - tabular R4 at the same
-    # G, m, beta = parametrisation (grpo_amp.ladder)
+    # G, m, beta = parametrisation (grpo_amp.analysis.ladder)
     PolicySpec("transformer_control", "transformer", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True, (),
                "transformer control: m groups, steps until the objective stops improving",
                grpo="transformer_control"),
-    # TRL's own loop on the same checkpoint, task and GRPO settings as `transformer` (grpo_amp.trl_settings maps them)
+    # TRL's own loop on the same checkpoint, task and GRPO settings as `transformer` (grpo_amp.trl_family.settings maps them)
     PolicySpec("trl", "transformer", None, PRACTICE, True, ("beta", "lr"), "TRL 1.16 GRPOTrainer on the transformer",
-               grpo="practice_token", loop="grpo_amp.trl_policy:train_trl",
-               finite_group_advantage="grpo_amp.trl_settings:finite_group_advantage"),
+               grpo="practice_token", loop="grpo_amp.trl_family.policy:train_trl",
+               finite_group_advantage="grpo_amp.trl_family.settings:finite_group_advantage"),
 )
 POLICIES = {p.name: p for p in POLICY_TABLE}
 POLICY_NAMES = tuple(POLICIES)

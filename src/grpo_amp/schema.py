@@ -58,13 +58,13 @@ VERDICTS = ("holds", "fails", "inconclusive")
 ITERATION_COLUMNS = ["policy", "run", "iteration", "pos_mean", "pos_q10", "pos_q50", "pos_q90", "pred_trajectory_mean",
                      "abs_err_trajectory", "abs_err_one_step", "abs_err_trajectory_G", "heldout_pos_mean"]
 
-# results/{scale}/ladder.csv: E5's gap ladder, one row per (rung, run); see grpo_amp.ladder.
+# results/{scale}/ladder.csv: E5's gap ladder, one row per (rung, run); see grpo_amp.analysis.ladder.
 LADDER_COLUMNS = ["rung", "policy", "run", "n_seeds", "gap", "gap_lo", "gap_hi", "gap_G", "gap_G_lo", "gap_G_hi",
                   "parent", "part", "part_lo", "part_hi", "cause"]
 
 # results/{scale}/factorial.csv: E5's tabular ladder as a 2 x 2 x 2 factorial, one row per (variant, cell);
 # the factors' levels are registry.FACTORS; gap = mean |p_n - C3|, bias = mean (p_n - C3) (train, n >= 1),
-# each the mean over the cell's seeds with its 95% interval; see grpo_amp.factorial.
+# each the mean over the cell's seeds with its 95% interval; see grpo_amp.analysis.factorial.
 FACTORIAL_COLUMNS = ["variant", "advantage", "optimiser", "objective", "policy", "rung", "gap", "gap_lo", "gap_hi",
                      "bias", "bias_lo", "bias_hi", "n_seeds"]
 # results/{scale}/attribution.csv: per variant, each factor's main effect and Shapley (order-averaged) part,

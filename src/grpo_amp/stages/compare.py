@@ -5,7 +5,7 @@
 Reads only files the earlier rules wrote: every run's predict CSV, train metrics, C1 table and
 run.json. Writes ``outputs.runs``, ``outputs.claims_csv``, ``outputs.claims_md`` and
 ``outputs.ladder`` (E5's gap ladder), ``outputs.factorial`` and ``outputs.attribution`` (the same
-rungs as a 2 x 2 x 2 factorial and its parts, grpo_amp.factorial) and ``outputs.iterations`` (iterations.csv: per run and
+rungs as a 2 x 2 x 2 factorial and its parts, grpo_amp.analysis.factorial) and ``outputs.iterations`` (iterations.csv: per run and
 iteration, E_q |p_n - C3| and the mean PoS). Logs per-iteration PoS (mean, quantiles) and prediction
 errors to each run, and the claims table and ladder to the scale's study run.
 """
@@ -16,17 +16,18 @@ import logging
 
 import pandas as pd
 
-from grpo_amp import paths, registry, tracking
-from grpo_amp.claims import Study, claims_markdown, claims_table
+from grpo_amp import paths, registry
+from grpo_amp.analysis.claims import Study, claims_markdown, claims_table
+from grpo_amp.analysis.ladder import ladder_table
+from grpo_amp.analysis.summaries import summarise_run
 from grpo_amp.config import Config
 from grpo_amp.io import read_csv, read_json, write_csv, write_text
-from grpo_amp.factorial import attribution_table, factorial_table
-from grpo_amp.ladder import ladder_table
-from grpo_amp.runs import parse_run, runs_of_study
+from grpo_amp.analysis.factorial import attribution_table, factorial_table
 from grpo_amp.schema import (C1_COLUMNS, ITERATION_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, TIMING_COLUMNS,
                              TRAIN_METRICS_COLUMNS)
 from grpo_amp.stages.common import output_path, stage_main
-from grpo_amp.summaries import summarise_run
+from grpo_amp.study.runs import parse_run, runs_of_study
+from grpo_amp.tracking import mlflow_store as tracking
 
 log = logging.getLogger(__name__)
 

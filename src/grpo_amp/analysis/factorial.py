@@ -37,7 +37,8 @@ import pandas as pd
 from grpo_amp import registry
 from grpo_amp.io import InputError
 from grpo_amp.schema import ATTRIBUTION_COLUMNS, FACTORIAL_COLUMNS
-from grpo_amp.summaries import mean_gap, seed_interval
+from grpo_amp.analysis.stats import seed_interval
+from grpo_amp.analysis.summaries import mean_gap
 
 FACTOR_NAMES = tuple(registry.FACTORS)  # advantage, optimiser, objective
 CODES = tuple(itertools.product((0, 1), repeat=len(FACTOR_NAMES)))  # (0,0,0) = R1 ... (1,1,1) = R6
