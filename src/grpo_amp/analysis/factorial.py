@@ -18,7 +18,7 @@ Attribution (per variant, cells coded z in {0, 1}^3, 1 = practice's level, v(z) 
     the three changes can be made one at a time (weights 1/3, 1/6, 1/6, 1/3 over |S| = 0, 1, 1, 2);
     the three parts add up to v(1, 1, 1) - v(0, 0, 0) = R6's gap - R1's, whatever the interactions.
   chain part of a factor: its marginal change in the chain ladder's one order (advantage, optimiser,
-    objective: R1 -> R2 -> R3 -> R6, grpo_amp.ladder without R4), which adds up to the same total.
+    objective: R1 -> R2 -> R3 -> R6, grpo_amp.analysis.ladder without R4), which adds up to the same total.
 Intervals: every number is a fixed linear combination of the eight cells, computed seed by seed and
 then reported as the mean over seeds with a 95% Student-t interval (paired: the sampled cells share
 the seed list cfg.seed, cfg.seed + 1, ... and a seed's draws start from the same generator state; a
