@@ -33,7 +33,7 @@ cell is the expectation of the one-group cell beside it, as R2/R3 are of R5/R6. 
 between the two objective levels and is not a cell; tabular_exact (C2's closed form) is the self-check.
 
 Every rung works on a TabularPolicy (logits (N, K) float64, task.correct (N, K) bool) and maximises,
-per question, THEORY.md's iteration objective
+per question, docs/theory.md's iteration objective (C2)
     J(pi) = sum_o pi(o) A(o) - beta KL(pi || pi_ref) [- beta_prev KL(pi || pi_old)]      (kl=ref/both)
     J(pi) = sum_o pi(o) A(o) - beta KL(pi || pi_old)                                   (kl=mirror)
 with the rung's A. R1 and R2 find the maximiser numerically (L-BFGS, nothing of C2/C3 in the path):
@@ -79,7 +79,7 @@ def _success_mass(old_logits: torch.Tensor, correct: torch.Tensor) -> tuple[torc
 
 
 def population_advantage(p: torch.Tensor, q: torch.Tensor, variant: VariantConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """THEORY.md's population A at r = 1 and r = 0: (1 - p, -p) [/ sqrt(p(1-p) + eps)], q = 1 - p.
+    """docs/theory.md's population A at r = 1 and r = 0: (1 - p, -p) [/ sqrt(p(1-p) + eps)], q = 1 - p.
 
     mean_std with eps = 0 uses sqrt(q/p) and -sqrt(p/q): the same numbers, with the limits +inf
     (p = 0) and -inf (q = 0) that a certain question has, instead of 0/0.
