@@ -38,7 +38,7 @@ from grpo_amp import registry
 from grpo_amp.io import InputError
 from grpo_amp.schema import ATTRIBUTION_COLUMNS, FACTORIAL_COLUMNS
 from grpo_amp.analysis.stats import seed_interval
-from grpo_amp.analysis.summaries import mean_gap
+from grpo_amp.analysis.summaries import mean_bias, mean_gap
 
 FACTOR_NAMES = tuple(registry.FACTORS)  # advantage, optimiser, objective
 CODES = tuple(itertools.product((0, 1), repeat=len(FACTOR_NAMES)))  # (0,0,0) = R1 ... (1,1,1) = R6
@@ -47,12 +47,6 @@ CODES = tuple(itertools.product((0, 1), repeat=len(FACTOR_NAMES)))  # (0,0,0) = 
 def cell_of(code: tuple[int, ...]) -> tuple[str, ...]:
     """(0, 1, 0) -> ("true_p", "steps", "exact"): a code's factor levels."""
     return tuple(registry.FACTORS[f][z] for f, z in zip(FACTOR_NAMES, code))
-
-
-def mean_bias(pred: pd.DataFrame, column: str = "pred_trajectory") -> float:
-    """mean (p_n - column) over train questions and iterations n >= 1 (one seed's frame): the gap's sign."""
-    later = pred[(pred["split"] == "train") & (pred["iteration"] >= 1)]
-    return float((later["pos"] - later[column]).mean())
 
 
 # --------------------------------------------------------------------------- the design's weights
