@@ -78,7 +78,7 @@ def test_true_p_one_group_argmax_is_that_groups_maximiser_with_true_p_advantages
     rewards = task.reward(rollout).double()
     p = pos_exact(old, qs)[0]
     p = torch.as_tensor(p)[:, None]
-    adv = torch.where(rewards > 0.5, torch.sqrt((1 - p) / p), -torch.sqrt(p / (1 - p)))  # THEORY.md's A, eps = 0
+    adv = torch.where(rewards > 0.5, torch.sqrt((1 - p) / p), -torch.sqrt(p / (1 - p)))  # docs/theory.md's A, eps = 0
     log_old, log_ref = torch.log_softmax(old.logits[qs], -1), torch.log_softmax(ref.logits[qs], -1)
     a = R.one_group_advantage(rollout, adv, log_old)
     numeric = torch.softmax(R.maximise(a, log_ref, log_old, v, 1e-7, 2000), -1).numpy()

@@ -72,7 +72,7 @@ class PolicySpec:
 
 # E5's tabular ladder as a 2 x 2 x 2 factorial (issue 18; grpo_amp.analysis.factorial, docs/theory.md's E5). Each
 # factor has R1's level first and practice's (R6's) second:
-#   advantage: A from the true p_{n-1} (THEORY.md's population A(r; p), known on a table) or from the group
+#   advantage: A from the true p_{n-1} (docs/theory.md's population A(r; p), known on a table) or from the group
 #              (the trainer's group mean/std: E1's A_G, whose expectation over groups is E1's weights)
 #   optimiser: the iteration's argmax (L-BFGS, or R5's closed form) or M steps of the trainer's Adam
 #   objective: the exact expectation over groups of pi_{n-1} or one sampled group of G per question

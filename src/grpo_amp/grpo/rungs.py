@@ -9,7 +9,7 @@
 The same rungs as a 2 x 2 x 2 factorial (issue 18, ``registry.FACTORS``; the numbers: grpo_amp.analysis.factorial).
 Three changes separate R1 from practice (R6), each with two levels, R1's first:
 
-    advantage  true_p: A(r; p_{n-1}), THEORY.md's population advantage from the exact PoS of pi_{n-1}
+    advantage  true_p: A(r; p_{n-1}), docs/theory.md's population advantage from the exact PoS of pi_{n-1}
                        (known on a table)  |  group: the trainer's A_G from the group's own mean/std
     optimiser  argmax: the iteration's maximiser (L-BFGS, or the closed form of a one-group objective)
                        |  steps: M steps of the trainer's Adam from pi_{n-1}
