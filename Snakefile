@@ -17,6 +17,8 @@ rule all:
         CLAIMS_CSV,
         CLAIMS_MD,
         LADDER_CSV,
+        FACTORIAL_CSV,
+        ATTRIBUTION_CSV,
         ITERATIONS_CSV,
         FIGURES,
     default_target: True

@@ -306,6 +306,8 @@ class RuleFiles:
     curves: Optional[str] = None
     runs: Optional[str] = None
     ladder: Optional[str] = None
+    factorial: Optional[str] = None
+    attribution: Optional[str] = None
     iterations: Optional[str] = None
     claims_csv: Optional[str] = None
     claims_md: Optional[str] = None

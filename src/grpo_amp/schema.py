@@ -65,3 +65,14 @@ ITERATION_COLUMNS = ["policy", "run", "iteration", "pos_mean", "pos_q10", "pos_q
 LADDER_COLUMNS = ["rung", "policy", "run", "n_seeds", "gap", "gap_lo", "gap_hi", "gap_G", "gap_G_lo", "gap_G_hi",
                   "bias", "bias_lo", "bias_hi", "bias_G", "bias_G_lo", "bias_G_hi",
                   "parent", "part", "part_lo", "part_hi", "cause"]
+
+# results/{scale}/factorial.csv: E5's tabular ladder as a 2 x 2 x 2 factorial, one row per (variant, cell);
+# the factors' levels are registry.FACTORS; gap = mean |p_n - C3|, bias = mean (p_n - C3) (train, n >= 1),
+# each the mean over the cell's seeds with its 95% interval; see grpo_amp.analysis.factorial.
+FACTORIAL_COLUMNS = ["variant", "advantage", "optimiser", "objective", "policy", "rung", "gap", "gap_lo", "gap_hi",
+                     "bias", "bias_lo", "bias_hi", "n_seeds"]
+# results/{scale}/attribution.csv: per variant, each factor's main effect and Shapley (order-averaged) part,
+# each interaction's effect, and the total (R6's gap - R1's = the sum of the three Shapley parts, and of the three
+# chain parts: the marginal changes in the ladder's order R1 -> R2 -> R3 -> R6), paired over seeds.
+ATTRIBUTION_COLUMNS = ["variant", "factor", "kind", "effect", "effect_lo", "effect_hi", "shapley", "shapley_lo",
+                       "shapley_hi", "chain", "chain_lo", "chain_hi", "n_seeds"]

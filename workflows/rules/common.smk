@@ -50,6 +50,8 @@ CLAIMS_CSV = fill(paths.CLAIMS_CSV)
 CLAIMS_MD = fill(paths.CLAIMS_MD)
 RUNS_CSV = fill(paths.RUNS)
 LADDER_CSV = fill(paths.LADDER)
+FACTORIAL_CSV = fill(paths.FACTORIAL)
+ATTRIBUTION_CSV = fill(paths.ATTRIBUTION)
 ITERATIONS_CSV = fill(paths.ITERATIONS)
 FIGURES = [fill(paths.FIGURE, name=name) for name in registry.FIGURE_NAMES]
 ALL_PREDICT = [fill(paths.PREDICT, policy=p, run=r) for p, runs in RUNS.items() for r in runs]

@@ -6,6 +6,32 @@
     # R4 is trainer.grpo_update with grpo.groups_per_question = m (m = 1: R6, practice itself)
     metrics = one_group_argmax(...)        # R5: one sampled group's objective, maximised in closed form
 
+The same rungs as a 2 x 2 x 2 factorial (issue 18, ``registry.FACTORS``; the numbers: grpo_amp.analysis.factorial).
+Three changes separate R1 from practice (R6), each with two levels, R1's first:
+
+    advantage  true_p: A(r; p_{n-1}), docs/theory.md's population advantage from the exact PoS of pi_{n-1}
+                       (known on a table)  |  group: the trainer's A_G from the group's own mean/std
+    optimiser  argmax: the iteration's maximiser (L-BFGS, or the closed form of a one-group objective)
+                       |  steps: M steps of the trainer's Adam from pi_{n-1}
+    objective  exact:  the expectation over groups of pi_{n-1}, summed exactly  |  one_group: one sampled
+                       group of G per question (sum_o pi(o) a(o), a(o) = sum_i [o_i = o] A_i / (G pi_old(o)))
+
+    cell (advantage, optimiser, objective)  policy                       update
+    true_p, argmax, exact                   tabular_r1 (R1)              population_argmax
+    group,  argmax, exact                   tabular_r2 (R2)              finite_group_argmax
+    group,  steps,  exact                   tabular_r3 (R3)              exact_objective_steps
+    group,  argmax, one_group               tabular_r5 (R5)              one_group_argmax
+    group,  steps,  one_group               tabular_sgd (R6)             trainer.grpo_update
+    true_p, steps,  exact                   tabular_true_p_steps         true_p_exact_steps
+    true_p, argmax, one_group               tabular_true_p_group_argmax  true_p_one_group_argmax
+    true_p, steps,  one_group               tabular_true_p_sgd           true_p_group_steps
+
+The exact expectation of the true-p one-group objective is the population objective itself (A depends on
+o only through r, and E_{o ~ pi_old}[pi/pi_old A] = sum_o pi(o) A(o)); that of the group one is R2's,
+because E over groups of A_G,i given r_i is E1's weight (``finite_group_advantage``). So each exact
+cell is the expectation of the one-group cell beside it, as R2/R3 are of R5/R6. R4 (m groups) lies
+between the two objective levels and is not a cell; tabular_exact (C2's closed form) is the self-check.
+
 Every rung works on a TabularPolicy (logits (N, K) float64, task.correct (N, K) bool) and maximises,
 per question, docs/theory.md's iteration objective (C2)
     J(pi) = sum_o pi(o) A(o) - beta KL(pi || pi_ref) [- beta_prev KL(pi || pi_old)]      (kl=ref/both)
@@ -18,7 +44,6 @@ Metrics have the trainer's keys; a value an exact rung has no sample for is its 
 pi_old (mean_reward = mean p_old, zero_spread_frac = mean P(all G rewards equal)) or NaN (R1 has no
 group; clip_frac where nothing is clipped).
 """
-
 from __future__ import annotations
 
 import math
@@ -354,21 +379,38 @@ def finite_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Co
 
 def exact_objective_steps(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
     """R3: M steps of the trainer's optimiser on R2's exact objective (mean over questions, as the loss)."""
+    correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
+    adv = _per_output(correct, *finite_group_advantage(p, q, cfg.grpo.group_size, cfg.variant))
+    _exact_steps(policy, questions, adv, log_ref, log_old, cfg)
+    with torch.no_grad():
+        terms = exact_objective(policy.logits[questions], adv, log_ref, log_old, cfg.variant)
+    return _metrics(terms, p.mean(), expected_zero_spread(p, q, cfg.grpo.group_size).mean())
+
+
+def true_p_exact_steps(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
+    """Factorial cell (true_p, steps, exact): M steps of the trainer's optimiser on R1's population objective.
+
+    R3 with A(r; p_{n-1}) in place of E1's finite-G weights; it tends to R1 as M grows, as R3 tends to R2.
+    """
+    correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
+    adv = _per_output(correct, *population_advantage(p, q, cfg.variant))
+    _exact_steps(policy, questions, adv, log_ref, log_old, cfg)
+    with torch.no_grad():
+        terms = exact_objective(policy.logits[questions], adv, log_ref, log_old, cfg.variant)
+    return _metrics(terms, p.mean(), NAN)
+
+
+def _exact_steps(policy, questions, adv, log_ref, log_old, cfg: Config) -> None:
+    """M = grpo.inner_steps steps of the trainer's optimiser on the exact objective with per-output A (Q, K)."""
     from grpo_amp.grpo.trainer import _optimiser  # lazy: the trainer may come to import the rungs (registry)
 
-    v, g = cfg.variant, cfg.grpo
-    correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
-    adv = _per_output(correct, *finite_group_advantage(p, q, g.group_size, v))
     optimiser = _optimiser(policy, cfg)
-    for _ in range(g.inner_steps):
-        terms = exact_objective(policy.logits[questions], adv, log_ref, log_old, v)
+    for _ in range(cfg.grpo.inner_steps):
+        terms = exact_objective(policy.logits[questions], adv, log_ref, log_old, cfg.variant)
         loss = -terms["objective"].mean()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-    with torch.no_grad():
-        terms = exact_objective(policy.logits[questions], adv, log_ref, log_old, v)
-    return _metrics(terms, p.mean(), expected_zero_spread(p, q, g.group_size).mean())
 
 
 def one_group_advantage(rollout: Rollout, adv: torch.Tensor, log_old: torch.Tensor) -> torch.Tensor:
@@ -388,11 +430,55 @@ def one_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Confi
     pi_old exp(a/beta) (mirror), pi_ref^(beta/b) pi_old^(beta_prev/b) exp(a/b), b = beta + beta_prev (both).
     The sampled objective is unclipped (clip_eps is not applied): this rung is its maximiser.
     """
+    v = cfg.variant
+    return _one_group_maximiser(policy, old, ref, task, questions, cfg, generator,
+                                lambda rewards: group_advantages(rewards, v.norm.value, v.eps, v.std.value))
+
+
+def true_p_one_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
+    """Factorial cell (true_p, argmax, one_group): R5 with A_i = A(r_i; p_{n-1}) in place of the group's A_G,i.
+
+    The group is drawn as R5 draws it (same generator calls); a zero-spread group no longer gives pi_ref
+    back: the true p's advantage is not 0 where all G rewards agree.
+    """
+    _, _, _, p, q = _tables(policy, old, ref, questions)
+    return _one_group_maximiser(policy, old, ref, task, questions, cfg, generator,
+                                true_p_advantages(p, q, cfg.variant))
+
+
+def true_p_group_steps(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
+    """Factorial cell (true_p, steps, one_group): the trainer's own ``grpo_update`` (R6, draw for draw) with
+    A_i = A(r_i; p_{n-1}) in place of the group's A_G,i; nothing else changes (loss, optimiser, M, m)."""
+    from grpo_amp.grpo.trainer import grpo_update  # lazy, as in _exact_steps
+
+    _, _, _, p, q = _tables(policy, old, ref, questions)
+    return grpo_update(policy, old, ref, task, questions, cfg, generator, advantages=true_p_advantages(p, q, cfg.variant))
+
+
+def true_p_advantages(p: torch.Tensor, q: torch.Tensor, variant: VariantConfig):
+    """``advantages(rewards (Q*m, G)) -> (A (Q*m, G), zero_spread (Q*m,))``: each sampled output's A(r_i; p_{n-1}).
+
+    Rows are question-major (question j's m groups are rows j*m ... j*m + m - 1, as grpo_update reshapes).
+    """
+    a_plus, a_minus = population_advantage(p, q, variant)                 # (Q,) each
+
+    def advantages(rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = rewards.shape[0] // len(a_plus)
+        plus, minus = a_plus.repeat_interleave(m)[:, None], a_minus.repeat_interleave(m)[:, None]  # (Q*m, 1)
+        # an infinite A (eps = 0 at p_old = 0 or 1) belongs to a reward that cannot be drawn: never selected
+        adv = torch.where(rewards > 0.5, plus, minus)                     # (Q*m, G)
+        return adv, (rewards == rewards[:, :1]).all(dim=1)
+    return advantages
+
+
+def _one_group_maximiser(policy, old, ref, task, questions, cfg: Config, generator, advantages) -> dict:
+    """One sampled group per question, its advantages from ``advantages(rewards)``, and the closed-form
+    maximiser of that group's objective (``one_group_argmax``'s docstring)."""
     v, g = cfg.variant, cfg.grpo
     correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
     rollout = old.sample(questions, g.group_size, generator)               # (Q, G, 1)
     rewards = task.reward(rollout)                                         # (Q, G)
-    adv, zero_spread = group_advantages(rewards, v.norm.value, v.eps, v.std.value)
+    adv, zero_spread = advantages(rewards)
     a = one_group_advantage(rollout, adv, log_old)                        # (Q, K)
     terms_kl = _kl_terms(v)
     b = sum(coef for coef, _ in terms_kl)

@@ -47,7 +47,8 @@ class History:
 
 # --------------------------------------------------------------------------- the two updates
 def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions: torch.Tensor,
-                cfg: Config, generator: torch.Generator) -> dict:
+                cfg: Config, generator: torch.Generator,
+                advantages: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict:
     """M inner optimiser steps on the sampled, group-normalised, KL-penalised objective.
 
     m = grpo.groups_per_question groups of G per question, the objective averaged over them,
@@ -61,7 +62,10 @@ def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions:
     rollout = old.sample(questions, m * G, generator)                   # (Q, m*G, T)
     rewards = task.reward(rollout)                                      # (Q, m*G)
     Q = rewards.shape[0]
-    adv, zero_spread = group_advantages(rewards.reshape(Q * m, G), v.norm.value, v.eps, v.std.value)  # (Q*m, G)
+    if advantages is None:
+        adv, zero_spread = group_advantages(rewards.reshape(Q * m, G), v.norm.value, v.eps, v.std.value)  # (Q*m, G)
+    else:
+        adv, zero_spread = advantages(rewards.reshape(Q * m, G))
     adv = adv.reshape(Q, m * G)
     with torch.no_grad():
         ref_logq = ref.log_softmax(rollout)                             # (Q, m*G, T, V)
