@@ -25,7 +25,9 @@ import math
 
 import torch
 
+from grpo_amp import estimators
 from grpo_amp.config import Config, VariantConfig
+from grpo_amp.estimators import Estimator
 from grpo_amp.grpo.loss import group_advantages
 from grpo_amp.io import InputError
 from grpo_amp.rollout import Rollout
@@ -50,41 +52,75 @@ def _success_mass(old_logits: torch.Tensor, correct: torch.Tensor) -> tuple[torc
     return p, q
 
 
-def population_advantage(p: torch.Tensor, q: torch.Tensor, variant: VariantConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def _estimator(variant: VariantConfig, estimator: Estimator | None) -> Estimator:
+    return estimator or estimators.resolve("grpo", variant.norm.value, variant.std.value, variant.eps)
+
+
+def batch_std(p: torch.Tensor) -> torch.Tensor:
+    """sigma_b of TRL's "batch" estimator in expectation: sqrt(pbar (1 - pbar)) over the batch's
+    questions (docs/theory.md E6; a finite batch's sample std differs by O(1/N))."""
+    pbar = p.mean()
+    return torch.sqrt(pbar * (1.0 - pbar))
+
+
+def population_advantage(p: torch.Tensor, q: torch.Tensor, variant: VariantConfig,
+                         estimator: Estimator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """THEORY.md's population A at r = 1 and r = 0: (1 - p, -p) [/ sqrt(p(1-p) + eps)], q = 1 - p.
 
     mean_std with eps = 0 uses sqrt(q/p) and -sqrt(p/q): the same numbers, with the limits +inf
-    (p = 0) and -inf (q = 0) that a certain question has, instead of 0/0.
+    (p = 0) and -inf (q = 0) that a certain question has, instead of 0/0. ``estimator`` (E6; default:
+    the variant's own): rloo's limit is mean_only; eps outside the root divides by sqrt(pq) + eps; batch
+    by sigma_b (+ eps); dynamic sampling drops out (Z -> 1 as G -> infinity); pass@k has no limit here.
     """
-    if variant.norm.value == "mean_only":
+    est = _estimator(variant, estimator)
+    if est.pass_k is not None:
+        raise InputError(f"estimator {est.name!r} (pass@k) has no population limit: R1 cannot run it")
+    if est.norm in ("mean_only", "rloo"):
         return q, -p
-    if variant.eps == 0.0:
+    if est.batch:
+        sd = batch_std(p)
+        denom = torch.sqrt(sd ** 2 + est.eps) if est.eps_inside else sd + est.eps
+        return q / denom, -p / denom
+    if est.eps == 0.0:
         return torch.sqrt(q / p), -torch.sqrt(p / q)
-    denom = torch.sqrt(p * q + variant.eps)
+    denom = torch.sqrt(p * q + est.eps) if est.eps_inside else torch.sqrt(p * q) + est.eps
     return q / denom, -p / denom
 
 
-def finite_group_advantage(p: torch.Tensor, q: torch.Tensor, group_size: int,
-                           variant: VariantConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def finite_group_advantage(p: torch.Tensor, q: torch.Tensor, group_size: int, variant: VariantConfig,
+                           estimator: Estimator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """E[A_G,i | r_i = 1] and E[A_G,i | r_i = 0] over groups of pi_old, by binomial sums.
 
     Output i's advantage depends on the group only through K, the number of successes among the
     other G - 1 outputs, K ~ Bin(G - 1, p_old). The advantage of each (r_i, K) is the trainer's own
-    (``group_advantages`` on a written-out group: its mean, std, eps and zero-spread rule).
+    (``group_advantages`` on a written-out group: its mean, std, eps and zero-spread rule), for the
+    run's ``estimator`` (E6; default: the variant's own). batch: r - group mean over sigma_b of the
+    questions given (``batch_std``). Dynamic sampling: the objective given spread, i.e. divided by
+    Z = 1 - p^G - q^G (groups without spread have A = 0 and are redrawn).
     """
+    est = _estimator(variant, estimator)
     G = group_size
     k = torch.arange(G, dtype=torch.float64)                                  # (G,): K = 0..G-1
     others = (torch.arange(G - 1, dtype=torch.float64)[None, :] < k[:, None]).to(torch.float64)  # (G, G-1)
     groups = torch.cat([torch.cat([torch.ones(G, 1, dtype=torch.float64), others], 1),   # r_i = 1, K others
                         torch.cat([torch.zeros(G, 1, dtype=torch.float64), others], 1)])  # r_i = 0, K others
-    adv, _ = group_advantages(groups, variant.norm.value, variant.eps, variant.std.value)   # (2G, G)
+    if est.batch:
+        adv, _ = group_advantages(groups, "mean_only")                        # (2G, G): r - group mean
+        sd = batch_std(p)
+        adv = adv / (torch.sqrt(sd ** 2 + est.eps) if est.eps_inside else sd + est.eps)
+    else:
+        adv, _ = group_advantages(groups, **est.loss_kwargs())                # (2G, G)
     a_plus, a_minus = adv[:G, 0], adv[G:, 0]                                  # (G,) each
     n = G - 1
     log_comb = math.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)        # (G,)
     # xlogy: 0 * log 0 = 0, so p_old = 0 or 1 gives the point mass it should
     log_pmf = log_comb + torch.special.xlogy(k, p[:, None]) + torch.special.xlogy(n - k, q[:, None])  # (Q, G)
     pmf = torch.exp(log_pmf)
-    return pmf @ a_plus, pmf @ a_minus
+    w_plus, w_minus = pmf @ a_plus, pmf @ a_minus
+    if est.dynamic_sampling:
+        z = 1.0 - p ** G - q ** G  # the share of groups with spread: the objective is conditioned on it
+        w_plus, w_minus = w_plus / z, w_minus / z
+    return w_plus, w_minus
 
 
 def _per_output(correct: torch.Tensor, a_plus: torch.Tensor, a_minus: torch.Tensor) -> torch.Tensor:
@@ -257,7 +293,7 @@ def population_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Conf
     """R1: maximise the exact population objective numerically; must equal C2 (and so C3)."""
     v, g = cfg.variant, cfg.grpo
     correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
-    adv = _per_output(correct, *population_advantage(p, q, v))
+    adv = _per_output(correct, *population_advantage(p, q, v, cfg.advantage))
     logits = maximise(adv, log_ref, log_old, v, g.argmax_tol, g.argmax_max_iter, "R1")
     _write(policy, questions, logits)
     terms = exact_objective(logits, torch.where(torch.isfinite(adv), adv, 0.0), log_ref, log_old, v)
@@ -272,7 +308,7 @@ def finite_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Co
     """
     v, g = cfg.variant, cfg.grpo
     correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
-    adv = _per_output(correct, *finite_group_advantage(p, q, g.group_size, v))
+    adv = _per_output(correct, *finite_group_advantage(p, q, g.group_size, v, cfg.advantage))
     logits = maximise(adv, log_ref, log_old, v, g.argmax_tol, g.argmax_max_iter, "R2")
     _write(policy, questions, logits)
     terms = exact_objective(logits, adv, log_ref, log_old, v)
@@ -285,7 +321,7 @@ def exact_objective_steps(policy, old, ref, task, questions: torch.Tensor, cfg: 
 
     v, g = cfg.variant, cfg.grpo
     correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
-    adv = _per_output(correct, *finite_group_advantage(p, q, g.group_size, v))
+    adv = _per_output(correct, *finite_group_advantage(p, q, g.group_size, v, cfg.advantage))
     optimiser = _optimiser(policy, cfg)
     for _ in range(g.inner_steps):
         terms = exact_objective(policy.logits[questions], adv, log_ref, log_old, v)
@@ -319,7 +355,7 @@ def one_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Confi
     correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
     rollout = old.sample(questions, g.group_size, generator)               # (Q, G, 1)
     rewards = task.reward(rollout)                                         # (Q, G)
-    adv, zero_spread = group_advantages(rewards, v.norm.value, v.eps, v.std.value)
+    adv, zero_spread = group_advantages(rewards, **cfg.advantage.loss_kwargs())
     a = one_group_advantage(rollout, adv, log_old)                        # (Q, K)
     terms_kl = _kl_terms(v)
     b = sum(coef for coef, _ in terms_kl)
