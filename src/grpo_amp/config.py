@@ -278,6 +278,7 @@ class StudyConfig:
     clip_sweep: list[float] = field(default_factory=list)       # E2, practice policies only
     groups_sweep: list[int] = field(default_factory=list)       # E5 R4: groups per question (m)
     lr_sweep: list[float] = field(default_factory=list)         # E4: effective beta per learning rate (trl)
+    advantage_sweep: list[str] = field(default_factory=list)    # E6: advantage estimators (conf/estimator/)
     # per policy, where it differs from the above: its variants, and which of its sweeps it runs
     # (e.g. the transformer is costly: fewer variants, only the beta sweep at default scale)
     variants_of: dict[str, list[str]] = field(default_factory=dict)
@@ -291,6 +292,9 @@ class StudyConfig:
         _require(self.seeds >= 1, "scale.study.seeds", self.seeds, ">= 1")
         for p in [*self.policies, *self.variants_of, *self.sweeps_of]:
             _require(p in registry.POLICIES, "scale.study.policies", p, "one of " + ", ".join(registry.POLICIES))
+        for name in self.advantage_sweep:
+            _require(name in estimators.ESTIMATORS, "scale.study.advantage_sweep", name,
+                     "one of " + ", ".join(estimators.ESTIMATORS))
         for p in self.sweep_variant_of:
             _require(p in registry.POLICIES, "scale.study.sweep_variant_of", p, "one of " + ", ".join(registry.POLICIES))
         for p, sweeps in self.sweeps_of.items():

@@ -35,6 +35,11 @@ TIMING_COLUMNS = ["seed", "iteration", "seconds"]
 # and the ratio pi_n/pi_{n-1}; compare puts the closed form w+_G p_n - w-_G (1 - p_n) beside it.
 C1_COLUMNS = ["question", "seed", "iteration", "surrogate", "surrogate_se", "n_groups"]
 
+# results/{scale}/train/{policy}/{run}/redraws.csv (estimator with dynamic sampling, docs/theory.md E6):
+# per question and iteration, the groups drawn again because all G rewards were equal (uncapped mean
+# 1/Z - 1 per group, Z = 1 - p^G - (1-p)^G) and whether it sat the iteration out (estimator.max_redraws hit).
+REDRAWS_COLUMNS = ["question", "seed", "iteration", "redraws", "dropped"]
+
 # results/{scale}/runs.csv: one row per (policy, run) with its settings and summary numbers.
 # Every summary X is the mean over the run's seeds, with X_lo, X_hi its 95% t-interval over seeds
 # (equal to X where the run has one seed).

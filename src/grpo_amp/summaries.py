@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from grpo_amp import theory
+from grpo_amp import estimators, theory
 from grpo_amp.schema import SUMMARY_NUMBERS
 
 CONFIDENCE = 0.95
@@ -58,11 +58,20 @@ def heldout_gain(pred: pd.DataFrame) -> float:
 
 
 def effective_beta(pred: pd.DataFrame, settings: dict) -> tuple[float, float]:
-    """E4: the beta that best explains one seed's trajectory under C3, and the fit's RMSE."""
+    """E4: the beta that best explains one seed's trajectory under C3, and the fit's RMSE.
+
+    C3 with the run's estimator (E6) in its population limit (pass@k: at the run's G; batch: sigma_b
+    from the batch's p_ref): a constant factor c on A then reads as beta_eff = beta / c.
+    """
     wide = train_rows(pred).pivot(index="iteration", columns="question", values="pos").sort_index()
-    return theory.fit_effective_beta(wide.iloc[0].to_numpy(), wide.to_numpy(), kl=settings["kl"],
-                                     norm=settings["norm"], eps=settings["eps"], beta_prev=settings["beta_prev"],
-                                     std=settings["std"])
+    p_ref = wide.iloc[0].to_numpy()
+    est = estimators.resolve(settings.get("estimator") or estimators.DEFAULT, settings["norm"], settings["std"],
+                             settings["eps"])
+    sd = float(np.sqrt(p_ref.mean() * (1 - p_ref.mean()))) if est.batch else None
+    kw = est.population_kwargs(sd)
+    if kw is None:
+        kw = {**est.theory_kwargs(sd), "group_size": int(settings["group_size"])}
+    return theory.fit_effective_beta(p_ref, wide.to_numpy(), kl=settings["kl"], beta_prev=settings["beta_prev"], **kw)
 
 
 def summarise_seed(pred: pd.DataFrame, settings: dict) -> dict:

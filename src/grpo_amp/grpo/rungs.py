@@ -36,6 +36,8 @@ NAN = float("nan")
 # A logit this far below a row's largest is exactly zero mass after softmax (exp(-1e4) underflows),
 # yet finite: the exact KL of the next iteration stays 0 * finite = 0 there, never NaN.
 ZERO_MASS_LOGIT = 1e4
+RUNAWAY_ADV = 1e12  # dynamic sampling's |A| beyond which it is taken as infinite (Z ~ 0, see finite_group_advantage)
+UNDERFLOW_ADV = 1000.0  # |A|/b beyond which exp(A/b) relative to an O(1) output is 0 in float64 (e^-745 underflows)
 CHUNK = 25  # L-BFGS iterations between two checks of R1/R2's convergence certificate
 
 
@@ -118,8 +120,15 @@ def finite_group_advantage(p: torch.Tensor, q: torch.Tensor, group_size: int, va
     pmf = torch.exp(log_pmf)
     w_plus, w_minus = pmf @ a_plus, pmf @ a_minus
     if est.dynamic_sampling:
-        z = 1.0 - p ** G - q ** G  # the share of groups with spread: the objective is conditioned on it
+        # Z = 1 - p^G - q^G, the share of groups with spread (the objective is conditioned on it), from
+        # the smaller of p, q: 1 - p^G cancels to 0 in float64 long before q does (p -> 1 runs away, E6)
+        small = torch.minimum(p, q)
+        z = -torch.expm1(G * torch.log1p(-small)) - small ** G
         w_plus, w_minus = w_plus / z, w_minus / z
+        # where the redraws (almost) never end, A beyond RUNAWAY_ADV is its limit: -inf on the side
+        # pi_old has (almost) no mass, so the maximiser puts none there (exp(-1e12/beta) is 0 anyway)
+        w_plus = torch.where(w_plus.abs() < RUNAWAY_ADV, w_plus, torch.where(p < q, torch.inf, 0.0))
+        w_minus = torch.where(w_minus.abs() < RUNAWAY_ADV, w_minus, torch.where(p > q, -torch.inf, 0.0))
     return w_plus, w_minus
 
 
@@ -309,7 +318,21 @@ def finite_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Co
     v, g = cfg.variant, cfg.grpo
     correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
     adv = _per_output(correct, *finite_group_advantage(p, q, g.group_size, v, cfg.advantage))
-    logits = maximise(adv, log_ref, log_old, v, g.argmax_tol, g.argmax_max_iter, "R2")
+    if cfg.advantage.dynamic_sampling:
+        # near the runaway to p = 1 (E6) S^D = S_G/Z reaches 1e5 and more: an output with A/b beyond
+        # UNDERFLOW_ADV gets mass exp(-1000) relative to the others, 0 in float64, so it is taken as
+        # infinite (the optimiser's units cannot span 1 to 1e12); nothing is approximated by it
+        b = sum(coef for coef, _ in _kl_terms(v))
+        adv = torch.where(adv < -UNDERFLOW_ADV * b, -torch.inf, torch.where(adv > UNDERFLOW_ADV * b, torch.inf, adv))
+        # the runaway questions alone: in one sum with the others L-BFGS stalls on them (measured at smoke)
+        runaway = torch.isinf(adv).any(-1)
+        logits = torch.empty_like(adv)
+        for rows in (runaway, ~runaway):
+            if rows.any():
+                logits[rows] = maximise(adv[rows], log_ref[rows], log_old[rows], v, g.argmax_tol, g.argmax_max_iter,
+                                        "R2")
+    else:
+        logits = maximise(adv, log_ref, log_old, v, g.argmax_tol, g.argmax_max_iter, "R2")
     _write(policy, questions, logits)
     terms = exact_objective(logits, adv, log_ref, log_old, v)
     return _metrics(terms, p.mean(), expected_zero_spread(p, q, g.group_size).mean())
