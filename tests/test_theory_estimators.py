@@ -217,3 +217,31 @@ def test_dynamic_sampling_needs_a_group():
         theory.pos_step(0.3, 0.3, dynamic_sampling=True)
     with pytest.raises(ValueError, match="pass_k"):
         theory.predicted_limit(0.3, 1.0, pass_k=2)
+
+
+# --------------------------------------------------------------------------- the shape test
+@pytest.mark.parametrize("kl", ["mirror", "ref"])
+def test_shape_test_recovers_beta_and_tells_shapes_apart(kl):
+    rng = np.random.default_rng(0)
+    p_prev = rng.uniform(0.02, 0.98, 400)
+    p_ref = rng.uniform(0.02, 0.6, 400) if kl == "ref" else None
+    anchor = p_prev if kl == "mirror" else p_ref
+    kw = dict(group_size=G, **ESTIMATORS["verl"])
+    p_n = theory.pos_step(p_prev, anchor, kl=kl, beta=2.5, **kw)
+    fit = theory.shape_test(p_prev, p_n, p_ref, kl=kl, **kw)
+    assert fit.slope == pytest.approx(1 / 2.5, rel=1e-10) and fit.r2 == pytest.approx(1.0, abs=1e-12)
+    assert fit.beta_eff == pytest.approx(2.5, rel=1e-10) and fit.n == 400
+    # a wrong step size moves only the slope; a wrong shape (dr_grpo's constant S) lowers R^2
+    wrong = theory.shape_test(p_prev, p_n, p_ref, kl=kl, group_size=G, norm="mean_only")
+    assert wrong.r2 < 0.9
+    noisy = theory.pos_step(p_prev, anchor, kl=kl, beta=2.5, **kw) * rng.uniform(0.97, 1.0, 400)
+    assert theory.shape_test(p_prev, noisy, p_ref, kl=kl, **kw).r2 < 0.999
+
+
+def test_shape_test_bad_input():
+    with pytest.raises(ValueError, match="kl"):
+        theory.shape_test([0.2], [0.3], kl="both")
+    with pytest.raises(ValueError, match="p_ref"):
+        theory.shape_test([0.2, 0.3], [0.3, 0.4], kl="ref")
+    with pytest.raises(ValueError, match="p_prev"):
+        theory.shape_test([0.2, 0.3], [0.3], kl="mirror")

@@ -44,7 +44,9 @@ REDRAWS_COLUMNS = ["question", "seed", "iteration", "redraws", "dropped"]
 # Every summary X is the mean over the run's seeds, with X_lo, X_hi its 95% t-interval over seeds
 # (equal to X where the run has one seed).
 SUMMARY_NUMBERS = ["final_pos_mean", "pred_final_mean", "gap_trajectory", "gap_one_step",
-                   "gap_trajectory_G", "gap_one_step_G", "heldout_gain", "beta_eff", "beta_eff_rmse"]
+                   "gap_trajectory_G", "gap_one_step_G", "heldout_gain", "beta_eff", "beta_eff_rmse",
+                   # E6's shape test (theory.shape_test): log-odds steps against S_G(p_{n-1}), slope 1/beta_eff and R^2
+                   "shape_slope", "shape_r2"]
 # the variant's fields, then every sweep of grpo_amp.registry.SWEEP_TABLE (beta is the variant's), the iterations
 RUN_SETTINGS = ["variant", "sweep", "norm", "kl", "beta", "beta_prev", "eps", "std",
                 *[s.name for s in registry.SWEEP_TABLE if s.name != "beta"], "iterations"]

@@ -664,3 +664,53 @@ def steps_to_reach(p_start: float, target: float, kl: KL = "mirror", beta: float
         if x >= x_target:
             return n
     raise ValueError(f"target {target!r} not reached from {p_start!r} within max_iters={max_iters}")
+
+
+# --------------------------------------------------------------------------- E6: the shape test
+class ShapeFit(NamedTuple):
+    """The shape test's fit: measured log-odds steps against S(p_{n-1}), through the origin."""
+    slope: float     # 1/beta_eff: the step per unit of S
+    r2: float        # share of the steps' variance that S(p_{n-1}) explains (1 - SS_res/SS_tot)
+    n: int           # steps used (both p_{n-1} and p_n strictly inside (0, 1))
+
+    @property
+    def beta_eff(self) -> float:
+        return 1.0 / self.slope if self.slope != 0 else np.inf
+
+
+def shape_test(p_prev, p_n, p_ref=None, kl: KL = "mirror", norm: Norm = "mean_std", eps: float = 0.0,
+               group_size: int | None = None, std: Std = "population", **estimator) -> ShapeFit:
+    """E6's shape test: does the measured step follow S's shape, whatever its size?
+
+    Per question and iteration (flattened arrays of the same shape), C3 says
+      mirror: logit p_n - logit p_{n-1} = S(p_{n-1}) / beta
+      ref:    logit p_n - logit p_ref   = S(p_{n-1}) / beta
+    Regressing the left side on S(p_{n-1}) through the origin gives slope = 1/beta_eff and R^2: a
+    wrong step size (an optimiser that stops early, a learning rate) moves the slope only; a wrong
+    estimator (S's shape) lowers R^2. S is E1/E6's S_G for ``group_size`` and the estimator's keywords
+    (:class:`Advantage`), the population S for group_size None. Any training run's PoS table can be
+    fed in; kl=both has no one-term step and raises ValueError.
+    """
+    _check_choice("kl", kl, ("ref", "mirror"))
+    a = _check_common(norm, eps, group_size, std, **estimator)
+    p_prev, p_n = _as_prob("p_prev", p_prev).ravel(), _as_prob("p_n", p_n).ravel()
+    if p_prev.shape != p_n.shape:
+        raise ValueError(f"p_prev {p_prev.shape} and p_n {p_n.shape} must have the same size")
+    if kl == "ref":
+        if p_ref is None:
+            raise ValueError("p_ref is needed for kl='ref'")
+        anchor = np.broadcast_to(_as_prob("p_ref", p_ref).ravel(), p_prev.shape)
+    else:
+        anchor = p_prev
+    inside = (p_prev > 0) & (p_prev < 1) & (p_n > 0) & (p_n < 1) & (anchor > 0) & (anchor < 1)
+    y = logit(p_n[inside]) - logit(anchor[inside])
+    x = _weight_sum(p_prev[inside], a)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 2 or not np.any(x != 0):
+        return ShapeFit(np.nan, np.nan, int(len(x)))
+    slope = float(x @ y / (x @ x))
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    ss_res = float(((y - slope * x) ** 2).sum())
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else np.nan
+    return ShapeFit(slope, r2, int(len(x)))
