@@ -24,8 +24,8 @@ from grpo_amp.grpo import rungs as R
 from grpo_amp.grpo.loss import group_advantages
 from grpo_amp.grpo.trainer import redraw_equal_groups
 from grpo_amp.policies.tabular import make_reference
-from grpo_amp.pos import pos_exact
-from grpo_amp.predict import predict_frame
+from grpo_amp.grpo.pos import pos_exact
+from grpo_amp.analysis.predict import predict_frame
 
 NAMES = list(estimators.ESTIMATOR_NAMES)
 

@@ -23,8 +23,8 @@ from grpo_amp import registry
 from grpo_amp.config import Config
 from grpo_amp.grpo.adam import Adam
 from grpo_amp.grpo.loss import LossTerms, group_advantages, grpo_loss, sequence_sum, token_logp
+from grpo_amp.grpo.rollout import Rollout
 from grpo_amp.policies.base import Policy
-from grpo_amp.rollout import Rollout
 from grpo_amp.tasks.base import Task
 
 
