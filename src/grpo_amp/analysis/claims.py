@@ -26,6 +26,7 @@ from scipy import stats
 from grpo_amp import registry, theory
 from grpo_amp.analysis.stats import (FAILS, HOLDS, INCONCLUSIVE, combine, difference_interval, interval_verdict,
                                      noise_ratio, seed_interval)
+from grpo_amp.analysis.claims_e6 import claim_e6
 from grpo_amp.analysis.summaries import mean_gap
 from grpo_amp.schema import CLAIM_COLUMNS
 
@@ -457,6 +458,7 @@ CLAIMS: dict[str, Callable[[Study, str], Verdict | None]] = {
     "C1": claim_c1, "C2": claim_c2, "C3": claim_c3, "C4": claim_c4, "C5": claim_c5, "C6": claim_c6,
     "C7": claim_c7, "E1": claim_e1, "E2": claim_e2, "E3": claim_e3, "E4": claim_e4, "E5": claim_e5,
 }
+CLAIMS["E6"] = claim_e6  # the GRPO family of advantage estimators (analysis.claims_e6)
 
 
 def claims_table(study: Study) -> pd.DataFrame:
