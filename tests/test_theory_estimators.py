@@ -231,9 +231,12 @@ def test_shape_test_recovers_beta_and_tells_shapes_apart(kl):
     fit = theory.shape_test(p_prev, p_n, p_ref, kl=kl, **kw)
     assert fit.slope == pytest.approx(1 / 2.5, rel=1e-10) and fit.r2 == pytest.approx(1.0, abs=1e-12)
     assert fit.beta_eff == pytest.approx(2.5, rel=1e-10) and fit.n == 400
-    # a wrong step size moves only the slope; a wrong shape (dr_grpo's constant S) lowers R^2
-    wrong = theory.shape_test(p_prev, p_n, p_ref, kl=kl, group_size=G, norm="mean_only")
+    # a wrong step size moves only the slope; a wrong shape (pass@4's S) lowers R^2
+    wrong = theory.shape_test(p_prev, p_n, p_ref, kl=kl, group_size=G, pass_k=4)
     assert wrong.r2 < 0.9
+    # a constant S (dr_grpo) has no shape: R^2 is NaN, the slope is still a step size
+    flat = theory.shape_test(p_prev, p_n, p_ref, kl=kl, group_size=G, norm="mean_only")
+    assert np.isnan(flat.r2) and flat.slope > 0
     noisy = theory.pos_step(p_prev, anchor, kl=kl, beta=2.5, **kw) * rng.uniform(0.97, 1.0, 400)
     assert theory.shape_test(p_prev, noisy, p_ref, kl=kl, **kw).r2 < 0.999
 

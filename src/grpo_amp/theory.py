@@ -667,11 +667,14 @@ def steps_to_reach(p_start: float, target: float, kl: KL = "mirror", beta: float
 
 
 # --------------------------------------------------------------------------- E6: the shape test
+SHAPE_LOGIT_CAP = 30.0  # |logit p| beyond this (p within 1e-13 of 0 or 1) is left out of the shape test
+
+
 class ShapeFit(NamedTuple):
     """The shape test's fit: measured log-odds steps against S(p_{n-1}), through the origin."""
     slope: float     # 1/beta_eff: the step per unit of S
     r2: float        # share of the steps' variance that S(p_{n-1}) explains (1 - SS_res/SS_tot)
-    n: int           # steps used (both p_{n-1} and p_n strictly inside (0, 1))
+    n: int           # steps used (p_{n-1}, p_n and the anchor with |logit| <= SHAPE_LOGIT_CAP)
 
     @property
     def beta_eff(self) -> float:
@@ -702,7 +705,9 @@ def shape_test(p_prev, p_n, p_ref=None, kl: KL = "mirror", norm: Norm = "mean_st
         anchor = np.broadcast_to(_as_prob("p_ref", p_ref).ravel(), p_prev.shape)
     else:
         anchor = p_prev
-    inside = (p_prev > 0) & (p_prev < 1) & (p_n > 0) & (p_n < 1) & (anchor > 0) & (anchor < 1)
+    # a PoS within ~1e-13 of 0 or 1 has lost the digits of its log-odds (measured or optimised): left out
+    x_all = np.stack([logit(p_prev), logit(p_n), logit(anchor)])
+    inside = np.all(np.abs(x_all) <= SHAPE_LOGIT_CAP, axis=0)
     y = logit(p_n[inside]) - logit(anchor[inside])
     x = _weight_sum(p_prev[inside], a)
     ok = np.isfinite(x) & np.isfinite(y)
@@ -712,5 +717,7 @@ def shape_test(p_prev, p_n, p_ref=None, kl: KL = "mirror", norm: Norm = "mean_st
     slope = float(x @ y / (x @ x))
     ss_tot = float(((y - y.mean()) ** 2).sum())
     ss_res = float(((y - slope * x) ** 2).sum())
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else np.nan
+    # a constant S (dr_grpo, rloo, batch) has no shape to test: R^2 is NaN there, the slope still counts
+    flat = float(np.ptp(x)) <= 1e-9 * float(np.abs(x).max())
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 and not flat else np.nan
     return ShapeFit(slope, r2, int(len(x)))
