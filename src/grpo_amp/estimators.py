@@ -13,7 +13,7 @@ eps are not used). Ground layer: no torch, no pandas, nothing of ours.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -93,9 +93,6 @@ class Estimator:
         kw = self.theory_kwargs(batch_std)
         kw.update(dynamic_sampling=False, std="population", norm="mean_only" if self.norm == "rloo" else self.norm)
         return kw
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def spec(name: str) -> EstimatorSpec:
