@@ -63,12 +63,12 @@ def _settings(policy: str, name: str) -> tuple[dict, VariantConfig]:
                           std=v.std)
     row = dict(variant=variant, sweep=sweep, norm=v.norm.value, kl=v.kl.value, beta=v.beta, beta_prev=v.beta_prev,
                eps=v.eps, std=v.std.value, group_size=8, inner_steps=12, clip_eps=np.nan, kl_estimator="full_vocab",
-               groups_per_question=1, lr=1e-3, iterations=N_ITERS)
+               groups_per_question=1, lr=1e-3, estimator="grpo", iterations=N_ITERS)
     if sweep in ("group_size", "inner_steps", "groups_per_question"):
         row[sweep] = int(value)
     elif sweep == "clip_eps":
         row[sweep] = float(value)
-    elif sweep == "kl_estimator":
+    elif sweep in ("kl_estimator", "estimator"):
         row[sweep] = value
     assert set(row) == set(RUN_SETTINGS)
     return {k: row[k] for k in RUN_SETTINGS}, v

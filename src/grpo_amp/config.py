@@ -20,7 +20,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from grpo_amp import registry
+from grpo_amp import estimators, registry
 from grpo_amp.io import InputError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the one definition: runs, stages and tests read it
@@ -68,6 +68,11 @@ class LossAgg(str, Enum):
 # The policies are grpo_amp.registry's table: a new policy is an entry there, never an edit here.
 PolicyName = Enum("PolicyName", {name: name for name in registry.POLICY_NAMES}, type=str)
 PolicyName.__doc__ = "A policy of grpo_amp.registry.POLICIES."
+
+
+# The advantage estimators are grpo_amp.estimators' table (docs/theory.md E6).
+EstimatorName = Enum("EstimatorName", {name: name for name in estimators.ESTIMATOR_NAMES}, type=str)
+EstimatorName.__doc__ = "An estimator of grpo_amp.estimators.ESTIMATORS."
 
 
 class PosMethod(str, Enum):
@@ -152,6 +157,19 @@ class GRPOConfig:
                      f">= grpo.inner_steps ({self.inner_steps}) with grpo.inner_tol set")
         _require(self.argmax_tol > 0, "grpo.argmax_tol", self.argmax_tol, "> 0")
         _require(self.argmax_max_iter >= 1, "grpo.argmax_max_iter", self.argmax_max_iter, ">= 1")
+
+
+@dataclass
+class EstimatorConfig:
+    """The advantage estimator (``conf/estimator/<name>.yaml``, docs/theory.md E6): one row of
+    grpo_amp.estimators' table, read by the trainer's advantage and by the prediction alike."""
+    name: EstimatorName = EstimatorName.grpo
+    # dynamic sampling (dapo): a question's group is redrawn while its rewards are all equal, at most
+    # this many times (verl's max_num_gen_batches); then the question sits this iteration out
+    max_redraws: int = 16
+
+    def __post_init__(self) -> None:
+        _require(self.max_redraws >= 0, "estimator.max_redraws", self.max_redraws, ">= 0")
 
 
 @dataclass
@@ -260,6 +278,7 @@ class StudyConfig:
     clip_sweep: list[float] = field(default_factory=list)       # E2, practice policies only
     groups_sweep: list[int] = field(default_factory=list)       # E5 R4: groups per question (m)
     lr_sweep: list[float] = field(default_factory=list)         # E4: effective beta per learning rate (trl)
+    advantage_sweep: list[str] = field(default_factory=list)    # E6: advantage estimators (conf/estimator/)
     # per policy, where it differs from the above: its variants, and which of its sweeps it runs
     # (e.g. the transformer is costly: fewer variants, only the beta sweep at default scale)
     variants_of: dict[str, list[str]] = field(default_factory=dict)
@@ -273,6 +292,9 @@ class StudyConfig:
         _require(self.seeds >= 1, "scale.study.seeds", self.seeds, ">= 1")
         for p in [*self.policies, *self.variants_of, *self.sweeps_of]:
             _require(p in registry.POLICIES, "scale.study.policies", p, "one of " + ", ".join(registry.POLICIES))
+        for name in self.advantage_sweep:
+            _require(name in estimators.ESTIMATORS, "scale.study.advantage_sweep", name,
+                     "one of " + ", ".join(estimators.ESTIMATORS))
         for p in self.sweep_variant_of:
             _require(p in registry.POLICIES, "scale.study.sweep_variant_of", p, "one of " + ", ".join(registry.POLICIES))
         for p, sweeps in self.sweeps_of.items():
@@ -316,6 +338,7 @@ class RuleFiles:
 @dataclass
 class Config:
     variant: VariantConfig = field(default_factory=VariantConfig)
+    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -329,9 +352,18 @@ class Config:
     inputs: RuleFiles = field(default_factory=RuleFiles)
     outputs: RuleFiles = field(default_factory=RuleFiles)
 
+    @property
+    def advantage(self) -> estimators.Estimator:
+        """The run's advantage estimator, resolved against the variant (``grpo`` is the variant's own)."""
+        v = self.variant
+        return estimators.resolve(self.estimator.name.value, v.norm.value, v.std.value, v.eps)
+
     def __post_init__(self) -> None:
         _require(not self.run_name or re.fullmatch(registry.RUN_PATTERN, self.run_name) is not None, "run_name",
                  self.run_name, registry.RUN_SYNTAX)
+        k = estimators.spec(self.estimator.name.value).pass_k
+        _require(k is None or k < self.grpo.group_size, "estimator.name", self.estimator.name.value,
+                 f"an estimator whose pass_k ({k}) is < grpo.group_size ({self.grpo.group_size})")
         tasks = registry.FAMILIES[self.policy.family].tasks
         _require(self.task.name in tasks, "task", self.task.name, f"{' or '.join(tasks)} for policy={self.policy.name.value}")
         if self.task.name == "file":
@@ -347,6 +379,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(group="variant", name="variant_schema", node=VariantConfig)
+    cs.store(group="estimator", name="estimator_schema", node=EstimatorConfig)
     cs.store(group="policy", name="policy_schema", node=PolicyConfig)
     cs.store(group="task", name="task_schema", node=TaskConfig)
     cs.store(group="scale", name="scale_schema", node=ScaleConfig)

@@ -80,7 +80,7 @@ class PolicySpec:
 # tabular_true_p_steps, tabular_true_p_group_argmax, tabular_true_p_sgd the other three.
 FACTORS = {"advantage": ("true_p", "group"), "optimiser": ("argmax", "steps"), "objective": ("exact", "one_group")}
 
-_PRACTICE_SWEEPS = ("beta", "group_size", "inner_steps", "kl_estimator", "clip_eps")
+_PRACTICE_SWEEPS = ("beta", "group_size", "inner_steps", "kl_estimator", "clip_eps", "estimator")
 
 POLICY_TABLE = (  # plot order is table order
     PolicySpec("tabular_exact", "tabular", "grpo_amp.grpo.trainer:exact_update", ROUNDOFF, False, ("beta",),
@@ -89,7 +89,7 @@ POLICY_TABLE = (  # plot order is table order
                "R1: L-BFGS on the population objective", rung="R1",
                cell=("true_p", "argmax", "exact")),
     PolicySpec("tabular_r2", "tabular", "grpo_amp.grpo.rungs:finite_group_argmax", OPTIMISER, False,
-               ("beta", "group_size"), "R2: L-BFGS on the exact finite-G objective", rung="R2",
+               ("beta", "group_size", "estimator"), "R2: L-BFGS on the exact finite-G objective", rung="R2",
                cell=("group", "argmax", "exact")),
     PolicySpec("tabular_r3", "tabular", "grpo_amp.grpo.rungs:exact_objective_steps", PRACTICE, False,
                ("beta", "group_size", "inner_steps"), "R3: M Adam steps on the exact finite-G objective", rung="R3",
@@ -177,6 +177,8 @@ SWEEP_TABLE = (
     Sweep("groups_per_question", "m", "grpo.groups_per_question", "groups_sweep"),  # E5 R4: sampling error
     # E4: the implicit penalty of a run without one (TRL's beta = 0) is set by the step size: beta_eff per lr
     Sweep("lr", "lr", "grpo.lr", "lr_sweep", r"[0-9.]+(?:e-?[0-9]+)?"),
+    # E6: the advantage estimator (grpo_amp.estimators); mean_std_ref-estdapo sets estimator.name=dapo
+    Sweep("estimator", "est", "estimator.name", "advantage_sweep", r"[a-z][a-z0-9_]*"),
 )
 SWEEPS = {s.name: s for s in SWEEP_TABLE}
 SWEEP_OF_TAG = {s.tag: s.name for s in SWEEP_TABLE}

@@ -35,12 +35,19 @@ TIMING_COLUMNS = ["seed", "iteration", "seconds"]
 # and the ratio pi_n/pi_{n-1}; compare puts the closed form w+_G p_n - w-_G (1 - p_n) beside it.
 C1_COLUMNS = ["question", "seed", "iteration", "surrogate", "surrogate_se", "n_groups"]
 
+# results/{scale}/train/{policy}/{run}/redraws.csv (estimator with dynamic sampling, docs/theory.md E6):
+# per question and iteration, the groups drawn again because all G rewards were equal (uncapped mean
+# 1/Z - 1 per group, Z = 1 - p^G - (1-p)^G) and whether it sat the iteration out (estimator.max_redraws hit).
+REDRAWS_COLUMNS = ["question", "seed", "iteration", "redraws", "dropped"]
+
 # results/{scale}/runs.csv: one row per (policy, run) with its settings and summary numbers.
 # Every summary X is the mean over the run's seeds, with X_lo, X_hi its 95% t-interval over seeds
 # (equal to X where the run has one seed).
 # bias, bias_G: the signed mean of p_n - C3 (C3_G) trajectory beside the absolute gap (negative: under-amplifies)
 SUMMARY_NUMBERS = ["final_pos_mean", "pred_final_mean", "gap_trajectory", "gap_one_step",
-                   "gap_trajectory_G", "gap_one_step_G", "bias", "bias_G", "heldout_gain", "beta_eff", "beta_eff_rmse"]
+                   "gap_trajectory_G", "gap_one_step_G", "bias", "bias_G", "heldout_gain", "beta_eff", "beta_eff_rmse",
+                   # E6's shape test (theory.shape_test): log-odds steps against S_G(p_{n-1}), slope 1/beta_eff and R^2
+                   "shape_slope", "shape_r2"]
 # the variant's fields, then every sweep of grpo_amp.registry.SWEEP_TABLE (beta is the variant's), the iterations
 RUN_SETTINGS = ["variant", "sweep", "norm", "kl", "beta", "beta_prev", "eps", "std",
                 *[s.name for s in registry.SWEEP_TABLE if s.name != "beta"], "iterations"]

@@ -50,7 +50,9 @@ import math
 
 import torch
 
+from grpo_amp import estimators
 from grpo_amp.config import Config, VariantConfig
+from grpo_amp.estimators import Estimator
 from grpo_amp.grpo.loss import group_advantages
 from grpo_amp.io import InputError
 from grpo_amp.grpo.rollout import Rollout
@@ -59,6 +61,8 @@ NAN = float("nan")
 # A logit this far below a row's largest is exactly zero mass after softmax (exp(-1e4) underflows),
 # yet finite: the exact KL of the next iteration stays 0 * finite = 0 there, never NaN.
 ZERO_MASS_LOGIT = 1e4
+RUNAWAY_ADV = 1e12  # dynamic sampling's |A| beyond which it is taken as infinite (Z ~ 0, see finite_group_advantage)
+UNDERFLOW_ADV = 1000.0  # |A|/b beyond which exp(A/b) relative to an O(1) output is 0 in float64 (e^-745 underflows)
 CHUNK = 25  # L-BFGS iterations between two checks of R1/R2's convergence certificate
 
 
@@ -75,41 +79,82 @@ def _success_mass(old_logits: torch.Tensor, correct: torch.Tensor) -> tuple[torc
     return p, q
 
 
-def population_advantage(p: torch.Tensor, q: torch.Tensor, variant: VariantConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def _estimator(variant: VariantConfig, estimator: Estimator | None) -> Estimator:
+    return estimator or estimators.resolve("grpo", variant.norm.value, variant.std.value, variant.eps)
+
+
+def batch_std(p: torch.Tensor) -> torch.Tensor:
+    """sigma_b of TRL's "batch" estimator in expectation: sqrt(pbar (1 - pbar)) over the batch's
+    questions (docs/theory.md E6; a finite batch's sample std differs by O(1/N))."""
+    pbar = p.mean()
+    return torch.sqrt(pbar * (1.0 - pbar))
+
+
+def population_advantage(p: torch.Tensor, q: torch.Tensor, variant: VariantConfig,
+                         estimator: Estimator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """docs/theory.md's population A at r = 1 and r = 0: (1 - p, -p) [/ sqrt(p(1-p) + eps)], q = 1 - p.
 
     mean_std with eps = 0 uses sqrt(q/p) and -sqrt(p/q): the same numbers, with the limits +inf
-    (p = 0) and -inf (q = 0) that a certain question has, instead of 0/0.
+    (p = 0) and -inf (q = 0) that a certain question has, instead of 0/0. ``estimator`` (E6; default:
+    the variant's own): rloo's limit is mean_only; eps outside the root divides by sqrt(pq) + eps; batch
+    by sigma_b (+ eps); dynamic sampling drops out (Z -> 1 as G -> infinity); pass@k has no limit here.
     """
-    if variant.norm.value == "mean_only":
+    est = _estimator(variant, estimator)
+    if est.pass_k is not None:
+        raise InputError(f"estimator {est.name!r} (pass@k) has no population limit: R1 cannot run it")
+    if est.norm in ("mean_only", "rloo"):
         return q, -p
-    if variant.eps == 0.0:
+    if est.batch:
+        sd = batch_std(p)
+        denom = torch.sqrt(sd ** 2 + est.eps) if est.eps_inside else sd + est.eps
+        return q / denom, -p / denom
+    if est.eps == 0.0:
         return torch.sqrt(q / p), -torch.sqrt(p / q)
-    denom = torch.sqrt(p * q + variant.eps)
+    denom = torch.sqrt(p * q + est.eps) if est.eps_inside else torch.sqrt(p * q) + est.eps
     return q / denom, -p / denom
 
 
-def finite_group_advantage(p: torch.Tensor, q: torch.Tensor, group_size: int,
-                           variant: VariantConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def finite_group_advantage(p: torch.Tensor, q: torch.Tensor, group_size: int, variant: VariantConfig,
+                           estimator: Estimator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """E[A_G,i | r_i = 1] and E[A_G,i | r_i = 0] over groups of pi_old, by binomial sums.
 
     Output i's advantage depends on the group only through K, the number of successes among the
     other G - 1 outputs, K ~ Bin(G - 1, p_old). The advantage of each (r_i, K) is the trainer's own
-    (``group_advantages`` on a written-out group: its mean, std, eps and zero-spread rule).
+    (``group_advantages`` on a written-out group: its mean, std, eps and zero-spread rule), for the
+    run's ``estimator`` (E6; default: the variant's own). batch: r - group mean over sigma_b of the
+    questions given (``batch_std``). Dynamic sampling: the objective given spread, i.e. divided by
+    Z = 1 - p^G - q^G (groups without spread have A = 0 and are redrawn).
     """
+    est = _estimator(variant, estimator)
     G = group_size
     k = torch.arange(G, dtype=torch.float64)                                  # (G,): K = 0..G-1
     others = (torch.arange(G - 1, dtype=torch.float64)[None, :] < k[:, None]).to(torch.float64)  # (G, G-1)
     groups = torch.cat([torch.cat([torch.ones(G, 1, dtype=torch.float64), others], 1),   # r_i = 1, K others
                         torch.cat([torch.zeros(G, 1, dtype=torch.float64), others], 1)])  # r_i = 0, K others
-    adv, _ = group_advantages(groups, variant.norm.value, variant.eps, variant.std.value)   # (2G, G)
+    if est.batch:
+        adv, _ = group_advantages(groups, "mean_only")                        # (2G, G): r - group mean
+        sd = batch_std(p)
+        adv = adv / (torch.sqrt(sd ** 2 + est.eps) if est.eps_inside else sd + est.eps)
+    else:
+        adv, _ = group_advantages(groups, **est.loss_kwargs())                # (2G, G)
     a_plus, a_minus = adv[:G, 0], adv[G:, 0]                                  # (G,) each
     n = G - 1
     log_comb = math.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)        # (G,)
     # xlogy: 0 * log 0 = 0, so p_old = 0 or 1 gives the point mass it should
     log_pmf = log_comb + torch.special.xlogy(k, p[:, None]) + torch.special.xlogy(n - k, q[:, None])  # (Q, G)
     pmf = torch.exp(log_pmf)
-    return pmf @ a_plus, pmf @ a_minus
+    w_plus, w_minus = pmf @ a_plus, pmf @ a_minus
+    if est.dynamic_sampling:
+        # Z = 1 - p^G - q^G, the share of groups with spread (the objective is conditioned on it), from
+        # the smaller of p, q: 1 - p^G cancels to 0 in float64 long before q does (p -> 1 runs away, E6)
+        small = torch.minimum(p, q)
+        z = -torch.expm1(G * torch.log1p(-small)) - small ** G
+        w_plus, w_minus = w_plus / z, w_minus / z
+        # where the redraws (almost) never end, A beyond RUNAWAY_ADV is its limit: -inf on the side
+        # pi_old has (almost) no mass, so the maximiser puts none there (exp(-1e12/beta) is 0 anyway)
+        w_plus = torch.where(w_plus.abs() < RUNAWAY_ADV, w_plus, torch.where(p < q, torch.inf, 0.0))
+        w_minus = torch.where(w_minus.abs() < RUNAWAY_ADV, w_minus, torch.where(p > q, -torch.inf, 0.0))
+    return w_plus, w_minus
 
 
 def _per_output(correct: torch.Tensor, a_plus: torch.Tensor, a_minus: torch.Tensor) -> torch.Tensor:
@@ -355,7 +400,7 @@ def population_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Conf
     """R1: maximise the exact population objective numerically; must equal C2 (and so C3)."""
     v, g = cfg.variant, cfg.grpo
     correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
-    adv = _per_output(correct, *population_advantage(p, q, v))
+    adv = _per_output(correct, *population_advantage(p, q, v, cfg.advantage))
     logits = maximise(adv, log_ref, log_old, v, g.argmax_tol, g.argmax_max_iter, "R1")
     _write(policy, questions, logits)
     terms = exact_objective(logits, torch.where(torch.isfinite(adv), adv, 0.0), log_ref, log_old, v)
@@ -370,8 +415,22 @@ def finite_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Co
     """
     v, g = cfg.variant, cfg.grpo
     correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
-    adv = _per_output(correct, *finite_group_advantage(p, q, g.group_size, v))
-    logits = maximise(adv, log_ref, log_old, v, g.argmax_tol, g.argmax_max_iter, "R2")
+    adv = _per_output(correct, *finite_group_advantage(p, q, g.group_size, v, cfg.advantage))
+    if cfg.advantage.dynamic_sampling:
+        # near the runaway to p = 1 (E6) S^D = S_G/Z reaches 1e5 and more: an output with A/b beyond
+        # UNDERFLOW_ADV gets mass exp(-1000) relative to the others, 0 in float64, so it is taken as
+        # infinite (the optimiser's units cannot span 1 to 1e12); nothing is approximated by it
+        b = sum(coef for coef, _ in _kl_terms(v))
+        adv = torch.where(adv < -UNDERFLOW_ADV * b, -torch.inf, torch.where(adv > UNDERFLOW_ADV * b, torch.inf, adv))
+        # the runaway questions alone: in one sum with the others L-BFGS stalls on them (measured at smoke)
+        runaway = torch.isinf(adv).any(-1)
+        logits = torch.empty_like(adv)
+        for rows in (runaway, ~runaway):
+            if rows.any():
+                logits[rows] = maximise(adv[rows], log_ref[rows], log_old[rows], v, g.argmax_tol, g.argmax_max_iter,
+                                        "R2")
+    else:
+        logits = maximise(adv, log_ref, log_old, v, g.argmax_tol, g.argmax_max_iter, "R2")
     _write(policy, questions, logits)
     terms = exact_objective(logits, adv, log_ref, log_old, v)
     return _metrics(terms, p.mean(), expected_zero_spread(p, q, g.group_size).mean())
@@ -380,7 +439,7 @@ def finite_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Co
 def exact_objective_steps(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
     """R3: M steps of the trainer's optimiser on R2's exact objective (mean over questions, as the loss)."""
     correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
-    adv = _per_output(correct, *finite_group_advantage(p, q, cfg.grpo.group_size, cfg.variant))
+    adv = _per_output(correct, *finite_group_advantage(p, q, cfg.grpo.group_size, cfg.variant, cfg.advantage))
     _exact_steps(policy, questions, adv, log_ref, log_old, cfg)
     with torch.no_grad():
         terms = exact_objective(policy.logits[questions], adv, log_ref, log_old, cfg.variant)
@@ -393,7 +452,7 @@ def true_p_exact_steps(policy, old, ref, task, questions: torch.Tensor, cfg: Con
     R3 with A(r; p_{n-1}) in place of E1's finite-G weights; it tends to R1 as M grows, as R3 tends to R2.
     """
     correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
-    adv = _per_output(correct, *population_advantage(p, q, cfg.variant))
+    adv = _per_output(correct, *population_advantage(p, q, cfg.variant, cfg.advantage))
     _exact_steps(policy, questions, adv, log_ref, log_old, cfg)
     with torch.no_grad():
         terms = exact_objective(policy.logits[questions], adv, log_ref, log_old, cfg.variant)
@@ -432,7 +491,7 @@ def one_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Confi
     """
     v = cfg.variant
     return _one_group_maximiser(policy, old, ref, task, questions, cfg, generator,
-                                lambda rewards: group_advantages(rewards, v.norm.value, v.eps, v.std.value))
+                                lambda rewards: group_advantages(rewards, **cfg.advantage.loss_kwargs()))
 
 
 def true_p_one_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:

@@ -23,6 +23,7 @@ from grpo_amp import registry
 from grpo_amp.config import Config
 from grpo_amp.grpo.adam import Adam
 from grpo_amp.grpo.loss import LossTerms, group_advantages, grpo_loss, sequence_sum, token_logp
+from grpo_amp.grpo.rollout import Rollout
 from grpo_amp.policies.base import Policy
 from grpo_amp.tasks.base import Task
 
@@ -32,6 +33,8 @@ class History:
     """What training measured: per-iteration metrics and C1's per-question surrogate."""
     metrics: list[dict] = field(default_factory=list)
     c1: list[pd.DataFrame] = field(default_factory=list)
+    # dynamic sampling (estimator dapo): per question and iteration, the redraws and whether it was dropped
+    redraws: list[pd.DataFrame] = field(default_factory=list)
 
     def metrics_frame(self) -> pd.DataFrame:
         """Per-iteration metrics, without wall time (a data file: the same config gives the same bytes)."""
@@ -43,6 +46,9 @@ class History:
 
     def c1_frame(self) -> pd.DataFrame:
         return pd.concat(self.c1, ignore_index=True)
+
+    def redraws_frame(self) -> pd.DataFrame | None:
+        return pd.concat(self.redraws, ignore_index=True) if self.redraws else None
 
 
 # --------------------------------------------------------------------------- the two updates
@@ -57,16 +63,30 @@ def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions:
     the sampled objective improves by at least inner_tol per step (mean over the last STOP_WINDOW
     steps), up to grpo.max_inner_steps (``inner_steps_taken`` in the metrics says how many were taken).
     """
-    v, g = cfg.variant, cfg.grpo
+    v, g, est = cfg.variant, cfg.grpo, cfg.advantage
     m, G = g.groups_per_question, g.group_size
     rollout = old.sample(questions, m * G, generator)                   # (Q, m*G, T)
     rewards = task.reward(rollout)                                      # (Q, m*G)
     Q = rewards.shape[0]
+    redraw_info = None
+    if est.dynamic_sampling:
+        rollout, rewards, redraw_info = redraw_equal_groups(old, task, rollout, rewards, G, cfg.estimator.max_redraws,
+                                                            generator)
     if advantages is None:
-        adv, zero_spread = group_advantages(rewards.reshape(Q * m, G), v.norm.value, v.eps, v.std.value)  # (Q*m, G)
+        adv, zero_spread = group_advantages(rewards.reshape(Q * m, G), **est.loss_kwargs())  # (Q*m, G)
     else:
         adv, zero_spread = advantages(rewards.reshape(Q * m, G))
     adv = adv.reshape(Q, m * G)
+    if redraw_info is not None and redraw_info["dropped"].any():
+        # DAPO drops what is still without spread after the cap: no advantage and no KL pull this iteration
+        kept = ~redraw_info["dropped"]
+        rollout = Rollout(rollout.questions[kept], rollout.tokens[kept], rollout.mask[kept])
+        adv = adv[kept]
+    if rollout.tokens.shape[0] == 0:  # every question dropped: nothing to optimise
+        nan = float("nan")
+        return {"loss": nan, "pg_objective": nan, "kl_ref": nan, "kl_prev": nan, "mean_reward": float(rewards.mean()),
+                "zero_spread_frac": float(zero_spread.double().mean()), "clip_frac": nan, "inner_steps_taken": 0,
+                "per_question": _redraw_frame(questions, redraw_info)}
     with torch.no_grad():
         ref_logq = ref.log_softmax(rollout)                             # (Q, m*G, T, V)
         # with one inner step pi = pi_old at the only step: ratio = 1, skip the extra pass (as TRL does)
@@ -86,10 +106,53 @@ def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions:
         taken += 1
         if g.inner_tol is None and taken == g.inner_steps:
             break  # practice: M steps; the loss reported is the one of the last step's start, as before
-    return {"loss": float(terms.loss.detach()), "pg_objective": float(terms.pg_objective), "kl_ref": float(terms.kl_ref),
-            "kl_prev": float(terms.kl_prev), "mean_reward": float(rewards.mean()),
-            "zero_spread_frac": float(zero_spread.double().mean()), "clip_frac": float(terms.clip_frac),
-            "inner_steps_taken": taken}
+    out = {"loss": float(terms.loss.detach()), "pg_objective": float(terms.pg_objective), "kl_ref": float(terms.kl_ref),
+           "kl_prev": float(terms.kl_prev), "mean_reward": float(rewards.mean()),
+           "zero_spread_frac": float(zero_spread.double().mean()), "clip_frac": float(terms.clip_frac),
+           "inner_steps_taken": taken}
+    if redraw_info is not None:
+        out["per_question"] = _redraw_frame(questions, redraw_info)
+    return out
+
+
+def redraw_equal_groups(old: Policy, task: Task, rollout: Rollout, rewards: torch.Tensor, group_size: int,
+                        max_redraws: int, generator: torch.Generator) -> tuple[Rollout, torch.Tensor, dict]:
+    """DAPO's dynamic sampling (Yu et al. 2025): a group whose G rewards are all equal is drawn again
+    from pi_old, at most ``max_redraws`` times (verl's max_num_gen_batches).
+
+    rollout (Q, m*G, T), rewards (Q, m*G): m groups of G per question, each redrawn on its own. Returns
+    the new rollout and rewards, and per question (Q,): ``redraws`` (groups drawn again, summed over its
+    m groups; uncapped its mean is m (1/Z - 1), docs/theory.md E6) and ``dropped`` (every group of the
+    question still without spread after the cap).
+    """
+    Q, mG = rewards.shape
+    m = mG // group_size
+    tokens, mask, rewards = rollout.tokens.clone(), rollout.mask.clone(), rewards.clone()
+    redraws = torch.zeros(Q, dtype=torch.long, device=rewards.device)
+
+    def equal_groups():
+        r = rewards.reshape(Q, m, group_size)
+        return (r == r[..., :1]).all(-1)                               # (Q, m)
+
+    for _ in range(max_redraws):
+        equal = equal_groups()
+        if not equal.any():
+            break
+        q_idx, g_idx = torch.nonzero(equal, as_tuple=True)              # one redraw per equal group
+        fresh = old.sample(rollout.questions[q_idx], group_size, generator)  # (n, G, T)
+        fresh_rewards = task.reward(fresh).to(rewards.dtype)            # (n, G)
+        cols = g_idx[:, None] * group_size + torch.arange(group_size, device=g_idx.device)  # (n, G)
+        tokens[q_idx[:, None], cols] = fresh.tokens
+        mask[q_idx[:, None], cols] = fresh.mask
+        rewards[q_idx[:, None], cols] = fresh_rewards
+        redraws.index_add_(0, q_idx.to(redraws.device), torch.ones_like(q_idx, device=redraws.device))
+    dropped = equal_groups().all(-1)                                    # (Q,)
+    return Rollout(rollout.questions, tokens, mask), rewards, {"redraws": redraws, "dropped": dropped}
+
+
+def _redraw_frame(questions: torch.Tensor, info: dict) -> pd.DataFrame:
+    return pd.DataFrame({"question": questions.cpu().numpy(), "redraws": info["redraws"].cpu().numpy(),
+                         "dropped": info["dropped"].cpu().numpy().astype(int)})
 
 
 STOP_WINDOW = 4  # inner_tol judges the loss's mean fall per step over this many steps: Adam's steps are not monotone
@@ -152,11 +215,13 @@ def sampled_surrogate(policy: Policy, old: Policy, task: Task, questions: torch.
     ``cfg.grpo.c1_groups`` independent groups of G per question; the advantages are the trainer's
     own (finite G), so the closed form to compare with is E1's w+_G p_n - w-_G (1 - p_n).
     """
-    v, g = cfg.variant, cfg.grpo
+    g = cfg.grpo
     per_group = []
     for _ in range(g.c1_groups):
         rollout = old.sample(questions, g.group_size, generator)           # (Q, G, T)
-        adv, _ = group_advantages(task.reward(rollout), v.norm.value, v.eps, v.std.value)  # (Q, G)
+        # the estimator's advantage on unconditioned groups (no redraws): E[.] = w+_G p_n - w-_G (1 - p_n)
+        # without dynamic sampling's 1/Z
+        adv, _ = group_advantages(task.reward(rollout), **cfg.advantage.loss_kwargs())  # (Q, G)
         mask = rollout.mask.to(torch.float64)
         log_ratio = sequence_sum(token_logp(policy.log_softmax(rollout), rollout.tokens).double()
                                  - token_logp(old.log_softmax(rollout), rollout.tokens).double(), mask)
@@ -188,6 +253,9 @@ def train(policy: Policy, ref: Policy, task: Task, cfg: Config,
         start = time.perf_counter()
         old = policy.frozen_copy()  # pi_{n-1}: frozen for the whole iteration
         metrics = update(policy, old, ref, task, questions, cfg, generator)
+        per_question = metrics.pop("per_question", None)
+        if per_question is not None:
+            history.redraws.append(per_question.assign(iteration=n))
         c1 = sampled_surrogate(policy, old, task, questions, cfg, generator)
         metrics = {"iteration": n, **metrics, "seconds": time.perf_counter() - start}
         history.metrics.append(metrics)
