@@ -114,8 +114,9 @@ def analyse(pos: pd.DataFrame, steps_per_iteration: int, theory_kw: dict, group_
         iterations_at(steps, m_fit)]
     flat = sse.reshape(-1, p.shape[1])                                           # (M*B, Q)
     best_q = np.argmin(flat, axis=0)
-    m_q, beta_q = best_q // len(BETA_GRID) + 1, BETA_GRID[best_q % len(BETA_GRID)]
-    rmse_q_fit = np.sqrt(flat[best_q, np.arange(p.shape[1])] / J)
+    m_q = best_q // len(BETA_GRID) + 1
+    beta_q, sse_q = _refine_per_question(p_ref, p[1:], steps, m_q, best_q % len(BETA_GRID), rec)
+    rmse_q_fit = np.sqrt(sse_q / J)
     beta_one, rmse_one = theory.fit_effective_beta(p_ref, p, **{k_: v for k_, v in rec.items()})  # one iter per ckpt
 
     # ---- shape: change in logit p over an interval against S_G(p_prev)
@@ -155,7 +156,7 @@ def analyse(pos: pd.DataFrame, steps_per_iteration: int, theory_kw: dict, group_
         "verdict_fit": _verdict(float(rmse(pred_fit)), float(rmse(const)), noise),
         "beta_eff_one_iteration_per_checkpoint": float(beta_one), "rmse_one_iteration_per_checkpoint": float(rmse_one),
         "shape_slope": slope, "shape_slope_lo": slope_lo, "shape_slope_hi": slope_hi, "shape_intercept": intercept,
-        "shape_r2": r2, "shape_resid_over_noise": float(np.nanmean(resid ** 2) / np.mean(y_noise)),
+        "shape_r2": r2, "shape_resid_over_noise": float(np.mean(resid ** 2) / np.mean(y_noise)),
         "shape_ref_slope": slope_ref, "shape_ref_r2": r2_ref,
         "share_questions_fit": float(np.mean(per_q["verdict_fit"] == "fits")),
         "share_questions_nominal_fit": float(np.mean(per_q["verdict_nominal"] == "fits")),
@@ -164,6 +165,33 @@ def analyse(pos: pd.DataFrame, steps_per_iteration: int, theory_kw: dict, group_
                "theory_iteration_nominal": np.broadcast_to(n_nom[:, None], p.shape),
                "theory_iteration_fit": np.broadcast_to(iterations_at(steps, m_fit)[:, None], p.shape)}
     return per_q, overall, {"questions": wide.columns.to_numpy(), "iterations": wide.index.to_numpy(), **columns}
+
+
+def _refine_per_question(p_ref, measured, steps, m_q, b_q, rec, iters: int = 60):
+    """Golden-section search in log beta per question (all at once) inside its best grid cell, m fixed."""
+    Q = len(p_ref)
+    rows = np.stack([iterations_at(steps, int(m))[1:] for m in m_q], axis=1)   # (J, Q)
+    n_max = int(rows.max())
+
+    def sse(log_beta):                                                          # (Q,)
+        traj = theory.pos_recurrence(p_ref, n_max, beta=np.exp(log_beta), **rec)  # (n_max + 1, Q)
+        return ((traj[rows, np.arange(Q)] - measured) ** 2).sum(axis=0)
+
+    log_grid = np.log(BETA_GRID)
+    a, b = log_grid[np.maximum(b_q - 1, 0)], log_grid[np.minimum(b_q + 1, len(log_grid) - 1)]
+    g = (np.sqrt(5) - 1) / 2
+    c, d = b - g * (b - a), a + g * (b - a)
+    fc, fd = sse(c), sse(d)
+    for _ in range(iters):
+        left = fc < fd                      # the minimum lies in [a, d]: shrink from the right
+        a, b = np.where(left, a, c), np.where(left, d, b)
+        c_new, d_new = b - g * (b - a), a + g * (b - a)
+        c, d = c_new, d_new
+        fc, fd = sse(c), sse(d)
+    x = np.where(fc < fd, c, d)
+    at_grid = sse(log_grid[b_q])
+    best = np.minimum(np.minimum(fc, fd), at_grid)
+    return np.where(at_grid <= np.minimum(fc, fd), BETA_GRID[b_q], np.exp(x)), best
 
 
 def _refine_beta(p_ref, measured, rows, grid, b_i, rec) -> float:

@@ -75,6 +75,7 @@ def audit_plan(text: str, scale: str) -> AuditPlan:
     overrides = tuple(expand(raw))
     cfg = compose(list(overrides), scale)
     points = plan_points(cfg)
+    check_task(cfg)
     inputs = tuple(p for p in (cfg.task.path,) if p and cfg.task.name == "file")
     return AuditPlan(overrides, tuple(points), inputs)
 
@@ -92,6 +93,20 @@ def plan_points(cfg) -> list[Point]:
     points = find_points(cfg.audit.base, cfg.audit.checkpoints)
     check_points(points)
     return points
+
+
+def check_task(cfg) -> None:
+    """The questions can be read (a file with its fields) or generated (a reasoning-gym dataset), before any job."""
+    if cfg.task.name == "file":
+        from grpo_amp.tasks.file_task import make_verifier, read_questions, shipped_file
+
+        make_verifier(cfg.task.verifier)
+        read_questions(cfg.task.path or shipped_file(), cfg.task.prompt_field, cfg.task.answer_field,
+                       cfg.task.split_field)
+    elif cfg.task.name == "reasoning_gym":
+        from grpo_amp.tasks.reasoning_gym_task import generate
+
+        generate(cfg.task.dataset, cfg.task.size, cfg.task.seed)
 
 
 def audit_results(results: str, overrides: tuple[str, ...] | list[str]) -> str:
