@@ -64,7 +64,7 @@ def trl_run(tmp_path_factory) -> Path:
     task_cfg = TaskConfig(name="modarith", modulus=7, n_train=20, n_heldout=4, seed=0)
     task = ModArithTask.generate(task_cfg)
     ref = train_reference(task, ModelConfig(n_layer=1, n_embd=32, n_head=2, intermediate_size=64),
-                          ReferenceTrainingConfig(steps=300, batch_size=64, lr=3e-3), seed=0, device="cpu")
+                          ReferenceTrainingConfig(steps=100, batch_size=64, lr=3e-3), seed=0, device="cpu")
     ref.requires_grad_(False)
     task.save(root / "base")
     ref.save(root / "base")

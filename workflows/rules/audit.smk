@@ -34,7 +34,7 @@ rule audit_point:
         f"{AUDIT_ROOT}/benchmarks/audit_point/{{point}}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: 1  # small models: two checkpoints at once on two cores beat one at a time on both
     wildcard_constraints:
         point=r"base|step-\d{8}",
     resources:

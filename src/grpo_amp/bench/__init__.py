@@ -9,6 +9,7 @@ a module and an entry in :data:`BENCHMARKS`. Entries are imported on first use, 
 never pays for transformers or TRL.
 
     theory  the closed-form theory at the sizes a sweep needs, medians against goals (bench.theory)
+    audit   auditing 5 checkpoints of the smoke model, and how it grows with model, questions, samples (bench.audit)
     trl     one GRPO iteration of ours against TRL's GRPOTrainer at equal work (bench.trl)
 """
 
@@ -20,6 +21,7 @@ from collections.abc import Callable
 BENCHMARKS: dict[str, str] = {
     "theory": "grpo_amp.bench.theory:report",
     "trl": "grpo_amp.bench.trl:report",
+    "audit": "grpo_amp.bench.audit:report",
 }
 
 
