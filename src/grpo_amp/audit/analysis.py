@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from grpo_amp import theory
+from grpo_amp.io import InputError
 
 FIT_RATIO = 1.5                                   # RMSE / MC noise at most this: within sampling noise
 BETA_GRID = np.exp(np.linspace(np.log(1e-3), np.log(1e3), 121))  # E4's grid, as theory.fit_effective_beta's
@@ -87,6 +88,8 @@ def analyse(pos: pd.DataFrame, steps_per_iteration: int, theory_kw: dict, group_
     p_s = smoothed(k, n)                          # for logits and noise
     p_ref = p[0]
     J = len(steps) - 1
+    if J < 1:
+        raise InputError("the audit needs the base and at least one checkpoint")
     se2 = p_s * (1 - p_s) / n                     # (J+1, Q): MC variance of each measured PoS
     noise_q = np.sqrt(np.mean(se2[1:] + se2[0], axis=0))  # per question: expected RMSE of a perfect prediction
     kl, beta = theory_kw["kl"], float(theory_kw["beta"])

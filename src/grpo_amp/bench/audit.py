@@ -60,7 +60,8 @@ def _audit(paths: list[Path], n_samples: int, n_questions: int) -> None:
     cfg = _config(paths[0], n_samples, n_questions)
     task = audit_task(cfg)
     pos = pd.concat([measure_point(cfg, Point(f"p{i}", 10 * i, p), i, task) for i, p in enumerate(paths)])
-    analyse(pos, 10, dict(kl="ref", beta=1.0, beta_prev=0.0, norm="mean_std", eps=0.0, std="population"), 8)
+    if len(paths) > 1:  # one point: its sampling cost alone
+        analyse(pos, 10, dict(kl="ref", beta=1.0, beta_prev=0.0, norm="mean_std", eps=0.0, std="population"), 8)
 
 
 def report(repeat: int, threads: int | None) -> str:
@@ -75,7 +76,7 @@ def report(repeat: int, threads: int | None) -> str:
         goal = Timing("5 checkpoints + base, smoke model, 64 questions x 32 samples",
                       median_time(lambda: _audit(paths, 32, 64), repeat), GOAL_S)
         lines.append(format_timings([goal], repeat))
-        lines.append("one checkpoint (sampling + verifying + analysis), one knob at a time from the smoke model, 64 x 32:")
+        lines.append("one checkpoint (sampling + verifying), one knob at a time from the smoke model, 64 x 32:")
         models = [dict(SMOKE), dict(n_layer=2, n_embd=64, n_head=4, intermediate_size=128),
                   dict(n_layer=4, n_embd=128, n_head=4, intermediate_size=256),
                   dict(n_layer=4, n_embd=256, n_head=8, intermediate_size=512)]
