@@ -1,27 +1,6 @@
 # The audit of a finished GRPO run (--config audit="..."): one job per checkpoint (base included) measures PoS
 # per question; one job puts them against C3, E4 and the shape test, writes the figure and audit.md, and logs
 # MLflow. AUDIT (common.smk) holds the checked overrides and the points, base first, in step order.
-AUDIT_POINTS = {p.name: p for p in AUDIT.points}
-AUDIT_FILES = {key: f"{AUDIT_ROOT}/{name}" for key, name in
-               {"pos": "pos.csv", "predict": "predict.csv", "checkpoints": "checkpoints.csv",
-                "questions": "audit_questions.csv", "overall": "audit.csv", "md": "audit.md",
-                "figure": "figures/audit.png"}.items()}
-
-
-def audit_stage(module, *extra):
-    """A stage of the audit: the user's overrides, then what the workflow sets."""
-    common = ["policy=transformer", f"scale={SCALE}", f"results={AUDIT_ROOT}", f"tracking.uri='{AUDIT_TRACKING_URI}'",
-              f"tracking.enabled={str(flag('tracking')).lower()}"]
-    return (f"python -m grpo_amp.stages.{module} " + " ".join(common) + " "
-            + " ".join(shlex.quote(o) for o in AUDIT.overrides) + " " + " ".join(extra))
-
-
-def audit_point_inputs(wildcards):
-    """The checkpoint's weights and config (a changed checkpoint re-runs its job) and the question file."""
-    path = AUDIT_POINTS[wildcards.point].path
-    return [str(f) for f in sorted(path.glob("*.safetensors"))] + [str(path / "config.json"), *AUDIT.inputs]
-
-
 rule audit_point:
     """Monte Carlo PoS of every question under one checkpoint (or the base), with its Wilson interval."""
     input:

@@ -111,3 +111,25 @@ wildcard_constraints:
     policy="|".join(registry.POLICY_NAMES),
     family="|".join(registry.FAMILIES),
     variant=registry.RUN_PATTERN,
+
+
+# --------------------------------------------------------------------------- the audit (audit.smk)
+AUDIT_POINTS = {p.name: p for p in AUDIT.points}
+AUDIT_FILES = {key: f"{AUDIT_ROOT}/{name}" for key, name in
+               {"pos": "pos.csv", "predict": "predict.csv", "checkpoints": "checkpoints.csv",
+                "questions": "audit_questions.csv", "overall": "audit.csv", "md": "audit.md",
+                "figure": "figures/audit.png"}.items()}
+
+
+def audit_stage(module, *extra):
+    """A stage of the audit: the user's overrides, then what the workflow sets."""
+    common = ["policy=transformer", f"scale={SCALE}", f"results={AUDIT_ROOT}", f"tracking.uri='{AUDIT_TRACKING_URI}'",
+              f"tracking.enabled={str(flag('tracking')).lower()}"]
+    return (f"python -m grpo_amp.stages.{module} " + " ".join(common) + " "
+            + " ".join(shlex.quote(o) for o in AUDIT.overrides) + " " + " ".join(extra))
+
+
+def audit_point_inputs(wildcards):
+    """The checkpoint's weights and config (a changed checkpoint re-runs its job) and the question file."""
+    path = AUDIT_POINTS[wildcards.point].path
+    return [str(f) for f in sorted(path.glob("*.safetensors"))] + [str(path / "config.json"), *AUDIT.inputs]
