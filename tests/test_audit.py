@@ -58,7 +58,7 @@ def trl_run(tmp_path_factory) -> Path:
     from grpo_amp.policies.reference_training import train_reference
     from grpo_amp.policies.transformer import TransformerPolicy
     from grpo_amp.tasks.modarith import ModArithTask
-    from grpo_amp.trl_policy import train_trl
+    from grpo_amp.trl_family.policy import train_trl
 
     root = tmp_path_factory.mktemp("trl_run")
     task_cfg = TaskConfig(name="modarith", modulus=7, n_train=20, n_heldout=4, seed=0)
@@ -107,7 +107,7 @@ def test_audit_of_a_real_trl_run_matches_a_direct_measurement_of_each_checkpoint
     and the audit of the last checkpoint is nearer its own exact PoS than the base's (training moved PoS, so
     an audit that loaded the wrong weights fails). The files, the trainer's log and MLflow are checked too."""
     from grpo_amp.policies.transformer import TransformerPolicy
-    from grpo_amp.pos import pos_exact
+    from grpo_amp.grpo.pos import pos_exact
     from grpo_amp.tasks.modarith import ModArithTask
 
     results = tmp_path / "audit"

@@ -14,7 +14,7 @@ validate(config, "../schemas/config.schema.yaml")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, even without pip install -e
 from grpo_amp import paths, registry  # noqa: E402
-from grpo_amp.runs import load_study, lm_overrides, lm_results, run_overrides, runs_of_study  # noqa: E402
+from grpo_amp.study.runs import load_study, lm_overrides, lm_results, run_overrides, runs_of_study  # noqa: E402
 from grpo_amp.audit.plan import audit_plan, audit_results  # noqa: E402
 from grpo_amp.io import InputError  # noqa: E402
 

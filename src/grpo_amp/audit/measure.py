@@ -20,7 +20,7 @@ import pandas as pd
 from grpo_amp.audit.checkpoints import Point
 from grpo_amp.config import OPEN_ENDED_TASKS, Config
 from grpo_amp.io import InputError
-from grpo_amp.pos import MC_SEED_OFFSET, wilson_interval
+from grpo_amp.grpo.pos import MC_SEED_OFFSET, wilson_interval
 from grpo_amp.schema import POS_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def successes_hf(policy, task, n_samples: int, seed: int, max_batch: int) -> np.
     """Verified completions per question out of ``n_samples``: (Q,) counts, HF generate in batches."""
     import torch
 
-    from grpo_amp.pos import pos_mc
+    from grpo_amp.grpo.pos import pos_mc
 
     device = next(policy.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed + MC_SEED_OFFSET)

@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from grpo_amp import tracking
+from grpo_amp.tracking import mlflow_store as tracking
 from grpo_amp.audit.analysis import analyse
 from grpo_amp.audit.checkpoints import find_points, trainer_log
 from grpo_amp.audit.measure import AUDIT_POS_COLUMNS
 from grpo_amp.audit.report import figure, markdown
 from grpo_amp.config import Config, flatten
 from grpo_amp.io import InputError, read_csv, write_csv, write_text
-from grpo_amp.predict import predict_frame
+from grpo_amp.analysis.predict import predict_frame
 from grpo_amp.schema import POS_COLUMNS, PREDICT_COLUMNS
 from grpo_amp.stages.common import stage_main
 
