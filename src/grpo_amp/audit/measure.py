@@ -74,8 +74,10 @@ def successes_hf(policy, task, n_samples: int, seed: int, max_batch: int) -> np.
     questions = torch.arange(len(task.questions), device=device)
     per_call = min(n_samples, max_batch)               # samples per question per call
     q_per_call = max(1, max_batch // per_call)          # questions per call
+    from tqdm import tqdm
+
     k = []
-    for start in range(0, len(questions), q_per_call):
+    for start in tqdm(range(0, len(questions), q_per_call), desc="PoS", unit="batch", mininterval=5):
         chunk = questions[start:start + q_per_call]
         pos, _, _ = pos_mc(policy, task, chunk, n_samples, generator, chunk=per_call)
         k.append(np.rint(pos * n_samples))
