@@ -18,11 +18,10 @@ import torch
 
 from grpo_amp import theory
 from grpo_amp.audit.analysis import analyse
-from grpo_amp.audit.checkpoints import find_points
 from grpo_amp.audit.measure import AUDIT_POS_COLUMNS, audit_task, measure_point
 from grpo_amp.audit.plan import audit_plan, audit_results, compose, expand
 from grpo_amp.io import InputError, write_csv
-from grpo_amp.schema import POS_COLUMNS, PREDICT_COLUMNS
+from grpo_amp.schema import PREDICT_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 N_SAMPLES = 64

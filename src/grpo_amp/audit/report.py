@@ -10,7 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from grpo_amp.audit.analysis import FIT_RATIO, smoothed, weight_sum
-from grpo_amp.io import atomic_path, write_text
+from grpo_amp.io import atomic_path
 from grpo_amp.theory import logit
 
 
@@ -86,7 +86,3 @@ def markdown(overall: dict, per_q: pd.DataFrame, checkpoints: pd.DataFrame, comm
         "## Checkpoints", "", checkpoints.to_markdown(index=False, floatfmt=".4g"), "",
     ]
     return "\n".join(lines)
-
-
-def write_markdown(text: str, path: Path) -> None:
-    write_text(text, path)
