@@ -238,7 +238,7 @@ def test_the_old_estimator_name_exact_fails_in_one_line_naming_full_vocab(overri
 
 
 def test_policy_transformer_with_tabular_task_names_both():
-    with pytest.raises(ValueError, match=r"task must be modarith or file for policy=transformer; got 'tabular'"):  # noqa
+    with pytest.raises(ValueError, match=r"task must be modarith or file or reasoning_gym for policy=transformer; got 'tabular'"):  # noqa
         compose_config(["policy=transformer", "task=tabular"])
 
 

@@ -220,7 +220,9 @@ class PolicyConfig:
         _require(self.temperature > 0, "policy.temperature", self.temperature, "> 0")
 
 
-TASK_NAMES = ("tabular", "modarith", "file")
+TASK_NAMES = ("tabular", "modarith", "file", "reasoning_gym")
+REASONING_GYM_FIELDS = ("dataset", "size")  # TaskConfig's fields read by task=reasoning_gym only
+OPEN_ENDED_TASKS = ("file", "reasoning_gym")  # answers cannot be listed: PoS is Monte Carlo, the model is the user's
 VERIFIERS = ("exact", "numeric", "math_verify")  # tasks.file_task.make_verifier
 
 
@@ -248,6 +250,9 @@ class TaskConfig:
     split_field: str = ""        # optional; values train / heldout (test, validation -> heldout)
     verifier: str = "numeric"    # exact | numeric (GSM8K "#### 42") | math_verify (if installed)
     max_new_tokens: int = 16     # completion budget (the paper's appendix: 200)
+    # reasoning_gym: questions generated offline by reasoning_gym.create_dataset(dataset, size=size, seed=seed)
+    dataset: str = ""
+    size: int = 64
 
     def __post_init__(self) -> None:
         _require(self.name in TASK_NAMES, "task.name", self.name, " or ".join(TASK_NAMES))
@@ -262,6 +267,10 @@ class TaskConfig:
             _require(self.verifier in VERIFIERS, "task.verifier", self.verifier, "one of " + ", ".join(VERIFIERS))
             _require(bool(self.prompt_field), "task.prompt_field", self.prompt_field, "a field name")
             _require(bool(self.answer_field), "task.answer_field", self.answer_field, "a field name")
+            _require(self.max_new_tokens >= 1, "task.max_new_tokens", self.max_new_tokens, ">= 1")
+        if self.name == "reasoning_gym":
+            _require(bool(self.dataset), "task.dataset", self.dataset, "a reasoning-gym dataset name")
+            _require(self.size >= 1, "task.size", self.size, ">= 1")
             _require(self.max_new_tokens >= 1, "task.max_new_tokens", self.max_new_tokens, ">= 1")
 
 
@@ -336,6 +345,31 @@ class RuleFiles:
 
 
 @dataclass
+class AuditConfig:
+    """Checking a finished GRPO run (``--config audit="..."``, grpo_amp.audit): its checkpoints against C3.
+
+    ``base`` is pi_ref (also policy.checkpoint); ``checkpoints`` is one TRL-style output_dir (its
+    ``checkpoint-<step>`` folders, read in step order) or an explicit list of checkpoint folders in step order.
+    """
+    base: str = ""
+    checkpoints: list[str] = field(default_factory=list)
+    # optimiser steps per theory iteration (one generation round); null: grpo.inner_steps (TRL's mu, with
+    # steps_per_generation = 1). Sets the nominal iteration count n_j = step_j / steps_per_iteration.
+    steps_per_iteration: Optional[int] = None
+    max_iterations_per_interval: int = 32  # E4's fit searches 1..this many theory iterations per checkpoint interval
+    max_batch: int = 4096  # sequences per generate call (questions x samples are split to fit)
+    backend: str = "auto"  # auto: vLLM on CUDA where importable, else Hugging Face generate; hf: always HF
+
+    def __post_init__(self) -> None:
+        _require(self.steps_per_iteration is None or self.steps_per_iteration >= 1, "audit.steps_per_iteration",
+                 self.steps_per_iteration, ">= 1 or null")
+        _require(self.max_iterations_per_interval >= 1, "audit.max_iterations_per_interval",
+                 self.max_iterations_per_interval, ">= 1")
+        _require(self.max_batch >= 1, "audit.max_batch", self.max_batch, ">= 1")
+        _require(self.backend in ("auto", "hf", "vllm"), "audit.backend", self.backend, "auto, hf or vllm")
+
+
+@dataclass
 class Config:
     variant: VariantConfig = field(default_factory=VariantConfig)
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
@@ -344,6 +378,7 @@ class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     seed: int = 0
     run_name: str = ""    # the Snakemake ``{variant}`` wildcard, e.g. mean_std_ref-beta0.5
     results: str = "results"  # root of results/{scale}/...
@@ -366,12 +401,13 @@ class Config:
                  f"an estimator whose pass_k ({k}) is < grpo.group_size ({self.grpo.group_size})")
         tasks = registry.FAMILIES[self.policy.family].tasks
         _require(self.task.name in tasks, "task", self.task.name, f"{' or '.join(tasks)} for policy={self.policy.name.value}")
-        if self.task.name == "file":
+        if self.task.name in OPEN_ENDED_TASKS:
             # a file's answers are open-ended: they cannot be listed, so PoS can only be counted from samples
             if self.policy.pos_method == PosMethod.exact:
                 self.policy.pos_method = PosMethod.mc
             _require(bool(self.policy.checkpoint), "policy.checkpoint", self.policy.checkpoint,
-                     "a local Hugging Face model directory with task=file (nothing is trained from scratch for a file)")
+                     f"a local Hugging Face model directory with task={self.task.name} (nothing is trained from "
+                     "scratch for open-ended questions)")
 
 
 def register_configs() -> None:
@@ -413,7 +449,8 @@ def flatten(cfg: Config) -> dict[str, Any]:
 
     walk("", OmegaConf.to_container(node, enum_to_str=True))
     # the study is the scale's, not the run's; the rule's file names are paths, not settings
-    return {k: v for k, v in out.items() if not k.startswith(("scale.study", "inputs.", "outputs."))}
+    return {k: v for k, v in out.items() if not k.startswith(("scale.study", "inputs.", "outputs.", "audit."))
+            and k not in {f"task.{f}" for f in REASONING_GYM_FIELDS if cfg.task.name != "reasoning_gym"}}
 
 
 def compose_config(overrides: list[str] | None = None) -> Config:

@@ -33,7 +33,7 @@ FAMILY_TABLE = (
     # a causal LM: our Llama on modarith, or any local HF checkpoint on a file task (policy.checkpoint);
     # the loaders read which from the reference directory's task.json
     FamilySpec("transformer", "grpo_amp.tasks.lm:LMTask", "grpo_amp.policies.lm_family:LMPolicy",
-               ("modarith", "file"), "transformer"),
+               ("modarith", "file", "reasoning_gym"), "transformer"),
 )
 FAMILIES = {f.name: f for f in FAMILY_TABLE}
 

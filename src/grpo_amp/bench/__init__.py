@@ -10,6 +10,7 @@ never pays for transformers or TRL.
 
     theory  the closed-form theory at the sizes a sweep needs, medians against goals (bench.theory)
     trl     one GRPO iteration of ours against TRL's GRPOTrainer at equal work (grpo_amp.trl_family.bench)
+    audit   auditing 5 checkpoints of the smoke model, and how it grows with model, questions, samples (bench.audit)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable
 BENCHMARKS: dict[str, str] = {
     "theory": "grpo_amp.bench.theory:report",
     "trl": "grpo_amp.trl_family.bench:report",
+    "audit": "grpo_amp.bench.audit:report",
 }
 
 
