@@ -106,8 +106,70 @@ class TransformerPolicy(Policy):
             logits = logits.view(Q * G, -1)
         return Rollout(questions, tokens.view(Q, G, T), mask.view(Q, G, T))
 
+    @torch.no_grad()
+    def sample_groups(self, questions: torch.Tensor, n_groups: int, group_size: int,
+                      generator: torch.Generator) -> Rollout:
+        """``n_groups`` calls of ``sample`` in one batch, bit for bit: (Q, n_groups*G, T).
+
+        torch.multinomial with one sample per row is argmax(probs / E), E ~ Exp(1) drawn from the
+        generator for every (row, token) in order (PyTorch's Distributions.cpp, the "gumbel" fast path):
+        the noise of every call is drawn up front in the calls' order, then all groups decode
+        together, each in its own block of G (the layout of a call with K = G). Valid when no call
+        would stop early (every row of a group done before the last token); else the calls run one by one.
+        """
+        T, G = self.task.max_new_tokens, group_size
+        if n_groups == 1 or generator.device.type != "cpu" or self.device.type != "cpu" or self._lean is None:
+            return super().sample_groups(questions, n_groups, group_size, generator)
+        questions = questions.to(self.device)
+        Q, K = len(questions), n_groups * G
+        pad, eos = self.task.pad_id, self.task.eos_id
+        start = generator.get_state()
+        backend = self.backend()
+        logits, state = backend.prompt(self.prompt_ids[questions])  # (Q, V)
+        V = logits.shape[-1]
+        noise = torch.empty((n_groups, T, Q, G, V)).exponential_(generator=generator)  # the calls' draws, in order
+        logits, cache = logits[:, None].expand(Q, K, V), None
+        tokens = torch.full((Q, K, T), pad, dtype=torch.long)
+        mask = torch.zeros((Q, K, T), dtype=torch.bool)
+        done = torch.zeros((Q, K), dtype=torch.bool)
+        for t in range(T):
+            probs = logits.float().softmax(-1).view(Q, n_groups, G, V)
+            drawn = (probs / noise[:, t].permute(1, 0, 2, 3)).argmax(-1).view(Q, K)  # torch.multinomial's draw
+            mask[..., t] = ~done
+            tokens[..., t] = torch.where(done, pad, drawn)
+            done |= drawn == eos
+            if t == T - 1:
+                break
+            if bool(done.view(Q, n_groups, G).all(dim=(0, 2)).any()):  # a call would have stopped here
+                generator.set_state(start)
+                return super().sample_groups(questions, n_groups, group_size, generator)
+            logits, cache = backend.decode(state, tokens[..., t], cache, T - 1, n_block=G)  # (Q, K, V)
+        return Rollout(questions, tokens, mask)
+
     def log_softmax(self, rollout: Rollout) -> torch.Tensor:
         return self.completion_log_softmax(rollout.questions, rollout.tokens)  # (Q, G, T, V)
+
+    @torch.no_grad()
+    def token_log_probs(self, rollout: Rollout) -> torch.Tensor:
+        """log pi of the sampled tokens (Q, K, T), each distinct completion of a question run once.
+
+        A measurement's many groups repeat few completions (C1: 256 draws, about 20 distinct), so this
+        is several times cheaper than ``log_softmax``. Not bit-identical to it: a row's rounding
+        depends on its slot in the attention block (``lean.LeanLlama.extend``); the two agree to
+        float32 round-off (|difference| < 1e-4 in log pi).
+        """
+        questions, tokens = rollout.questions.to(self.device), rollout.tokens.to(self.device)
+        Q, K, T = tokens.shape
+        rows = torch.cat([torch.arange(Q, device=self.device)[:, None, None].expand(Q, K, 1), tokens], -1)
+        distinct, inverse = torch.unique(rows.view(Q * K, T + 1), dim=0, return_inverse=True)  # sorted by question
+        owner = distinct[:, 0]                                         # (U,): the question of each distinct completion
+        counts = torch.bincount(owner, minlength=Q)                    # (Q,): distinct completions per question
+        slot = torch.arange(len(distinct), device=self.device) - (counts.cumsum(0) - counts)[owner]
+        padded = distinct[(counts.cumsum(0) - counts)][:, None, 1:].repeat(1, int(counts.max()), 1)  # (Q, K', T)
+        padded[owner, slot] = distinct[:, 1:]                          # padding repeats a question's first completion
+        logq = self.completion_log_softmax(questions, padded)          # (Q, K', T, V)
+        logp = logq.gather(-1, padded[..., None]).squeeze(-1)          # (Q, K', T)
+        return logp[owner, slot][inverse].view(Q, K, T)
 
     @torch.no_grad()
     def answer_log_probs(self, questions: torch.Tensor) -> torch.Tensor:
