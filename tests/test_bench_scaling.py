@@ -1,0 +1,61 @@
+"""``grpo-amp bench scaling``: its fits against closed forms, its memory probe against a known allocation,
+and its plumbing at tiny sizes (no timing is asserted: speed goals live in benchmarks, not tests)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from grpo_amp.bench.scaling import AXES, PeakMemory, bench_scaling, format_scaling, largest_within, power_law, setup_at
+from grpo_amp.bench.trl import TrlSetup, bench_task
+
+
+def test_power_law_recovers_exponent_and_coefficient():
+    x = [2, 4, 8, 16]
+    b, a = power_law(x, [3.0 * v ** 1.5 for v in x])
+    assert b == pytest.approx(1.5) and a == pytest.approx(3.0)
+    b, _ = power_law(x, [7.0, 7.0, 7.0, 7.0])
+    assert b == pytest.approx(0.0, abs=1e-12)
+
+
+def test_largest_within_inverts_the_fitted_law():
+    x = [1, 2, 4, 8]
+    assert largest_within(x, [2.0 * v ** 2 for v in x], budget=200.0) == pytest.approx(10.0)
+    assert math.isnan(largest_within(x, [5.0, 4.0, 3.0, 2.0], budget=200.0))  # falls: no size reaches the budget
+
+
+def test_setup_at_sets_one_knob():
+    base = TrlSetup()
+    assert setup_at(base, "questions", 8).n_questions == 8
+    assert setup_at(base, "group_size", 4).group_size == 4
+    wide = setup_at(base, "width", 64)
+    assert (wide.hidden, wide.intermediate, wide.layers) == (64, 128, base.layers)
+    task, _, _ = bench_task(setup_at(base, "completion_len", 6))
+    assert task.max_new_tokens == 6  # at most 5 digits then <eos>
+    assert all(len(v) >= 4 for v in AXES.values())
+    with pytest.raises(ValueError, match="knob must be one of"):
+        setup_at(base, "depth", 3)
+
+
+def test_peak_memory_sees_an_allocation():
+    memory = PeakMemory()
+    if not memory.available:
+        pytest.skip("no /proc/self/clear_refs here")
+    with memory:
+        x = torch.ones(25_000_000)  # 100 MB, touched
+        del x
+    assert 90e6 < memory.peak < 400e6
+
+
+def test_bench_scaling_plumbing_at_tiny_sizes():
+    """Plumbing: every point is measured and formatted; the numbers are not checked (timing)."""
+    base = dataclasses.replace(TrlSetup(), n_questions=4, group_size=2, hidden=16, intermediate=32, warmup=0)
+    points, threads, with_trl = bench_scaling(repeat=1, threads=1, axes={"questions": [2, 4], "width": [8, 16]},
+                                              with_trl=False, base=base)
+    assert [(p.knob, p.x) for p in points] == [("questions", 2), ("questions", 4), ("width", 8), ("width", 16)]
+    assert all(p.ours_s > 0 and math.isnan(p.trl_s) for p in points) and threads == 1 and not with_trl
+    text = format_scaling(points, threads, with_trl)
+    assert "questions" in text and "width" in text and "ours b =" in text and "TRL not timed" in text
