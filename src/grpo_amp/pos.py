@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from scipy import special
 
 from grpo_amp.policies.base import Policy
 from grpo_amp.tasks.base import Task
@@ -26,6 +25,8 @@ MC_SEED_OFFSET = 7919  # Monte Carlo PoS draws, seeded apart from training's
 def wilson_interval(successes, n, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval for a binomial proportion (good near 0 and 1, unlike the normal one)."""
     k, n = np.asarray(successes, float), np.asarray(n, float)
+    from scipy import special  # here: only Monte Carlo PoS needs it, and scipy.special costs every job ~0.2 s to import
+
     z = special.ndtri(0.5 + confidence / 2)
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)

@@ -1,5 +1,6 @@
-"""``grpo-amp bench scaling``: its fits against closed forms, its memory probe against a known allocation,
-and its plumbing at tiny sizes (no timing is asserted: speed goals live in benchmarks, not tests)."""
+"""``grpo-amp bench scaling`` and ``bench trl``'s time split: the fits against closed forms, the memory probe
+against a known allocation, the profiler split against a known op sequence, and the plumbing at tiny sizes
+(no timing is asserted: speed goals live in benchmarks, not tests)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 import pytest
 import torch
 
+from grpo_amp.bench.bounds import TimeSplit, format_split, time_split
 from grpo_amp.bench.scaling import AXES, PeakMemory, bench_scaling, format_scaling, largest_within, power_law, setup_at
 from grpo_amp.bench.trl import TrlSetup, bench_task
 
@@ -59,3 +61,24 @@ def test_bench_scaling_plumbing_at_tiny_sizes():
     assert all(p.ours_s > 0 and math.isnan(p.trl_s) for p in points) and threads == 1 and not with_trl
     text = format_scaling(points, threads, with_trl)
     assert "questions" in text and "width" in text and "ours b =" in text and "TRL not timed" in text
+
+
+def test_time_split_counts_the_ops_it_ran():
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+
+    def iteration():
+        c = a @ b          # one aten::mm
+        return c.relu_()   # one more op, not a matmul
+
+    split = time_split(iteration, repeat=3)
+    assert split.ops >= 2 and split.matmul_s > 0 and split.other_kernel_s > 0
+    assert split.matmul_s + split.other_kernel_s <= split.wall_s
+
+
+def test_format_split_arithmetic():
+    split = TimeSplit(wall_s=0.010, matmul_s=0.004, other_kernel_s=0.003, ops=100)
+    assert split.overhead_s == pytest.approx(0.003)
+    lines = format_split(split, flops=2e8, peak=1e11)  # 2e8 FLOP in 4 ms = 50 GFLOP/s = 50% of 100
+    text = "\n".join(lines)
+    assert "50.0 GFLOP/s inside them = 50% of the matmul peak" in text
+    assert "30.0 us per op outside kernels" in text and "(40.0%)" in text
