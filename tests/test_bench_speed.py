@@ -12,7 +12,7 @@ import torch
 
 from grpo_amp.bench.bounds import TimeSplit, format_split, time_split
 from grpo_amp.bench.scaling import AXES, PeakMemory, bench_scaling, format_scaling, largest_within, power_law, setup_at
-from grpo_amp.bench.trl import TrlSetup, bench_task
+from grpo_amp.trl_family.bench import TrlSetup, bench_task
 
 
 def test_power_law_recovers_exponent_and_coefficient():

@@ -10,7 +10,7 @@ a module and an entry in :data:`BENCHMARKS`. Entries are imported on first use, 
 never pays for transformers or TRL.
 
     theory  the closed-form theory at the sizes a sweep needs, medians against goals (bench.theory)
-    trl     one GRPO iteration of ours against TRL's GRPOTrainer at equal work (bench.trl)
+    trl     one GRPO iteration of ours against TRL's GRPOTrainer at equal work (grpo_amp.trl_family.bench)
     scaling how that iteration's time and memory grow with questions, G, completion length, width (bench.scaling)
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 BENCHMARKS: dict[str, str] = {
     "theory": "grpo_amp.bench.theory:report",
-    "trl": "grpo_amp.bench.trl:report",
+    "trl": "grpo_amp.trl_family.bench:report",
     "scaling": "grpo_amp.bench.scaling:report",
 }
 

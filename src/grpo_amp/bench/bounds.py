@@ -1,6 +1,6 @@
 """What bounds one iteration of ours: matmul kernels, the other kernels (memory traffic), or Python and dispatch.
 
-    split = time_split(ours, repeat=5)     # ours: a callable running one iteration (bench.trl.OurIteration)
+    split = time_split(ours, repeat=5)     # ours: a callable running one iteration (trl_family.bench.OurIteration)
     print(format_split(split, flops=iteration_flops(...), peak=matmul_peak(threads)))
 
 torch.profiler records every aten op of ``repeat`` iterations. An op's *self* CPU time is its own

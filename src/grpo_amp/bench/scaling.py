@@ -4,7 +4,7 @@ From ``bench trl``'s setting (32 questions, G = 8, at most 4 completion tokens, 
 a time grows over four or more values: questions, G, completion length (``answer_digits`` + <eos>),
 model width (hidden, MLP = 2 x hidden). At each point: the median time of one iteration of ours
 (``grpo_update`` with the frozen copy train() makes, as ``bench trl`` times it) and, where TRL is
-installed, of TRL's ``GRPOTrainer`` at equal work (``bench.trl.bench_trl``, interleaved in one
+installed, of TRL's ``GRPOTrainer`` at equal work (``trl_family.bench.bench_trl``, interleaved in one
 process); and the peak memory of one iteration of ours. Per knob, the exponent b of time ~ x^b is
 the least-squares slope of log(time) on log(x).
 
@@ -116,7 +116,7 @@ def measure_ours(setup, repeat: int, memory: PeakMemory) -> tuple[float, float]:
     """Median seconds of one iteration of ours (frozen copy + grpo_update) and its peak memory, without TRL."""
     import tempfile
 
-    from grpo_amp.bench.trl import OurIteration, bench_task, save_start_model
+    from grpo_amp.trl_family.bench import OurIteration, bench_task, save_start_model
     from grpo_amp.policies.transformer import TransformerPolicy
 
     task, questions, _ = bench_task(setup)
@@ -141,7 +141,7 @@ def bench_scaling(repeat: int = 3, threads: int | None = None, axes: dict[str, l
     with_trl None: TRL where it is installed. Ours is timed on its own (``measure_ours``) for the memory
     figure, and beside TRL in ``bench_trl``'s interleaved rounds for the ratio.
     """
-    from grpo_amp.bench.trl import TrlSetup, bench_trl, set_threads
+    from grpo_amp.trl_family.bench import TrlSetup, bench_trl, set_threads
 
     base = base or TrlSetup()
     axes = AXES if axes is None else axes

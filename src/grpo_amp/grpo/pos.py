@@ -18,20 +18,7 @@ import torch
 from grpo_amp.policies.base import Policy
 from grpo_amp.tasks.base import Task
 
-CONFIDENCE = 0.95
 MC_SEED_OFFSET = 7919  # Monte Carlo PoS draws, seeded apart from training's
-
-
-def wilson_interval(successes, n, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for a binomial proportion (good near 0 and 1, unlike the normal one)."""
-    k, n = np.asarray(successes, float), np.asarray(n, float)
-    from scipy import special  # here: only Monte Carlo PoS needs it, and scipy.special costs every job ~0.2 s to import
-
-    z = special.ndtri(0.5 + confidence / 2)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
 def kl_in_correct(answer_logp: torch.Tensor, ref_answer_logp: torch.Tensor) -> torch.Tensor:
@@ -66,6 +53,8 @@ def pos_mc(policy: Policy, task: Task, questions: torch.Tensor, n_samples: int,
         g = min(chunk, n_samples - done)
         successes += task.reward(policy.sample(questions, g, generator)).double().sum(dim=1)
         done += g
+    from grpo_amp.analysis.stats import wilson_interval  # here: scipy.stats costs a train job ~0.5 s to import
+
     k = successes.cpu().numpy()
     lo, hi = wilson_interval(k, n_samples)
     return k / n_samples, lo, hi
