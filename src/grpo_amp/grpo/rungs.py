@@ -7,7 +7,7 @@
     metrics = one_group_argmax(...)        # R5: one sampled group's objective, maximised in closed form
 
 Every rung works on a TabularPolicy (logits (N, K) float64, task.correct (N, K) bool) and maximises,
-per question, THEORY.md's iteration objective
+per question, docs/theory.md's iteration objective (C2)
     J(pi) = sum_o pi(o) A(o) - beta KL(pi || pi_ref) [- beta_prev KL(pi || pi_old)]      (kl=ref/both)
     J(pi) = sum_o pi(o) A(o) - beta KL(pi || pi_old)                                   (kl=mirror)
 with the rung's A. R1 and R2 find the maximiser numerically (L-BFGS, nothing of C2/C3 in the path):
@@ -54,7 +54,7 @@ def _success_mass(old_logits: torch.Tensor, correct: torch.Tensor) -> tuple[torc
 
 
 def population_advantage(p: torch.Tensor, q: torch.Tensor, variant: VariantConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """THEORY.md's population A at r = 1 and r = 0: (1 - p, -p) [/ sqrt(p(1-p) + eps)], q = 1 - p.
+    """docs/theory.md's population A at r = 1 and r = 0: (1 - p, -p) [/ sqrt(p(1-p) + eps)], q = 1 - p.
 
     mean_std with eps = 0 uses sqrt(q/p) and -sqrt(p/q): the same numbers, with the limits +inf
     (p = 0) and -inf (q = 0) that a certain question has, instead of 0/0.
