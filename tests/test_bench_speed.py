@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from grpo_amp.bench.bounds import TimeSplit, format_split, time_split
-from grpo_amp.bench.scaling import AXES, PeakMemory, bench_scaling, format_scaling, largest_within, power_law, setup_at
+from grpo_amp.bench.scaling import (AXES, STATE_COPIES, PeakMemory, bench_scaling, format_scaling, largest_within,
+                                    power_law, setup_at, width_by_parameters)
 from grpo_amp.trl_family.bench import TrlSetup, bench_task
 
 
@@ -82,3 +83,10 @@ def test_format_split_arithmetic():
     text = "\n".join(lines)
     assert "50.0 GFLOP/s inside them = 50% of the matmul peak" in text
     assert "30.0 us per op outside kernels" in text and "(40.0%)" in text
+
+
+def test_width_by_parameters_fills_the_budget_with_the_training_state():
+    w = width_by_parameters(24e9, layers=2, vocab=16)
+    params = 2 * (4 * w * w + 3 * w * 2 * w) + 2 * 16 * w
+    assert STATE_COPIES * 4 * params == pytest.approx(24e9)
+    assert 6_000 < w < 8_000

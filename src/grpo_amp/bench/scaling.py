@@ -62,6 +62,20 @@ def power_law(x, y) -> tuple[float, float]:
     return float(b), float(math.exp(log_a))
 
 
+STATE_COPIES = 6  # parameters, gradients, Adam's two moments, the frozen copies pi_(n-1) and pi_ref; fp32
+
+
+def width_by_parameters(budget: float, layers: int = 2, vocab: int = 16) -> float:
+    """The width whose training state alone (STATE_COPIES x 4 bytes x parameters) fills ``budget``.
+
+    Parameters at width w, MLP 2w: layers x (4 w^2 attention + 3 x 2 w^2 MLP) + 2 vocab w (embedding,
+    untied head). A fit of measured peaks at small widths sees activations (linear in w), not this w^2.
+    """
+    a, b = layers * 10.0, 2.0 * vocab  # params = a w^2 + b w
+    c = budget / (STATE_COPIES * 4)
+    return (-b + math.sqrt(b * b + 4 * a * c)) / (2 * a)
+
+
 def largest_within(x, y, budget: float) -> float:
     """The x at which y's fitted power law reaches ``budget`` (nan if y does not grow with x)."""
     b, a = power_law(x, y)
@@ -176,7 +190,8 @@ def format_scaling(points: list[Point], threads: int, with_trl: bool, budget: fl
         lines.append(f"{p.knob:<15} {p.x:>5} {p.ours_s * 1e3:>9.1f} {p.trl_s * 1e3:>9.1f} {ratio:>8.2f} "
                      f"{p.peak_bytes / 1e6:>12.1f}")
     lines.append(f"fitted exponents (time ~ x^b, log-log least squares) and the largest x whose extrapolated "
-                 f"peak memory of ours fits in {budget / 1e9:g} GB (the other knobs at their base values):")
+                 f"peak memory of ours fits in {budget / 1e9:g} GB (the other knobs at their base values; width: "
+                 f"at most {width_by_parameters(budget):,.0f}, where the training state alone fills it):")
     for knob in dict.fromkeys(p.knob for p in points):
         mine = [p for p in points if p.knob == knob]
         x = [p.x for p in mine]
@@ -184,6 +199,8 @@ def format_scaling(points: list[Point], threads: int, with_trl: bool, budget: fl
         b_trl, _ = power_law(x, [p.trl_s for p in mine]) if with_trl else (float("nan"), 0.0)
         b_mem, _ = power_law(x, [p.peak_bytes for p in mine])
         fits = largest_within(x, [p.peak_bytes for p in mine], budget)
+        if knob == "width":  # the parameters' w^2 takes over where the measured (activation-bound) fit cannot see it
+            fits = min(fits, width_by_parameters(budget)) if math.isfinite(fits) else fits
         lines.append(f"  {knob:<15} ours b = {b_ours:5.2f}   TRL b = {b_trl:5.2f}   memory b = {b_mem:5.2f}   "
                      f"largest in {budget / 1e9:g} GB: {fits:,.0f}" if math.isfinite(fits) else
                      f"  {knob:<15} ours b = {b_ours:5.2f}   TRL b = {b_trl:5.2f}   memory b = {b_mem:5.2f}   "
