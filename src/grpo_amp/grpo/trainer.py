@@ -89,15 +89,14 @@ def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions:
                 "per_question": _redraw_frame(questions, redraw_info)}
     with torch.no_grad():
         ref_logq = ref.log_softmax(rollout)                             # (Q, m*G, T, V)
-        # with one inner step pi = pi_old at the only step: ratio = 1, skip the extra pass (as TRL does)
-        old_logq = old.log_softmax(rollout) if g.inner_steps > 1 or g.inner_tol is not None else None
     optimiser = _optimiser(policy, cfg)
     stop = inner_stopping(g.inner_steps, g.inner_tol, g.max_inner_steps)
-    taken = 0
+    taken, old_logq = 0, None
     while True:
         logq = policy.log_softmax(rollout)
-        terms: LossTerms = grpo_loss(logq, logq.detach() if old_logq is None else old_logq, ref_logq,
-                                     rollout.tokens, rollout.mask, adv.to(logq.dtype), v, g)
+        if old_logq is None:  # before the first step pi = pi_old, parameter for parameter: its pass is pi_old's
+            old_logq = logq.detach()
+        terms: LossTerms = grpo_loss(logq, old_logq, ref_logq, rollout.tokens, rollout.mask, adv.to(logq.dtype), v, g)
         if stop(taken, float(terms.loss.detach())):
             break
         optimiser.zero_grad(set_to_none=True)
@@ -216,17 +215,16 @@ def sampled_surrogate(policy: Policy, old: Policy, task: Task, questions: torch.
     own (finite G), so the closed form to compare with is E1's w+_G p_n - w-_G (1 - p_n).
     """
     g = cfg.grpo
-    per_group = []
-    for _ in range(g.c1_groups):
-        rollout = old.sample(questions, g.group_size, generator)           # (Q, G, T)
-        # the estimator's advantage on unconditioned groups (no redraws): E[.] = w+_G p_n - w-_G (1 - p_n)
-        # without dynamic sampling's 1/Z
-        adv, _ = group_advantages(task.reward(rollout), **cfg.advantage.loss_kwargs())  # (Q, G)
-        mask = rollout.mask.to(torch.float64)
-        log_ratio = sequence_sum(token_logp(policy.log_softmax(rollout), rollout.tokens).double()
-                                 - token_logp(old.log_softmax(rollout), rollout.tokens).double(), mask)
-        per_group.append((torch.exp(log_ratio) * adv.double()).mean(dim=1))  # (Q,)
-    stacked = torch.stack(per_group)  # (c1_groups, Q)
+    c, G = g.c1_groups, g.group_size
+    Q = len(questions)
+    rollout = old.sample_groups(questions, c, G, generator)                # (Q, c*G, T): c groups, one after another
+    # the estimator's advantage on unconditioned groups (no redraws): E[.] = w+_G p_n - w-_G (1 - p_n)
+    # without dynamic sampling's 1/Z
+    adv, _ = group_advantages(task.reward(rollout).reshape(Q * c, G), **cfg.advantage.loss_kwargs())  # (Q*c, G)
+    mask = rollout.mask.to(torch.float64)
+    log_ratio = sequence_sum(policy.token_log_probs(rollout).double() - old.token_log_probs(rollout).double(), mask)
+    per_group = (torch.exp(log_ratio).reshape(Q * c, G) * adv.double()).mean(dim=1)  # (Q*c,)
+    stacked = per_group.reshape(Q, c).t().contiguous()  # (c1_groups, Q), laid out as the groups were drawn
     se = stacked.std(dim=0, unbiased=True) / stacked.shape[0] ** 0.5 if stacked.shape[0] > 1 \
         else torch.full_like(stacked[0], float("nan"))
     rows = {"question": questions.cpu().numpy(), "surrogate": stacked.mean(0).cpu().numpy(),

@@ -15,6 +15,7 @@ train one after the other in this process (start-up, not arithmetic, is the cost
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 
@@ -102,7 +103,7 @@ def _train_each_seed(cfg: Config, n_seeds: int, ref_dir, tmp, device: str, log_m
     out = Trained()
     for s in range(n_seeds):
         cfg_s = dataclasses.replace(cfg, seed=cfg.seed + s)
-        policy = load_policy(family, ref_dir, task, device=device, **options)  # pi_0 = pi_ref
+        policy = copy.deepcopy(ref).requires_grad_(True)  # pi_0 = pi_ref (as read from ref_dir, not read again)
         meter = PosMeter(ref, task, cfg.policy.pos_method.value, cfg.policy.mc_samples, cfg_s.seed)
         one = _train_once(cfg_s, policy, ref, task, meter, lambda it, pi: pi.save(paths.iteration_dir(tmp, it, s)),
                           log_metrics and (lambda it, m: log_metrics(it, _per_seed(m, cfg_s.seed))))
