@@ -20,7 +20,8 @@ import pandas as pd
 from grpo_amp.audit.checkpoints import Point
 from grpo_amp.config import OPEN_ENDED_TASKS, Config
 from grpo_amp.io import InputError
-from grpo_amp.grpo.pos import MC_SEED_OFFSET, wilson_interval
+from grpo_amp.analysis.stats import wilson_interval
+from grpo_amp.grpo.pos import MC_SEED_OFFSET
 from grpo_amp.schema import POS_COLUMNS
 
 log = logging.getLogger(__name__)
