@@ -134,6 +134,9 @@ class GRPOConfig:
     argmax_tol: float = 1e-6
     # L-BFGS iterations per GRPO iteration at most; the default table needs ~50-150 (measured)
     argmax_max_iter: int = 500
+    # The transformer's R1/R2 (grpo.lm_rungs) read both keys differently (conf/sizing/*_modarith.yaml sets them):
+    # no certificate exists there (not concave), so argmax_tol is the largest move of a train question's p
+    # over 10 L-BFGS iterations below which it stops, and argmax_max_iter a budget; metrics.csv says what was reached.
 
     def __post_init__(self) -> None:
         _require(self.iterations >= 1, "grpo.iterations", self.iterations, ">= 1")

@@ -95,6 +95,16 @@ POLICY_TABLE = (  # plot order is table order
     PolicySpec("transformer_control", "transformer", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True, (),
                "transformer control: m groups, steps until the objective stops improving",
                grpo="transformer_control"),
+    # E5's exact rungs on the transformer (issue 20): each iteration maximises the exact objective, computed on
+    # every answer-shaped output (grpo.lm_rungs), over the model's parameters by L-BFGS. Their gap to C3 (C3 with
+    # E1's S_G) is the parametrisation part with no sampling in it. Not a certified maximiser (the problem is
+    # not concave): PRACTICE tolerance; the tolerance reached per iteration is in metrics.csv.
+    PolicySpec("transformer_r1", "transformer", "grpo_amp.grpo.lm_rungs:transformer_population_argmax", PRACTICE,
+               False, ("beta",), "R1 on the transformer: L-BFGS on the exact population objective",
+               grpo="practice_token"),
+    PolicySpec("transformer_r2", "transformer", "grpo_amp.grpo.lm_rungs:transformer_finite_group_argmax", PRACTICE,
+               False, ("beta", "group_size"), "R2 on the transformer: L-BFGS on the exact finite-G objective",
+               grpo="practice_token"),
     # TRL's own loop on the same checkpoint, task and GRPO settings as `transformer` (grpo_amp.trl_settings maps them)
     PolicySpec("trl", "transformer", None, PRACTICE, True, ("beta", "lr"), "TRL 1.16 GRPOTrainer on the transformer",
                grpo="practice_token", loop="grpo_amp.trl_policy:train_trl",

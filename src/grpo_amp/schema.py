@@ -25,8 +25,13 @@ CURVE_COLUMNS = ["p", "step_gain", "limit", "step_gain_G", "limit_G"]
 # seed -1: the policy trains several seeds in one table (tabular), so the row is pooled over them.
 # inner_steps_taken: grpo_update's optimiser steps in the iteration (grpo.inner_steps, or more
 # where grpo.inner_tol lets them go on: the transformer control); NaN for the closed forms and E5's rungs.
+# argmax_*: the transformer's exact rungs (grpo.lm_rungs), NaN elsewhere: L-BFGS iterations taken, the largest
+# move of a train question's p over its last 10 iterations (the tolerance reached), the objective's gradient
+# norm at the end, objective_deficit = mean_q (free table's maximum - the transformer's objective) >= 0, and
+# other_mass = the mass outside the listed answer-shaped outputs.
+ARGMAX_METRICS = ["argmax_iters", "argmax_tol_reached", "argmax_grad_norm", "objective_deficit", "other_mass"]
 TRAIN_METRICS_COLUMNS = ["seed", "iteration", "loss", "pg_objective", "kl_ref", "kl_prev", "mean_reward",
-                         "zero_spread_frac", "clip_frac", "inner_steps_taken"]
+                         "zero_spread_frac", "clip_frac", "inner_steps_taken", *ARGMAX_METRICS]
 # results/{scale}/train/{policy}/{run}/timing.csv: wall seconds per iteration, kept out of metrics.csv
 # so that every data file is byte-identical between two runs of the same config on one machine.
 TIMING_COLUMNS = ["seed", "iteration", "seconds"]
@@ -59,5 +64,6 @@ ITERATION_COLUMNS = ["policy", "run", "iteration", "pos_mean", "pos_q10", "pos_q
                      "abs_err_trajectory", "abs_err_one_step", "abs_err_trajectory_G", "heldout_pos_mean"]
 
 # results/{scale}/ladder.csv: E5's gap ladder, one row per (rung, run); see grpo_amp.ladder.
-LADDER_COLUMNS = ["rung", "policy", "run", "n_seeds", "gap", "gap_lo", "gap_hi", "gap_G", "gap_G_lo", "gap_G_hi",
+# questions: the question set the row was measured on (grpo_amp.ladder.QUESTIONS); a parent is on the same set.
+LADDER_COLUMNS = ["rung", "policy", "run", "questions", "n_seeds", "gap", "gap_lo", "gap_hi", "gap_G", "gap_G_lo", "gap_G_hi",
                   "parent", "part", "part_lo", "part_hi", "cause"]

@@ -151,7 +151,7 @@ def run(cfg: Config) -> None:
             trained = _train_tabular(cfg, n_seeds, ref_dir, tmp, log_metrics)
         else:
             trained = _train_each_seed(cfg, n_seeds, ref_dir, tmp, device_for(cfg), log_metrics)
-        metrics = pd.concat(trained.metrics, ignore_index=True)[TRAIN_METRICS_COLUMNS]
+        metrics = pd.concat(trained.metrics, ignore_index=True).reindex(columns=TRAIN_METRICS_COLUMNS)  # argmax_*: NaN off the exact rungs
         write_csv(metrics, tmp / "metrics.csv")
         write_csv(pd.concat(trained.timing, ignore_index=True)[TIMING_COLUMNS], tmp / "timing.csv")
         write_csv(pd.concat(trained.c1, ignore_index=True)[C1_COLUMNS], tmp / "c1.csv")

@@ -1,0 +1,91 @@
+"""E5's exact rungs on the transformer (grpo.lm_rungs): the listed output space and one L-BFGS iteration.
+
+Tiny untrained models (modulus 5, one layer, 32 dims): an untrained LM spreads its mass over the whole
+vocabulary, so "other" (everything not answer-shaped) carries real mass and the bookkeeping is tested
+where it matters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from grpo_amp.config import ModelConfig, TaskConfig, compose_config
+from grpo_amp.grpo import lm_rungs
+from grpo_amp.grpo.rungs import exact_objective, population_advantage
+from grpo_amp.policies.transformer import TransformerPolicy
+from grpo_amp.pos import pos_exact
+from grpo_amp.tasks.modarith import ModArithTask
+
+TASK = TaskConfig(name="modarith", modulus=5, n_train=8, n_heldout=4, seed=0)
+MODEL = ModelConfig(n_layer=1, n_embd=32, n_head=2, intermediate_size=64)
+
+
+@pytest.fixture(scope="module")
+def task() -> ModArithTask:
+    return ModArithTask(TASK)
+
+
+def test_answer_space_lists_every_answer_shaped_output_once(task):
+    space = lm_rungs.AnswerSpace(task)
+    assert space.K == 1 + 10 + 100  # <eos>; d <eos>; d d <eos>
+    assert len(set(space.labels)) == space.K + 1 and space.labels[-1] == "other"
+    questions = torch.arange(len(task.questions))
+    correct = space.correct(questions)
+    # the correct outputs are exactly the task's spellings of each value ("3", "03")
+    for q in range(len(task.questions)):
+        listed = {space.labels[j].removesuffix("<eos>") for j in torch.nonzero(correct[q])[:, 0].tolist()}
+        assert listed == set(task.questions["answers"].iloc[q].split("|"))
+
+
+def test_listed_log_probs_are_teacher_forced_sequence_probabilities(task):
+    """Each listed log pi(o|q) against the policy's own teacher forcing of o alone (another path), the
+    masses with "other" summing to 1, and the correct mass against pos.pos_exact (the pipeline's PoS)."""
+    policy = TransformerPolicy.from_config(task, MODEL, seed=0, device="cpu")
+    space = lm_rungs.AnswerSpace(task)
+    questions = torch.arange(len(task.questions))
+    with torch.no_grad():
+        logp = space.log_probs(policy, questions)                                   # (Q, K + 1)
+        direct = policy.completion_log_softmax(questions, space.tokens[None].expand(len(questions), -1, -1))
+    token = direct.gather(-1, space.tokens[None, ..., None].expand(len(questions), -1, -1, 1)).squeeze(-1)
+    seq = torch.where(space.mask, token, 0.0).sum(-1).double()                        # (Q, K)
+    torch.testing.assert_close(logp[:, :-1], seq, rtol=0, atol=2e-5)
+    assert float((torch.logsumexp(logp, -1) - 0).abs().max()) < 1e-12
+    other = logp[:, -1].exp()
+    assert float(other.min()) > 0.05  # untrained: real mass off the answer shapes, accounted for
+    pos = (logp.exp() * space.correct(questions)).sum(-1)
+    torch.testing.assert_close(pos, torch.from_numpy(pos_exact(policy, questions)[0]), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("rung", ["transformer_population_argmax", "transformer_finite_group_argmax"])
+def test_one_exact_iteration_raises_the_objective_and_stays_below_the_free_table(task, rung):
+    """One R1 (R2) iteration from pi_ref = pi_old: the exact objective rises from its value at the start
+    (0: pi = pi_ref has pg = E_ref[A] = 0 for the population A and KL = 0), never above what a free table on the same
+    outcomes reaches (objective_deficit >= 0), and the metrics say how far L-BFGS got."""
+    cfg = compose_config(["policy=transformer_r1", "task=modarith", "grpo.argmax_max_iter=20", "grpo.argmax_tol=1e-9"])
+    ref = TransformerPolicy.from_config(task, MODEL, seed=1, device="cpu")
+    policy = ref.frozen_copy().requires_grad_(True)
+    questions = task.split_ids("train")
+    space = lm_rungs.AnswerSpace(task)
+    with torch.no_grad():
+        log_ref = space.log_probs(ref, questions)
+    correct = space.correct(questions)
+    p = (log_ref.exp() * correct).sum(-1)
+    a_plus, a_minus = population_advantage(p, 1 - p, cfg.variant)
+    start = exact_objective(log_ref, torch.where(correct, a_plus[:, None], a_minus[:, None]), log_ref, log_ref,
+                            cfg.variant)["objective"]
+    assert float(start.abs().max()) < 1e-9  # E_ref[A] = 0, KL = 0
+
+    metrics = getattr(lm_rungs, rung)(policy, ref.frozen_copy(), ref, task, questions, cfg, None)
+    assert metrics["argmax_iters"] == 20 and metrics["argmax_tol_reached"] > 1e-9  # budget hit, said so
+    assert -metrics["loss"] > 1e-3  # the objective rose (R2 less: E1's weights are small where p_old is)
+    assert metrics["objective_deficit"] >= -1e-9                                  # a free table does at least as well
+    assert math.isfinite(metrics["argmax_grad_norm"]) and 0 < metrics["other_mass"] < 1
+    assert metrics["mean_reward"] == pytest.approx(float(p.mean()), abs=1e-12)
+    with torch.no_grad():
+        moved = (space.log_probs(policy, questions).exp() * correct).sum(-1)
+    assert float((moved - p).mean()) > 0  # GRPO's direction: the correct mass went up on average
+    for name, param in policy.named_parameters():
+        assert param.grad is None, name  # nothing left behind for the next iteration's optimiser
