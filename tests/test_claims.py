@@ -428,7 +428,7 @@ def test_ladder_main_chain_telescopes():
 
 
 def _transformer_ladder(with_r1: bool = True, with_r2: bool = True, with_control: bool = True,
-                        control_g: int = 8) -> pd.DataFrame:
+                        control_g: int = 8, twin: bool = False) -> pd.DataFrame:
     """The table's R2, R4 (m = 4), R6 and the transformer family: r1, r2, control (m = 4), transformer, trl."""
     v = VARIANTS["mean_std_ref"]
     b = Builder(P_PRACTICE)
@@ -444,6 +444,11 @@ def _transformer_ladder(with_r1: bool = True, with_r2: bool = True, with_control
               groups_per_question=4, group_size=control_g)
     b.add("transformer", "mean_std_ref", v, "variant", _drifted(0.17), c1=None, inner_steps=4)
     b.add("trl", "mean_std_ref", v, "variant", _drifted(0.16), c1=None, inner_steps=4)
+    if twin:  # the table's rungs on the transformer's questions
+        b.add("twin_r1", "mean_std_ref", v, "variant", _drifted(0.0, spread=(0.0,))[0], c1=None)
+        b.add("twin_r2", "mean_std_ref", v, "variant", _drifted(0.01, spread=(0.0,))[0], c1=None)
+        b.add("twin_r4", "mean_std_ref-m4", v, "groups_per_question", _drifted(0.07), c1=None, groups_per_question=4)
+        b.add("twin_sgd", "mean_std_ref", v, "variant", _drifted(0.12), c1=None)
     study = b.study()
     return ladder_table(study.runs, study.predictions).set_index("rung")
 
@@ -471,6 +476,29 @@ def test_ladder_transformer_chain_stays_on_its_own_questions():
     assert control["cause"].startswith("sampling") and "exact finite-G objective" in control["cause"]
     assert transformer["cause"].startswith("sampling + optimisation on the transformer")
     assert "TRL" in ladder.loc["trl", "cause"]
+
+
+def test_ladder_twin_chain_and_what_the_shared_parameters_add():
+    """The twin's rungs form the table's chain on the twin's questions (R1 -> R2 -> R4 (m = 4) -> R6, no R3
+    there), never hanging off the drawn table's rows; each transformer row carries gap minus its twin
+    counterpart's (r1 - R1, r2 - R2, control - R4 at its m, transformer and trl - R6), Welch over seeds."""
+    ladder = _transformer_ladder(twin=True)
+    twin = ["twin R1", "twin R2", "twin R4 (m = 4)", "twin R6"]
+    assert (ladder.loc[twin, "questions"] == "twin").all()
+    assert ladder.loc["twin R1", "parent"] == "" and ladder.loc["twin R2", "parent"] == "twin R1"
+    assert ladder.loc["twin R4 (m = 4)", "parent"] == "twin R2" and ladder.loc["twin R6", "parent"] == "twin R4 (m = 4)"
+    assert ladder.loc["R6", "parent"] == "R4 (m = 4)" and ladder.loc["R2", "parent"] == ""  # the drawn table's own
+    assert ladder.loc["twin R6", "part"] == pytest.approx(0.12 - 0.07, abs=1e-12)
+    expected = {"transformer r1": ("twin R1", 0.04), "transformer r2": ("twin R2", 0.04),
+                "transformer control": ("twin R4 (m = 4)", 0.04), "transformer": ("twin R6", 0.05),
+                "trl": ("twin R6", 0.04)}
+    for rung, (counterpart, diff) in expected.items():
+        assert ladder.loc[rung, "twin"] == counterpart
+        assert ladder.loc[rung, "vs_twin"] == pytest.approx(diff, abs=1e-12), rung
+    half = stats.t.ppf(0.975, 2) * np.sqrt(2 * 0.005 ** 2 / 3)  # 3 seeds each with the same offsets
+    assert ladder.loc["transformer", ["vs_twin_lo", "vs_twin_hi"]].tolist() == pytest.approx([0.05 - half, 0.05 + half])
+    assert ladder.loc[twin + ["R6"], "vs_twin"].isna().all()  # only transformer rows have a twin
+    assert ladder.loc["transformer", "twin"] != "" and _transformer_ladder().loc["transformer", "twin"] == ""
 
 
 def test_ladder_transformer_rows_fall_back_within_their_questions_or_are_roots():

@@ -89,3 +89,31 @@ def test_one_exact_iteration_raises_the_objective_and_stays_below_the_free_table
     assert float((moved - p).mean()) > 0  # GRPO's direction: the correct mass went up on average
     for name, param in policy.named_parameters():
         assert param.grad is None, name  # nothing left behind for the next iteration's optimiser
+
+
+def test_twin_reference_is_the_transformers_pi_ref_as_a_table(task, tmp_path):
+    """stages.reference's twin: read the transformer's reference directory, write a table with the same
+    questions and splits, one row per question over the listed outputs + "other", whose p_ref is the
+    transformer's (pos_exact by teacher forcing, another path) and whose correct sets are the task's."""
+    from grpo_amp.policies.tabular import TabularPolicy
+    from grpo_amp.stages.reference import _twin
+    from grpo_amp.tasks.tabular import TabularTask
+
+    lm_ref = TransformerPolicy.from_config(task, MODEL, seed=2, device="cpu")
+    task.save(tmp_path / "transformer")
+    lm_ref.save(tmp_path / "transformer")
+    cfg = compose_config(["policy=twin_r1", f"inputs.reference={tmp_path / 'transformer'}"])
+    twin_task, twin_ref = _twin(cfg)
+    twin_task.save(tmp_path / "twin")
+    twin_ref.save(tmp_path / "twin")
+    loaded = TabularTask.load(tmp_path / "twin")
+    ref = TabularPolicy.load(tmp_path / "twin", loaded)
+    questions = torch.arange(len(task.questions))
+    assert loaded.correct.shape == (len(task.questions), 112)
+    assert list(loaded.questions["split"]) == list(task.questions["split"])
+    space = lm_rungs.AnswerSpace(task)
+    for q in range(len(task.questions)):
+        spelled = {space.labels[j].removesuffix("<eos>") for j in torch.nonzero(loaded.correct[q])[:, 0].tolist()}
+        assert spelled == set(task.questions["answers"].iloc[q].split("|"))
+    torch.testing.assert_close(torch.from_numpy(pos_exact(ref, questions)[0]),
+                               torch.from_numpy(pos_exact(lm_ref, questions)[0]), rtol=0, atol=1e-5)

@@ -392,7 +392,7 @@ def claim_e2(study: Study, policy: str) -> Verdict | None:
 
 
 def claim_e3(study: Study, policy: str) -> Verdict | None:
-    if registry.policy(policy).family == "tabular":
+    if registry.policy(policy).family in ("tabular", "twin"):
         return None  # tabular questions share no parameters: held-out PoS cannot move by construction
     base = study.select(policy, sweep="variant")
     if base.empty:

@@ -205,7 +205,7 @@ class PolicyConfig:
         _require(self.temperature > 0, "policy.temperature", self.temperature, "> 0")
 
 
-TASK_NAMES = ("tabular", "modarith", "file")
+TASK_NAMES = ("tabular", "modarith", "file", "twin")  # twin: the transformer's questions as a table
 VERIFIERS = ("exact", "numeric", "math_verify")  # tasks.file_task.make_verifier
 
 
@@ -309,6 +309,7 @@ class RuleFiles:
     curves: Optional[str] = None
     runs: Optional[str] = None
     ladder: Optional[str] = None
+    reference: Optional[str] = None  # the twin's reference rule reads the transformer's reference directory
     iterations: Optional[str] = None
     claims_csv: Optional[str] = None
     claims_md: Optional[str] = None
@@ -352,6 +353,8 @@ def register_configs() -> None:
     cs.store(group="task", name="task_schema", node=TaskConfig)
     cs.store(group="scale", name="scale_schema", node=ScaleConfig)
     cs.store(group="grpo", name="grpo_schema", node=GRPOConfig)
+    # the twin task has no knobs of its own: its questions are the transformer's (stages.reference._twin)
+    cs.store(group="task", name="twin", node={"defaults": ["task_schema"], "name": "twin"})
     for spec in registry.POLICY_TABLE:  # policy=<name>: the registry entry, with its task and GRPO preset
         cs.store(group="policy", name=spec.name, node={
             "defaults": ["policy_schema", {"override /task@_global_.task": registry.FAMILIES[spec.family].tasks[0]},

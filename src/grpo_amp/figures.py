@@ -436,7 +436,7 @@ TRANSFORMER_ORDER = ("transformer r1", "transformer r2", "transformer control", 
 def _rung_sort_key(rung: str) -> tuple:
     """Chain order: R1, R2, R3 (its M points), R4 (largest m first), R6, R5, the loss choices, then the
     transformer control, the transformer and TRL."""
-    base, _, value = rung.partition(" (")
+    base, _, value = rung.removeprefix("twin ").partition(" (")
     number = float(value.split("= ")[-1].rstrip(")")) if value else np.inf
     if base in RUNG_ORDER:
         position = RUNG_ORDER.index(base)

@@ -62,7 +62,11 @@ CAUSES = {
 }
 CONTROL = "transformer_control"  # the registry's transformer control (its rung label: "transformer control")
 # which question set a family's rows are measured on (its default task: the table's drawn questions, modarith)
-QUESTIONS = {"tabular": "tabular", "transformer": "modarith"}
+# the twin (issue 20) is a table on the transformer's questions: its rungs form their own chain beside the transformer's
+QUESTIONS = {"tabular": "tabular", "transformer": "modarith", "twin": "twin"}
+# each transformer rung's counterpart on the twin (same questions, p_ref, G, beta; no shared parameters):
+# the row's ``vs_twin`` is its gap minus that rung's, what the shared parameters add
+TWIN_OF = {"transformer r1": "R1", "transformer r2": "R2", "transformer control": "R4", "transformer": "R6", "trl": "R6"}
 # the transformer's chain on its own questions, root first: each row's parent is the nearest one above it that ran
 TRANSFORMER_CHAIN = ("transformer r1", "transformer r2", "transformer control")
 
@@ -102,7 +106,8 @@ def _rows_of(runs: pd.DataFrame) -> list[dict]:
 def _parent(row: dict, by_rung: dict[tuple[str, str], dict]) -> dict | None:
     """The row this one changes (None for R1, the root)."""
     v, rung = row["variant"], row["rung"]
-    plain = lambda r: by_rung.get((r, v))  # noqa: E731
+    qs = row["questions"]
+    plain = lambda r: by_rung.get((qs, r, v))  # noqa: E731
     if rung == "R1":
         return None
     if rung == "R2":
@@ -112,9 +117,10 @@ def _parent(row: dict, by_rung: dict[tuple[str, str], dict]) -> dict | None:
     if rung == "R3":
         return plain("R3")  # an M-sweep point changes the plain R3 run's M
     if rung == "R4":
-        return plain("R3")
+        return plain("R3") or plain("R2")  # the twin has no R3
     if rung == "R6":
-        r4 = [r for (name, var), r in by_rung.items() if name.startswith("R4@") and var == v and r["value"] > 1]
+        r4 = [r for (q, name, var), r in by_rung.items()
+              if q == qs and name.startswith("R4@") and var == v and r["value"] > 1]
         return max(r4, key=lambda r: r["value"]) if r4 else plain("R3")
     if registry.POLICIES[row["policy"]].family == "transformer":
         # on the transformer's own questions only: the nearest rung above it in TRANSFORMER_CHAIN that ran
@@ -130,16 +136,28 @@ def _parent(row: dict, by_rung: dict[tuple[str, str], dict]) -> dict | None:
 
 
 def _label(row: dict) -> str:
-    """R3, or R3 (M = 32) for a point of a rung's own sweep."""
+    """R3, or R3 (M = 32) for a point of a rung's own sweep; "twin R2" on the twin's questions."""
+    prefix = "twin " if row["questions"] == "twin" else ""
     if np.isnan(row["value"]):
-        return row["rung"]
-    return f"{row['rung']} ({'M' if row['rung'] == 'R3' else 'm'} = {row['value']:g})"
+        return prefix + row["rung"]
+    return f"{prefix}{row['rung']} ({'M' if row['rung'] == 'R3' else 'm'} = {row['value']:g})"
+
+
+def _twin_of(row: dict, by_rung: dict) -> dict | None:
+    """The twin's rung that a transformer row is compared with on identical questions (R4 at the control's m)."""
+    name = TWIN_OF.get(row["rung"]) if row["questions"] == "modarith" else None
+    if name == "R4":
+        name = f"R4@{row['groups_per_question']:g}"
+    twin = by_rung.get(("twin", name, row["variant"])) if name else None
+    return twin if twin is not None and (name == "R1" or twin.get("group_size") == row.get("group_size")) else None
 
 
 def _cause(row: dict, parent: dict | None) -> str:
     rung = row["rung"]
     if rung.startswith("clip"):
         return CAUSES["clip"]
+    if rung == "R4" and parent is not None and parent["rung"] == "R2":
+        return "optimisation error (M Adam steps) and sampling error of m groups per question together (no R3 here)"
     if registry.POLICIES[row["policy"]].family == "transformer":
         if rung in ("transformer r1", "transformer r2"):
             if rung == "transformer r2" and parent is None:
@@ -158,25 +176,30 @@ def _cause(row: dict, parent: dict | None) -> str:
 def ladder_table(runs: pd.DataFrame, predictions: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
     rows = [r for r in _rows_of(runs) if (r["policy"], r["run"]) in predictions]
     for r in rows:
+        r["questions"] = QUESTIONS[registry.family_of(r["policy"])]
         pred = predictions[(r["policy"], r["run"])]
         r["gaps"], r["gaps_G"] = _gaps(pred, "pred_trajectory"), _gaps(pred, "pred_trajectory_G")
     by_rung = {}
     for r in rows:
         key = r["rung"] if np.isnan(r["value"]) else f"{r['rung']}@{r['value']:g}"
-        by_rung.setdefault((key, r["variant"]), r)
+        by_rung.setdefault((r["questions"], key, r["variant"]), r)
     out = []
     for r in rows:
         parent = _parent(r, by_rung)
         gap, gap_lo, gap_hi = seed_interval(r["gaps"])
         gap_g, gap_g_lo, gap_g_hi = seed_interval(r["gaps_G"])
         part = difference_interval(parent["gaps"], r["gaps"]) if parent is not None else (gap, gap_lo, gap_hi)
-        questions = QUESTIONS[registry.family_of(r["policy"])]
-        assert parent is None or QUESTIONS[registry.family_of(parent["policy"])] == questions  # one question set per part
+        questions = r["questions"]
+        assert parent is None or parent["questions"] == questions  # one question set per part
+        twin = _twin_of(r, by_rung)
+        vs_twin = difference_interval(twin["gaps"], r["gaps"]) if twin is not None else (np.nan,) * 3
         out.append({"rung": _label(r), "policy": r["policy"], "run": r["run"], "questions": questions,
                     "n_seeds": len(r["gaps"]),
                     "gap": gap, "gap_lo": gap_lo, "gap_hi": gap_hi,
                     "gap_G": gap_g, "gap_G_lo": gap_g_lo, "gap_G_hi": gap_g_hi,
                     "parent": "" if parent is None else _label(parent),
                     "part": part[0], "part_lo": part[1], "part_hi": part[2],
-                    "cause": _cause(r, parent)})
+                    "cause": _cause(r, parent),
+                    "twin": "" if twin is None else _label(twin), "vs_twin": vs_twin[0], "vs_twin_lo": vs_twin[1],
+                    "vs_twin_hi": vs_twin[2]})
     return pd.DataFrame(out, columns=LADDER_COLUMNS)

@@ -34,6 +34,11 @@ FAMILY_TABLE = (
     # the loaders read which from the reference directory's task.json
     FamilySpec("transformer", "grpo_amp.tasks.lm:LMTask", "grpo_amp.policies.lm_family:LMPolicy",
                ("modarith", "file"), "transformer"),
+    # the transformer's tabular twin (issue 20): a table whose pi_ref per question is the trained transformer's
+    # pi_ref over its answer-shaped outputs (and one "other" outcome), read from results/{scale}/reference/
+    # transformer: the same questions, p_ref and correct sets, no shared parameters
+    FamilySpec("twin", "grpo_amp.tasks.tabular:TabularTask", "grpo_amp.policies.tabular:TabularPolicy",
+               ("twin",), "twin_r1"),
 )
 FAMILIES = {f.name: f for f in FAMILY_TABLE}
 
@@ -105,6 +110,18 @@ POLICY_TABLE = (  # plot order is table order
     PolicySpec("transformer_r2", "transformer", "grpo_amp.grpo.lm_rungs:transformer_finite_group_argmax", PRACTICE,
                False, ("beta", "group_size"), "R2 on the transformer: L-BFGS on the exact finite-G objective",
                grpo="practice_token"),
+    # the table's rungs on the transformer's twin (same questions as the transformer; the transformer's G, beta,
+    # iterations: conf/sizing/*_twin.yaml). transformer - twin R6, control - twin R4 and transformer_r2 - twin R2
+    # are what the shared parameters add on identical questions (grpo_amp.ladder)
+    PolicySpec("twin_r1", "twin", "grpo_amp.grpo.rungs:population_argmax", OPTIMISER, False, ("beta",),
+               "twin R1: L-BFGS on the population objective", rung="R1"),
+    PolicySpec("twin_r2", "twin", "grpo_amp.grpo.rungs:finite_group_argmax", OPTIMISER, False,
+               ("beta", "group_size"), "twin R2: L-BFGS on the exact finite-G objective", rung="R2"),
+    PolicySpec("twin_r4", "twin", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True,
+               ("beta", "group_size", "inner_steps", "groups_per_question"), "twin R4: M steps on m sampled groups",
+               rung="R4"),
+    PolicySpec("twin_sgd", "twin", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True, _PRACTICE_SWEEPS,
+               "twin R6: sampled GRPO on the twin table", rung="R6"),
     # TRL's own loop on the same checkpoint, task and GRPO settings as `transformer` (grpo_amp.trl_settings maps them)
     PolicySpec("trl", "transformer", None, PRACTICE, True, ("beta", "lr"), "TRL 1.16 GRPOTrainer on the transformer",
                grpo="practice_token", loop="grpo_amp.trl_policy:train_trl",

@@ -66,4 +66,7 @@ ITERATION_COLUMNS = ["policy", "run", "iteration", "pos_mean", "pos_q10", "pos_q
 # results/{scale}/ladder.csv: E5's gap ladder, one row per (rung, run); see grpo_amp.ladder.
 # questions: the question set the row was measured on (grpo_amp.ladder.QUESTIONS); a parent is on the same set.
 LADDER_COLUMNS = ["rung", "policy", "run", "questions", "n_seeds", "gap", "gap_lo", "gap_hi", "gap_G", "gap_G_lo", "gap_G_hi",
-                  "parent", "part", "part_lo", "part_hi", "cause"]
+                  "parent", "part", "part_lo", "part_hi", "cause",
+                  # a transformer row's counterpart on its tabular twin (same questions) and gap - twin's gap, with
+                  # its Welch interval: what the shared parameters add (grpo_amp.ladder.TWIN_OF); empty elsewhere
+                  "twin", "vs_twin", "vs_twin_lo", "vs_twin_hi"]

@@ -62,10 +62,10 @@ def _train_tabular(cfg: Config, n_seeds: int, ref_dir, tmp, log_metrics=None) ->
     """Every seed in one table: row s*N + q is question q of seed cfg.seed + s."""
     from grpo_amp.pos import PosMeter
 
-    base = load_task("tabular", ref_dir)
+    base = load_task(cfg.policy.family, ref_dir)
     n = len(base.questions)
     task = base.replicate(n_seeds)
-    ref = load_policy("tabular", ref_dir, base).replicate(n_seeds, task)
+    ref = load_policy(cfg.policy.family, ref_dir, base).replicate(n_seeds, task)
     ref.requires_grad_(False)
     policy = ref.replicate(1, task)
     policy.requires_grad_(True)
@@ -147,7 +147,7 @@ def run(cfg: Config) -> None:
         log.warning(note)
     torch.manual_seed(cfg.seed)
     with atomic_path(train_out, directory=True) as tmp:
-        if cfg.policy.family == "tabular":
+        if cfg.policy.family in ("tabular", "twin"):  # tables: seeds as rows of one table
             trained = _train_tabular(cfg, n_seeds, ref_dir, tmp, log_metrics)
         else:
             trained = _train_each_seed(cfg, n_seeds, ref_dir, tmp, device_for(cfg), log_metrics)
