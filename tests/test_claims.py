@@ -277,6 +277,37 @@ def test_e3_heldout_gain_for_the_transformer():
     assert results[0]["verdict"] == "inconclusive" and results[0]["value"] == 0.0
 
 
+def test_e3_effect_is_the_gain_minus_each_controls():
+    """E3 with its controls (issue 20): the held-out gain (+0.05) minus the shuffled-rewards run's gain and
+    minus the tempered pi_ref's gain, each in the evidence; a gain no larger than a control's is not
+    generalisation, so "holds" drops to inconclusive; the control run gets no claim row of its own."""
+    rng = np.random.default_rng(0)
+    held0 = rng.uniform(0.2, 0.6, 30)
+    noise = rng.normal(0, 0.01, held0.size)
+    gained = np.vstack([held0, held0 + 0.02, held0 + 0.05 + noise])
+    gain = float(gained[-1].mean() - held0.mean())
+    v, c3 = VARIANTS["mean_std_ref"], _c3(P_EXACT, VARIANTS["mean_std_ref"], n_iters=2)
+
+    def e3(shuffled_gain: float, tempered_gain: float | None):
+        b = Builder(P_EXACT).add("transformer", "mean_std_ref", v, "variant", c3, heldout=gained)
+        b.add("transformer_shuffled", "mean_std_ref", v, "variant", c3, heldout=np.vstack([held0] * 2 + [held0 + shuffled_gain]))
+        study = b.study()
+        if tempered_gain is not None:
+            study.e3[("transformer", "mean_std_ref")] = pd.DataFrame(
+                {"seed": [0], "temperature": [0.8], "heldout_p_ref": [0.4], "heldout_p_tempered": [0.4 + tempered_gain]})
+        table = claims_table(study)
+        assert "transformer_shuffled" not in set(table["policy"])
+        return _row(table, "E3", "transformer")
+
+    clean = e3(0.0, 0.01)
+    assert clean["verdict"] == "holds"
+    assert "effect minus transformer_shuffled's gain" in clean["evidence"]
+    assert "tempered pi_ref's gain (T = 0.8" in clean["evidence"] and "held-out p_ref" in clean["evidence"]
+    assert e3(gain + 1e-3, None)["verdict"] == "inconclusive"  # shuffled rewards gain as much: sharpening
+    assert e3(0.0, gain + 0.01)["verdict"] == "inconclusive"  # tempering alone gains more
+    assert e3(0.0, None)["verdict"] == "holds"
+
+
 # --------------------------------------------------------------------------- summaries and rendering
 def test_summarise_run_recovers_beta_eff():
     v = _variant("mean_std_ref", beta=0.7)

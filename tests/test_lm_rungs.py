@@ -117,3 +117,40 @@ def test_twin_reference_is_the_transformers_pi_ref_as_a_table(task, tmp_path):
         assert spelled == set(task.questions["answers"].iloc[q].split("|"))
     torch.testing.assert_close(torch.from_numpy(pos_exact(ref, questions)[0]),
                                torch.from_numpy(pos_exact(lm_ref, questions)[0]), rtol=0, atol=1e-5)
+
+
+def test_shuffled_rewards_permute_within_each_question_only(task):
+    """E3's no-signal control: each row of rewards is a permutation of the verifier's (same count of
+    successes per question), and the permutation is not the identity."""
+    from grpo_amp.grpo.e3_controls import _ShuffledRewards
+
+    policy = TransformerPolicy.from_config(task, MODEL, seed=0, device="cpu")
+    g = torch.Generator().manual_seed(0)
+    rollout = policy.sample(torch.arange(len(task.questions)), 64, g)
+    # make the rewards informative: half of each row correct, by writing the right answer into the first half
+    rollout.tokens[:, :32] = task.answer_ids[rollout.questions][:, None, 0, : rollout.tokens.shape[-1]]
+    rollout.mask[:, :32] = task.answer_mask[rollout.questions][:, None, 0, : rollout.tokens.shape[-1]]
+    true = task.reward(rollout)
+    shuffled = _ShuffledRewards(task, torch.Generator().manual_seed(1)).reward(rollout)
+    torch.testing.assert_close(shuffled.sort(1).values, true.sort(1).values)
+    assert not torch.equal(shuffled, true) and bool((true[:, :32] == 1).all())
+
+
+def test_tempered_reference_matches_the_entropy_drop(task):
+    """T = 1 when the trained policy is pi_ref itself; for a sharper policy (its final norm gain doubled: logits x 2) T < 1 and
+    the tempered pi_ref's mean train entropy equals the sharper policy's (recomputed here)."""
+    from grpo_amp.grpo.e3_controls import _entropy, tempered_reference
+
+    ref = TransformerPolicy.from_config(task, MODEL, seed=3, device="cpu")
+    same = tempered_reference(ref, ref, task)
+    assert same["temperature"] == pytest.approx(1.0, abs=1e-9) and same["heldout_p_tempered"] == pytest.approx(same["heldout_p_ref"])
+    sharp = ref.frozen_copy()
+    with torch.no_grad():
+        sharp.model.model.norm.weight.mul_(2.0)  # every logit doubled (the head is tied to the embedding)
+    row = tempered_reference(ref, sharp, task)
+    assert row["temperature"] < 1 and row["entropy_n"] < row["entropy_ref"]
+    space = lm_rungs.AnswerSpace(task)
+    train = task.split_ids("train")
+    with torch.no_grad():
+        log_t = torch.log_softmax(space.log_probs(ref, train) / row["temperature"], -1)
+    assert float(_entropy(log_t).mean()) == pytest.approx(row["entropy_n"], abs=1e-6)

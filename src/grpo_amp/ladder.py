@@ -80,7 +80,7 @@ def _rows_of(runs: pd.DataFrame) -> list[dict]:
     out = []
     for r in runs.itertuples(index=False):
         spec = registry.POLICIES.get(r.policy)
-        if spec is None:
+        if spec is None or spec.control_of is not None:
             continue
         if spec.rung == "R4" and r.sweep == "variant":  # m = 1: R6 draw for draw
             out.append(dict(rung="R4", policy=r.policy, run=r.run, variant=r.variant, value=r.groups_per_question,

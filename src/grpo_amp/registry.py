@@ -67,6 +67,7 @@ class PolicySpec:
     # "module:function" (cfg -> finite_group_weights kwargs) where the loop's advantage is not the variant's
     # (TRL divides by sample std + 1e-4): the finite-G prediction must use the advantage really computed
     finite_group_advantage: str | None = None
+    control_of: str | None = None  # a control run of another policy's claim (E3): in no claim row and no ladder itself
 
     @property
     def practice(self) -> bool:
@@ -122,6 +123,10 @@ POLICY_TABLE = (  # plot order is table order
                rung="R4"),
     PolicySpec("twin_sgd", "twin", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True, _PRACTICE_SWEEPS,
                "twin R6: sampled GRPO on the twin table", rung="R6"),
+    # E3's no-signal control (issue 20): `transformer` with each question's rewards shuffled among its outputs
+    PolicySpec("transformer_shuffled", "transformer", "grpo_amp.grpo.e3_controls:shuffled_reward_update", PRACTICE,
+               True, (), "E3 control: sampled GRPO with rewards shuffled within each question", grpo="practice_token",
+               control_of="transformer"),
     # TRL's own loop on the same checkpoint, task and GRPO settings as `transformer` (grpo_amp.trl_settings maps them)
     PolicySpec("trl", "transformer", None, PRACTICE, True, ("beta", "lr"), "TRL 1.16 GRPOTrainer on the transformer",
                grpo="practice_token", loop="grpo_amp.trl_policy:train_trl",

@@ -40,6 +40,11 @@ TIMING_COLUMNS = ["seed", "iteration", "seconds"]
 # and the ratio pi_n/pi_{n-1}; compare puts the closed form w+_G p_n - w-_G (1 - p_n) beside it.
 C1_COLUMNS = ["question", "seed", "iteration", "surrogate", "surrogate_se", "n_groups"]
 
+# results/{scale}/train/{policy}/{run}/e3_controls.csv (a policy another one is a control of: transformer): per
+# seed, E3's tempering control (grpo.e3_controls.tempered_reference): T matched to the train entropy drop, p per split
+E3_CONTROL_COLUMNS = ["seed", "temperature", "entropy_ref", "entropy_n", "train_p_ref", "train_p_tempered", "train_p_n",
+                      "heldout_p_ref", "heldout_p_tempered", "heldout_p_n"]
+
 # results/{scale}/runs.csv: one row per (policy, run) with its settings and summary numbers.
 # Every summary X is the mean over the run's seeds, with X_lo, X_hi its 95% t-interval over seeds
 # (equal to X where the run has one seed).

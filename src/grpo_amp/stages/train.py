@@ -19,12 +19,12 @@ import logging
 
 import pandas as pd
 
-from grpo_amp import paths, tracking
+from grpo_amp import paths, registry, tracking
 from grpo_amp.config import Config, flatten
 from grpo_amp.io import atomic_path, write_csv, write_json
 from grpo_amp.policies import load_policy, load_task
 from grpo_amp.runs import seeds_of
-from grpo_amp.schema import C1_COLUMNS, POS_COLUMNS, TIMING_COLUMNS, TRAIN_METRICS_COLUMNS
+from grpo_amp.schema import C1_COLUMNS, E3_CONTROL_COLUMNS, POS_COLUMNS, TIMING_COLUMNS, TRAIN_METRICS_COLUMNS
 from grpo_amp.stages.common import device_for, output_path, stage_main
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ class Trained:
     metrics: list[pd.DataFrame] = dataclasses.field(default_factory=list)
     c1: list[pd.DataFrame] = dataclasses.field(default_factory=list)
     timing: list[pd.DataFrame] = dataclasses.field(default_factory=list)
+    e3: list[dict] = dataclasses.field(default_factory=list)  # E3's tempering control per seed (e3_controls.csv)
 
 
 def _train_once(cfg: Config, policy, ref, task, meter, save_dir, log_metrics=None) -> Trained:
@@ -103,11 +104,23 @@ def _train_each_seed(cfg: Config, n_seeds: int, ref_dir, tmp, device: str, log_m
                           log_metrics and (lambda it, m: log_metrics(it, _per_seed(m, cfg_s.seed))))
         for frame in (*one.pos, *one.metrics, *one.c1, *one.timing):
             frame["seed"] = cfg_s.seed
+        if _has_e3_controls(cfg, task):
+            from grpo_amp.grpo.e3_controls import tempered_reference
+
+            out.e3.append({"seed": cfg_s.seed, **tempered_reference(ref, policy, task)})
         out.pos += one.pos
         out.metrics += one.metrics
         out.c1 += one.c1
         out.timing += one.timing
     return out
+
+
+def _has_e3_controls(cfg: Config, task) -> bool:
+    """E3's tempering control is measured for a policy some control run is a control of, on a listable modarith task."""
+    from grpo_amp.tasks.modarith import ModArithTask
+
+    name = cfg.policy.name.value
+    return isinstance(task, ModArithTask) and any(s.control_of == name for s in registry.POLICY_TABLE)
 
 
 def _per_seed(metrics: dict, seed: int) -> dict:
@@ -153,6 +166,8 @@ def run(cfg: Config) -> None:
             trained = _train_each_seed(cfg, n_seeds, ref_dir, tmp, device_for(cfg), log_metrics)
         metrics = pd.concat(trained.metrics, ignore_index=True).reindex(columns=TRAIN_METRICS_COLUMNS)  # argmax_*: NaN off the exact rungs
         write_csv(metrics, tmp / "metrics.csv")
+        if trained.e3:
+            write_csv(pd.DataFrame(trained.e3, columns=E3_CONTROL_COLUMNS), tmp / "e3_controls.csv")
         write_csv(pd.concat(trained.timing, ignore_index=True)[TIMING_COLUMNS], tmp / "timing.csv")
         write_csv(pd.concat(trained.c1, ignore_index=True)[C1_COLUMNS], tmp / "c1.csv")
         write_json({"config": params, "mlflow_run_id": run_id, "tracking_uri": uri, "notes": notes}, tmp / "run.json")
