@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from grpo_amp import __version__
-from grpo_amp.archive import SUMS_FILE, checksums, write_archive
+from grpo_amp.release.archive import SUMS_FILE, checksums, write_archive
 from grpo_amp.cli import main
-from grpo_amp.published import ROOT, code_commit, rule_threads
+from grpo_amp.release.publish import ROOT, code_commit, rule_threads
 
 BENCH_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 JOB_SECONDS = {("reference", "tabular"): 3.5, ("train", "tabular_sgd/a"): 10.25, ("train", "tabular_sgd/b"): 4.75,

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from grpo_amp.bench.flops import ModelShape, Work, iteration_flops
-from grpo_amp.bench.trl import TrlResult, TrlSetup, VerifierReward, bench_task, format_trl, save_start_model
+from grpo_amp.trl_family.bench import TrlResult, TrlSetup, VerifierReward, bench_task, format_trl, save_start_model
 from grpo_amp.config import ModelConfig, TaskConfig
 from grpo_amp.policies.lm.checkpoint import load_checkpoint
 from grpo_amp.policies.lm.model import build_model
-from grpo_amp.rollout import Rollout
+from grpo_amp.grpo.rollout import Rollout
 from grpo_amp.tasks.modarith import ModArithTask
 
 

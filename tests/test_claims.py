@@ -15,14 +15,14 @@ import pytest
 from scipy import stats
 
 from grpo_amp import registry, theory
-from grpo_amp.claims import (CLAIMS, TOLERANCE, Study, claims_markdown, claims_table, difference_interval,
-                             interval_verdict, noise_ratio)
+from grpo_amp.analysis.claims import CLAIMS, TOLERANCE, Study, claims_markdown, claims_table
+from grpo_amp.analysis.stats import difference_interval, interval_verdict, noise_ratio, seed_interval
 from grpo_amp.config import KLTarget, Norm, VariantConfig
-from grpo_amp.ladder import ladder_table
-from grpo_amp.predict import predict_frame
+from grpo_amp.analysis.ladder import ladder_table
+from grpo_amp.analysis.predict import predict_frame
 from grpo_amp.schema import C1_COLUMNS, CLAIM_COLUMNS, POS_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, RUN_SETTINGS
 from grpo_amp.stages.compare import run_row
-from grpo_amp.summaries import seed_interval, summarise_run
+from grpo_amp.analysis.summaries import summarise_run
 
 N_ITERS = 12
 SE = 0.01  # the stated standard error of every synthetic C1 check

@@ -15,7 +15,8 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from grpo_amp import registry, runs
+from grpo_amp import registry
+from grpo_amp.study import runs
 from grpo_amp.config import (
     CONF_DIR, Config, ConfigError, KLEstimator, KLTarget, LossAgg, Norm, PolicyName, RatioLevel, Std, compose_config, flatten,
     register_configs, to_config,

@@ -1,4 +1,4 @@
-"""grpo_amp.figures on a small synthetic scale directory, written the way the rules write it.
+"""grpo_amp.analysis.figures on a small synthetic scale directory, written the way the rules write it.
 
 Per run: a pos table (POS_COLUMNS, one block per seed) whose measured PoS is C3 (the exact control)
 or C3 with E1's S_G plus noise (sampled policies), turned into the predict CSV by
@@ -19,13 +19,13 @@ import pytest
 
 from grpo_amp import registry, theory
 from grpo_amp.config import KLTarget, Norm, VariantConfig
-from grpo_amp.figures import FIGURES, NO_DATA, make_figure
+from grpo_amp.analysis.figures import FIGURES, NO_DATA, make_figure
 from grpo_amp.io import read_csv
-from grpo_amp.ladder import ladder_table
-from grpo_amp.predict import curves_frame, predict_frame
-from grpo_amp.runs import parse_run, run_name
+from grpo_amp.analysis.ladder import ladder_table
+from grpo_amp.analysis.predict import curves_frame, predict_frame
+from grpo_amp.study.runs import parse_run, run_name
 from grpo_amp.schema import CURVE_COLUMNS, LADDER_COLUMNS, POS_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, RUN_SETTINGS
-from grpo_amp.summaries import summarise_run
+from grpo_amp.analysis.summaries import summarise_run
 
 REPO = Path(__file__).resolve().parents[1]
 N_TRAIN, N_HELDOUT, N_ITERS = 8, 4, 4
@@ -212,5 +212,5 @@ def test_unknown_figure_and_missing_runs_csv(tmp_path):
 
 
 def test_figures_never_import_torch():
-    code = "import sys, grpo_amp.figures; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, grpo_amp.analysis.figures; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -13,7 +13,7 @@ import torch
 from grpo_amp.config import (Config, GRPOConfig, ModelConfig, PolicyConfig, PolicyName, RatioLevel,
                              ReferenceTrainingConfig, TaskConfig, VariantConfig)
 from grpo_amp.io import InputError
-from grpo_amp.pos import pos_exact, pos_mc
+from grpo_amp.grpo.pos import pos_exact, pos_mc
 from grpo_amp.tasks.file_task import FileTask, exact_match, make_verifier, numeric_match, read_questions, shipped_file
 
 
@@ -150,7 +150,7 @@ def test_user_model_and_file_task_through_trl(user_model, tmp_path):
     pytest.importorskip("trl")
     from grpo_amp.policies.lm.checkpoint import load_causal_lm
     from grpo_amp.policies.hf import HFPolicy
-    from grpo_amp.trl_policy import train_trl
+    from grpo_amp.trl_family.policy import train_trl
 
     model, tok = load_causal_lm(user_model)
     task = FileTask.from_config(TaskConfig(name="modarith", split_field="split", max_new_tokens=4), tok)

@@ -15,7 +15,7 @@ import pytest
 
 from grpo_amp import registry
 from grpo_amp.config import compose_config
-from grpo_amp.runs import study_runs
+from grpo_amp.study.runs import study_runs
 from grpo_amp.schema import POS_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]

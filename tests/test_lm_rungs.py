@@ -16,7 +16,7 @@ from grpo_amp.config import ModelConfig, TaskConfig, compose_config
 from grpo_amp.grpo import lm_rungs
 from grpo_amp.grpo.rungs import exact_objective, population_advantage
 from grpo_amp.policies.transformer import TransformerPolicy
-from grpo_amp.pos import pos_exact
+from grpo_amp.grpo.pos import pos_exact
 from grpo_amp.tasks.modarith import ModArithTask
 
 TASK = TaskConfig(name="modarith", modulus=5, n_train=8, n_heldout=4, seed=0)

@@ -15,7 +15,7 @@ from grpo_amp.config import (
 from grpo_amp.grpo import loss as L
 from grpo_amp.grpo.trainer import STOP_WINDOW, grpo_update, inner_stopping
 from grpo_amp.policies.tabular import make_reference
-from grpo_amp.pos import pos_exact
+from grpo_amp.grpo.pos import pos_exact
 
 SQRT3 = math.sqrt(3.0)
 

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from grpo_amp import paths, registry
-from grpo_amp.runs import run_overrides, study_runs
+from grpo_amp.study.runs import run_overrides, study_runs
 from grpo_amp.schema import (C1_COLUMNS, CLAIM_COLUMNS, LADDER_COLUMNS, POS_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS,
                              TIMING_COLUMNS, TRAIN_METRICS_COLUMNS, VERDICTS)
 

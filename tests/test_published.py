@@ -13,7 +13,7 @@ import math
 import pandas as pd
 import pytest
 
-from grpo_amp import published
+from grpo_amp.release import published
 from grpo_amp.cli import main
 from grpo_amp.schema import CLAIM_COLUMNS, RUN_COLUMNS
 

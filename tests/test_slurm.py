@@ -28,7 +28,7 @@ import test_pipeline as tp  # noqa: E402
 from test_cluster import _stop, mlflow_server  # noqa: E402,F401  (mlflow_server: a fixture used here)
 
 from grpo_amp import paths  # noqa: E402
-from grpo_amp.runs import study_runs  # noqa: E402
+from grpo_amp.study.runs import study_runs  # noqa: E402
 
 pytestmark = pytest.mark.slow
 _missing = slurm_cluster.missing_binaries()

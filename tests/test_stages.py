@@ -21,7 +21,7 @@ import torch
 
 from grpo_amp import theory
 from grpo_amp.policies.tabular import WEIGHTS, TabularPolicy
-from grpo_amp.pos import pos_exact
+from grpo_amp.grpo.pos import pos_exact
 from grpo_amp.schema import C1_COLUMNS, POS_COLUMNS, PREDICT_COLUMNS, TRAIN_METRICS_COLUMNS
 from grpo_amp.tasks.tabular import TabularTask
 

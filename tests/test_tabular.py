@@ -15,7 +15,8 @@ from grpo_amp.grpo.trainer import train
 from grpo_amp.io import InputError
 from grpo_amp.policies import load_policy, load_task
 from grpo_amp.policies.tabular import WEIGHTS, TabularPolicy, make_reference
-from grpo_amp.pos import pos_exact, pos_mc, wilson_interval
+from grpo_amp.analysis.stats import wilson_interval
+from grpo_amp.grpo.pos import pos_exact, pos_mc
 from grpo_amp.tasks.tabular import TabularTask
 
 

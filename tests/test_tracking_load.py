@@ -3,7 +3,7 @@
 
 The store is created once first (as the ``tracking`` rule does); then each process starts its run,
 logs one metrics row per iteration (one write each, the live path's pattern), logs an artifact and
-ends the run, all through ``grpo_amp.tracking``, the eight started together. Nothing may be lost
+ends the run, all through ``grpo_amp.tracking.mlflow_store``, the eight started together. Nothing may be lost
 and no "database is locked" may escape.
 
 Measured here: at this load MLflow's own SQLite busy timeout (20 s per session) absorbs the
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from grpo_amp import tracking
+from grpo_amp.tracking import mlflow_store as tracking
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ SCALE = "load"
 WORKER = r'''
 import sys, time
 from pathlib import Path
-from grpo_amp import tracking
+from grpo_amp.tracking import mlflow_store as tracking
 
 uri, job, iters, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
 tracking.client(uri).search_experiments()  # imports and store open done before the start line

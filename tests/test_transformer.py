@@ -23,8 +23,8 @@ from grpo_amp.policies.lm.lean import LeanLlama, block_size
 from grpo_amp.policies.lm.model import build_model
 from grpo_amp.policies.reference_training import train_reference
 from grpo_amp.policies.transformer import TransformerPolicy
-from grpo_amp.pos import pos_exact, pos_mc
-from grpo_amp.rollout import Rollout
+from grpo_amp.grpo.pos import pos_exact, pos_mc
+from grpo_amp.grpo.rollout import Rollout
 from grpo_amp.tasks.modarith import ModArithTask
 
 TASK = TaskConfig(name="modarith", modulus=5, n_train=20, n_heldout=5, seed=0)

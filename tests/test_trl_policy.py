@@ -12,10 +12,10 @@ from grpo_amp.config import (Config, GRPOConfig, KLEstimator, ModelConfig, Polic
                              ReferenceTrainingConfig, TaskConfig, VariantConfig)
 from grpo_amp.policies.reference_training import train_reference  # noqa: E402
 from grpo_amp.policies.transformer import TransformerPolicy  # noqa: E402
-from grpo_amp.pos import pos_exact  # noqa: E402
+from grpo_amp.grpo.pos import pos_exact  # noqa: E402
 from grpo_amp.schema import ARGMAX_METRICS, C1_COLUMNS, TRAIN_METRICS_COLUMNS  # noqa: E402
 from grpo_amp.tasks.modarith import ModArithTask  # noqa: E402
-from grpo_amp.trl_policy import train_trl  # noqa: E402
+from grpo_amp.trl_family.policy import train_trl  # noqa: E402
 
 TASK = TaskConfig(name="modarith", modulus=5, n_train=12, n_heldout=4, seed=0)
 MODEL = ModelConfig(n_layer=1, n_embd=32, n_head=2, intermediate_size=64)

@@ -12,7 +12,7 @@ from grpo_amp import theory
 from grpo_amp.config import (Config, GRPOConfig, KLEstimator, KLTarget, LossAgg, Norm, PolicyConfig, PolicyName,
                              RatioLevel, TaskConfig, VariantConfig)
 from grpo_amp.io import InputError
-from grpo_amp.trl_settings import NO_CLIP, TRL_ADV_EPS, format_mapping, from_trl, to_trl
+from grpo_amp.trl_family.settings import NO_CLIP, TRL_ADV_EPS, format_mapping, from_trl, to_trl
 
 
 def cfg(kl="ref", norm="mean_std", beta=0.1, clip=0.2, mu=10, G=16, estimator="k3", ratio="token",
@@ -157,7 +157,7 @@ def test_trl_policys_finite_group_prediction_uses_trls_advantage():
     """
     import pandas as pd
 
-    from grpo_amp.predict import predict_frame
+    from grpo_amp.analysis.predict import predict_frame
     from grpo_amp.stages.predict import finite_group_advantage
 
     c = cfg(G=4, beta=2.0)  # a large beta keeps p_n off 1, where every advantage predicts the same

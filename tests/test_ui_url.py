@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from grpo_amp import tracking
+from grpo_amp.tracking import mlflow_store as tracking
 from grpo_amp.cli import main
 
 

@@ -19,7 +19,7 @@ import torch
 from grpo_amp import paths
 from grpo_amp.config import ConfigError, PosMethod, compose_config
 from grpo_amp.io import InputError
-from grpo_amp.runs import lm_overrides, lm_results
+from grpo_amp.study.runs import lm_overrides, lm_results
 from grpo_amp.tasks.file_task import FileTask, shipped_file
 from test_file_task import char_tokenizer
 from test_pipeline import run_snakemake
@@ -142,9 +142,9 @@ def test_a_tokenizer_that_cannot_encode_a_prompt_is_one_line():
 def test_iterations_csv_numbers_average_to_the_runs_gap():
     """compare's per-iteration abs_err_trajectory, averaged over n >= 1, is runs.csv's gap (and the ladder's)."""
     from grpo_amp.config import VariantConfig
-    from grpo_amp.predict import predict_frame
+    from grpo_amp.analysis.predict import predict_frame
     from grpo_amp.stages.compare import iteration_metrics
-    from grpo_amp.summaries import summarise_run
+    from grpo_amp.analysis.summaries import summarise_run
 
     rng = np.random.default_rng(0)
     rows = [dict(question=q, seed=s, split="train" if q < 5 else "heldout", iteration=n,

@@ -162,7 +162,7 @@ def _add_check_published(subparsers) -> None:
                     "reproduced, moved, text changed, verdict changed, setting changed, missing or extra, "
                     "and the check each line's numbers used: the published seed interval (practice), "
                     "round-off 1e-9 (the exact control), or 0.02 or 10% where a file has no interval; "
-                    "exit status 1 if any line is not reproduced (grpo_amp.published).")
+                    "exit status 1 if any line is not reproduced (grpo_amp.release.published).")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a fresh run's results/<scale>/")
     parser.add_argument("published_dir", metavar="PUBLISHED_DIR", help="results/published/<machine>/<scale>/")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -170,7 +170,7 @@ def _add_check_published(subparsers) -> None:
 
 
 def _run_check_published(args) -> int:
-    from grpo_amp.published import check_published
+    from grpo_amp.release.published import check_published
 
     ok, report = check_published(args.run_dir, args.published_dir, as_json=args.json)
     print(report)
@@ -181,7 +181,7 @@ def _add_publish(subparsers) -> None:
     parser = subparsers.add_parser(
         "publish", help="copy a run's summary files (claims, runs, figures, benchmarks) for committing",
         description="Copies claims.csv, claims.md, runs.csv and figures/*.png from RUN_DIR, every job's "
-                    "benchmark TSV as one benchmarks.csv, and writes COMMAND.txt (grpo_amp.published).")
+                    "benchmark TSV as one benchmarks.csv, and writes COMMAND.txt (grpo_amp.release.publish).")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run's results/<scale>/")
     parser.add_argument("published_dir", metavar="PUBLISHED_DIR", help="results/published/<machine>/<scale>/")
     # dest: "command" is already the subcommand's name in the namespace
@@ -191,7 +191,7 @@ def _add_publish(subparsers) -> None:
 
 
 def _run_publish(args) -> int:
-    from grpo_amp.published import publish
+    from grpo_amp.release.publish import publish
 
     written = publish(args.run_dir, args.published_dir, args.run_command)
     print(f"published {len(written)} files to {args.published_dir}")
@@ -203,7 +203,7 @@ def _add_archive(subparsers) -> None:
         "archive", help="write a reproducible tarball of the published summaries with SHA256SUMS inside",
         description="Every file under PUBLISHED (default results/published) at PREFIX/<path>, plus "
                     "PREFIX/SHA256SUMS; sorted members, fixed mtimes (SOURCE_DATE_EPOCH or 0): the same "
-                    "files give the same bytes (grpo_amp.archive).")
+                    "files give the same bytes (grpo_amp.release.archive).")
     parser.add_argument("out", metavar="OUT.tar.gz", help="the tarball to write")
     parser.add_argument("--published", default="results/published", help="the directory to archive")
     parser.add_argument("--prefix", default=None, help="top directory inside (default: grpo-amp-VERSION-published)")
@@ -211,7 +211,7 @@ def _add_archive(subparsers) -> None:
 
 
 def _run_archive(args) -> int:
-    from grpo_amp.archive import write_archive
+    from grpo_amp.release.archive import write_archive
 
     names = write_archive(args.out, args.published, args.prefix)
     print(f"wrote {args.out}: {len(names)} members under {names[0]}/")
@@ -224,7 +224,7 @@ def _add_ui_url(subparsers) -> None:
         "ui-url", help="print the MLflow UI's URL of a scale's training runs",
         description="MLflow 3.17's UI opens on the GenAI overview ('No data'); this URL opens the runs "
                     "table of the scale's experiment in 'Model training' mode. Start the UI with "
-                    "`mlflow ui --backend-store-uri URI` first (grpo_amp.tracking.runs_view_url).")
+                    "`mlflow ui --backend-store-uri URI` first (grpo_amp.tracking.mlflow_store.runs_view_url).")
     parser.add_argument("--scale", default="default", help="the scale whose experiment to open (default: default)")
     parser.add_argument("--uri", default="sqlite:///results/mlflow.db",
                         help="the tracking URI (default: sqlite:///results/mlflow.db)")
@@ -234,7 +234,7 @@ def _add_ui_url(subparsers) -> None:
 
 
 def _run_ui_url(args) -> int:
-    from grpo_amp import tracking
+    from grpo_amp.tracking import mlflow_store as tracking
 
     print(tracking.runs_view_url(tracking.find_experiment_id(args.uri, args.scale), args.host, args.port))
     return 0

@@ -252,7 +252,7 @@ class TaskConfig:
 
 @dataclass
 class StudyConfig:
-    """Which runs a scale makes (read by the Snakefile through ``grpo_amp.runs``)."""
+    """Which runs a scale makes (read by the Snakefile through ``grpo_amp.study.runs``)."""
     policies: list[str] = field(default_factory=lambda: ["tabular_exact", "tabular_sgd"])
     variants: list[str] = field(default_factory=lambda: ["mean_std_ref"])
     sweep_variant: str = "mean_std_ref"  # the base of every sweep

@@ -1,7 +1,7 @@
 """Where every stage reads and writes: one table shared by the Snakefile and the stages.
 
 Patterns take ``results`` (root), ``scale``, ``family`` (tabular | transformer), ``policy`` and
-``run`` (a run name, see ``grpo_amp.runs``). The Snakefile fills them with wildcards.
+``run`` (a run name, see ``grpo_amp.study.runs``). The Snakefile fills them with wildcards.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ POLICY_TABLE = (  # plot order is table order
     # the transformer as close to each iteration's maximiser as the model allows (issue 10): the same
     # grpo_update with m groups per question and inner steps until the sampled objective stops improving.
     # transformer - control = sampling + optimisation on the transformer; control - tabular R4 at the same
-    # G, m, beta = parametrisation (grpo_amp.ladder)
+    # G, m, beta = parametrisation (grpo_amp.analysis.ladder)
     PolicySpec("transformer_control", "transformer", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True, (),
                "transformer control: m groups, steps until the objective stops improving",
                grpo="transformer_control"),
@@ -127,10 +127,10 @@ POLICY_TABLE = (  # plot order is table order
     PolicySpec("transformer_shuffled", "transformer", "grpo_amp.grpo.e3_controls:shuffled_reward_update", PRACTICE,
                True, (), "E3 control: sampled GRPO with rewards shuffled within each question", grpo="practice_token",
                control_of="transformer"),
-    # TRL's own loop on the same checkpoint, task and GRPO settings as `transformer` (grpo_amp.trl_settings maps them)
+    # TRL's own loop on the same checkpoint, task and GRPO settings as `transformer` (grpo_amp.trl_family.settings maps them)
     PolicySpec("trl", "transformer", None, PRACTICE, True, ("beta", "lr"), "TRL 1.16 GRPOTrainer on the transformer",
-               grpo="practice_token", loop="grpo_amp.trl_policy:train_trl",
-               finite_group_advantage="grpo_amp.trl_settings:finite_group_advantage"),
+               grpo="practice_token", loop="grpo_amp.trl_family.policy:train_trl",
+               finite_group_advantage="grpo_amp.trl_family.settings:finite_group_advantage"),
 )
 POLICIES = {p.name: p for p in POLICY_TABLE}
 POLICY_NAMES = tuple(POLICIES)

@@ -68,10 +68,10 @@ VERDICTS = ("holds", "fails", "inconclusive")
 ITERATION_COLUMNS = ["policy", "run", "iteration", "pos_mean", "pos_q10", "pos_q50", "pos_q90", "pred_trajectory_mean",
                      "abs_err_trajectory", "abs_err_one_step", "abs_err_trajectory_G", "heldout_pos_mean"]
 
-# results/{scale}/ladder.csv: E5's gap ladder, one row per (rung, run); see grpo_amp.ladder.
-# questions: the question set the row was measured on (grpo_amp.ladder.QUESTIONS); a parent is on the same set.
+# results/{scale}/ladder.csv: E5's gap ladder, one row per (rung, run); see grpo_amp.analysis.ladder.
+# questions: the question set the row was measured on (grpo_amp.analysis.ladder.QUESTIONS); a parent is on the same set.
 LADDER_COLUMNS = ["rung", "policy", "run", "questions", "n_seeds", "gap", "gap_lo", "gap_hi", "gap_G", "gap_G_lo", "gap_G_hi",
                   "parent", "part", "part_lo", "part_hi", "cause",
                   # a transformer row's counterpart on its tabular twin (same questions) and gap - twin's gap, with
-                  # its Welch interval: what the shared parameters add (grpo_amp.ladder.TWIN_OF); empty elsewhere
+                  # its Welch interval: what the shared parameters add (grpo_amp.analysis.ladder.TWIN_OF); empty elsewhere
                   "twin", "vs_twin", "vs_twin_lo", "vs_twin_hi"]

@@ -14,7 +14,7 @@ validate(config, "../schemas/config.schema.yaml")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, even without pip install -e
 from grpo_amp import paths, registry  # noqa: E402
-from grpo_amp.runs import load_study, lm_overrides, lm_results, run_overrides, runs_of_study  # noqa: E402
+from grpo_amp.study.runs import load_study, lm_overrides, lm_results, run_overrides, runs_of_study  # noqa: E402
 
 def flag(name, default=True):
     return str(config.get(name, default)).lower() == "true"

@@ -9,7 +9,7 @@ a module and an entry in :data:`BENCHMARKS`. Entries are imported on first use, 
 never pays for transformers or TRL.
 
     theory  the closed-form theory at the sizes a sweep needs, medians against goals (bench.theory)
-    trl     one GRPO iteration of ours against TRL's GRPOTrainer at equal work (bench.trl)
+    trl     one GRPO iteration of ours against TRL's GRPOTrainer at equal work (grpo_amp.trl_family.bench)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 BENCHMARKS: dict[str, str] = {
     "theory": "grpo_amp.bench.theory:report",
-    "trl": "grpo_amp.bench.trl:report",
+    "trl": "grpo_amp.trl_family.bench:report",
 }
 
 

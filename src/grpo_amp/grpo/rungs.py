@@ -28,13 +28,16 @@ import torch
 from grpo_amp.config import Config, VariantConfig
 from grpo_amp.grpo.loss import group_advantages
 from grpo_amp.io import InputError
-from grpo_amp.rollout import Rollout
+from grpo_amp.grpo.rollout import Rollout
 
 NAN = float("nan")
 # A logit this far below a row's largest is exactly zero mass after softmax (exp(-1e4) underflows),
 # yet finite: the exact KL of the next iteration stays 0 * finite = 0 there, never NaN.
 ZERO_MASS_LOGIT = 1e4
 CHUNK = 25  # L-BFGS iterations between two checks of R1/R2's convergence certificate
+# Smallest |w| kept on the support (w = sqrt(pi) up to scale, largest |w| 1): a mass of 1e-300 of the
+# row's top, which moves a PoS by < K * 1e-300, yet keeps w * w and every derivative finite.
+W_FLOOR = 1e-150
 
 
 class ArgmaxError(InputError):
@@ -184,15 +187,23 @@ def maximise(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor, va
     w = torch.where(support, torch.exp(0.5 * start), 0.0).requires_grad_(True)  # (Q, K)
 
     def logits_of(w):
-        # off the support exact_objective masks the logit to -inf; a constant there keeps log(0)'s
-        # infinite derivative (times a zero gradient: NaN) out of the backward pass
-        return torch.where(support, torch.log(w * w), 0.0)
+        # z = 2 log|w|, never log(w * w): w * w underflows to 0 at |w| < 1e-162 (masses the optimum
+        # wants at e^-1e12 drive w there) while log|w| stays finite. Off the support, and at a w that
+        # is exactly 0, the inner where feeds log a 1, so no log(0)'s infinite derivative (times a
+        # zero gradient: NaN) reaches the backward pass; such an output simply has no mass.
+        live = support & (w != 0)
+        return torch.where(live, 2.0 * torch.log(torch.where(live, w.abs(), 1.0)), -torch.inf)
 
     def loss_of(z):
         return -exact_objective(z, adv, log_ref, log_old, variant, support)["objective"] / b  # (Q,)
 
     def closure():
         lbfgs.zero_grad()
+        if not torch.isfinite(w).all():
+            # a line-search trial point past float64's range: report it as infinitely bad, so the
+            # search backs off, and keep its NaN out of the gradient
+            w.grad = torch.zeros_like(w)
+            return torch.tensor(torch.inf, dtype=w.dtype)
         loss = (loss_of(logits_of(w)) / scale).sum()
         loss.backward()
         return loss
@@ -203,20 +214,46 @@ def maximise(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor, va
         pi = torch.softmax(z.detach(), -1)
         # g > 0: pi(o) is above pi*(o), by at most pi(o) itself (g/pi can be 1e45 where A is -1e45)
         err = torch.where(g > 0, torch.minimum(g, pi), g.abs())
-        return z.detach(), torch.where(support, err, 0.0).sum(-1)  # (Q, K), (Q,)
+        return z.detach(), torch.where(support, err, 0.0).sum(-1).nan_to_num(torch.inf)  # (Q, K), (Q,)
+
+    def rescale_():
+        """Between chunks, only where a question's w nears float64's edge (a non-finite entry, its
+        largest |w| outside [W_FLOOR, 1 / W_FLOOR], or an |w| on the support below W_FLOOR of it):
+        divide its w by its largest |w| (pi unchanged) and lift every |w| on the support to at least
+        W_FLOOR. Elsewhere w and L-BFGS's history stay as they are. On the leftover questions (the
+        recursive call) every chunk does this: a fresh start each chunk is what moves the questions
+        whose advantages span 1e12 and more (measured on tests/data/r1_nonconvergence.npz).
+        Returns whether anything changed (L-BFGS's history is then stale)."""
+        with torch.no_grad():
+            top = w.abs().amax(-1, keepdim=True)                                   # (Q, 1)
+            finite = torch.isfinite(w).all(-1, keepdim=True)
+            low = (support & (w.abs() < W_FLOOR * top)).any(-1, keepdim=True)
+            edge = ~finite | (top < W_FLOOR) | (top > 1 / W_FLOOR) | low | leftover  # (Q, 1)
+            if not edge.any():
+                return False
+            ok = finite & (top > 0)
+            unit = torch.where(ok, w / torch.where(ok, top, 1.0), w_last)  # back to the last finite state
+            unit = torch.where(support & (unit.abs() < W_FLOOR), W_FLOOR, unit)
+            w.copy_(torch.where(edge, torch.where(support, unit, 0.0), w))
+        return True
 
     # stop on the certificate alone, checked every CHUNK iterations (never on L-BFGS's own tests)
     chunk = min(CHUNK, max_iter)
     lbfgs = torch.optim.LBFGS([w], lr=1.0, max_iter=chunk, max_eval=2 * chunk, history_size=20,
                               tolerance_grad=1e-300, tolerance_change=0.0, line_search_fn="strong_wolfe")
+    leftover = True
+    w_last = w.detach().clone()  # the last finite state, for a question whose w left float64's range
     z, g1 = certificate()
-    best = float(g1.nan_to_num(torch.inf).max())
+    best = float(g1.max())
     for _ in range(-(-max_iter // chunk)):
         if (g1 <= tol).all():
             break
         lbfgs.step(closure)
+        if rescale_():
+            lbfgs.state.clear()
+        w_last.copy_(w.detach())
         z, g1 = certificate()
-        worst = float(g1.nan_to_num(torch.inf).max())
+        worst = float(g1.max())
         if not worst < best:
             lbfgs.state.clear()  # a fresh curvature history: a stalled line search often moves again
         best = min(best, worst)
@@ -231,7 +268,7 @@ def maximise(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor, va
         return z.masked_fill(~support, -torch.inf)
     if bad.any():
         raise ArgmaxError(f"{rung} optimiser did not converge for {int(bad.sum())} of {n_questions or len(g1)} questions "
-                          f"(largest PoS error bound {float(g1.nan_to_num(torch.inf).max()):.1e} > grpo.argmax_tol "
+                          f"(largest PoS error bound {float(g1.max()):.1e} > grpo.argmax_tol "
                           f"{tol:g} after grpo.argmax_max_iter={max_iter} L-BFGS iterations)")
     return z.masked_fill(~support, -torch.inf)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from grpo_amp.rollout import Rollout
+from grpo_amp.grpo.rollout import Rollout
 
 
 class Policy(torch.nn.Module, ABC):

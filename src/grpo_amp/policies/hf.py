@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from grpo_amp.policies.base import Policy
-from grpo_amp.rollout import Rollout
+from grpo_amp.grpo.rollout import Rollout
 
 
 def temperature_note(temperature: float) -> str | None:

@@ -21,7 +21,7 @@ from grpo_amp import theory
 from grpo_amp.config import TaskConfig, VariantConfig
 from grpo_amp.io import InputError, atomic_path
 from grpo_amp.policies.base import Policy
-from grpo_amp.rollout import Rollout
+from grpo_amp.grpo.rollout import Rollout
 from grpo_amp.tasks.tabular import TabularTask
 
 WEIGHTS = "policy.safetensors"

@@ -8,7 +8,7 @@ matches the task's loads through the same code (``lm.checkpoint``).
     ref = train_reference(task, cfg.policy.model, cfg.policy.reference, seed=0)   # pi_ref (reference_training)
     rollout = ref.sample(task.split_ids("train"), group_size=8, generator=g)     # (Q, G, T)
     logq = ref.log_softmax(rollout)                                                # (Q, G, T, V)
-    pos, kl_c = grpo_amp.pos.pos_exact(ref, questions)                            # PoS lives in pos.py
+    pos, kl_c = grpo_amp.grpo.pos.pos_exact(ref, questions)                            # PoS lives in pos.py
     ref.save(path); ref = TransformerPolicy.load(path, task)
 
 The forward runs through a backend (``lm.backend``): each prompt once, then its K continuations.
@@ -31,7 +31,7 @@ from grpo_amp.policies.lm.checkpoint import load_checkpoint, save_checkpoint
 from grpo_amp.policies.lm.hf import HFBackend
 from grpo_amp.policies.lm.lean import LeanLlama
 from grpo_amp.policies.lm.model import build_model
-from grpo_amp.rollout import Rollout
+from grpo_amp.grpo.rollout import Rollout
 from grpo_amp.tasks.modarith import ModArithTask
 
 if TYPE_CHECKING:

@@ -15,16 +15,17 @@ import logging
 
 import pandas as pd
 
-from grpo_amp import paths, registry, tracking
-from grpo_amp.claims import Study, claims_markdown, claims_table
+from grpo_amp import paths, registry
+from grpo_amp.analysis.claims import Study, claims_markdown, claims_table
+from grpo_amp.analysis.ladder import ladder_table
+from grpo_amp.analysis.summaries import summarise_run
 from grpo_amp.config import Config
 from grpo_amp.io import read_csv, read_json, write_csv, write_text
-from grpo_amp.ladder import ladder_table
-from grpo_amp.runs import parse_run, runs_of_study
 from grpo_amp.schema import (C1_COLUMNS, E3_CONTROL_COLUMNS, ITERATION_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, TIMING_COLUMNS,
                              TRAIN_METRICS_COLUMNS)
 from grpo_amp.stages.common import output_path, stage_main
-from grpo_amp.summaries import summarise_run
+from grpo_amp.study.runs import parse_run, runs_of_study
+from grpo_amp.tracking import mlflow_store as tracking
 
 log = logging.getLogger(__name__)
 

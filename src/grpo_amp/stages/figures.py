@@ -5,14 +5,15 @@
 
 from __future__ import annotations
 
-from grpo_amp import paths, registry, tracking
+from grpo_amp import paths, registry
 from grpo_amp.config import Config
 from grpo_amp.io import read_json
 from grpo_amp.stages.common import stage_main
+from grpo_amp.tracking import mlflow_store as tracking
 
 
 def run(cfg: Config) -> None:
-    from grpo_amp.figures import make_figure
+    from grpo_amp.analysis.figures import make_figure
 
     scale_dir = paths.path("{results}/{scale}", cfg)
     written = []

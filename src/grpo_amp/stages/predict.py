@@ -13,7 +13,7 @@ import logging
 from grpo_amp import paths, registry
 from grpo_amp.config import Config
 from grpo_amp.io import read_csv, write_csv
-from grpo_amp.predict import curves_frame, predict_frame
+from grpo_amp.analysis.predict import curves_frame, predict_frame
 from grpo_amp.schema import POS_COLUMNS
 from grpo_amp.stages.common import input_path, output_path, stage_main
 

@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
-from grpo_amp import paths, tracking
+from grpo_amp import paths
 from grpo_amp.config import Config
 from grpo_amp.io import write_json
 from grpo_amp.stages.common import stage_main
+from grpo_amp.tracking import mlflow_store as tracking
 
 
 def run(cfg: Config) -> None:

@@ -19,13 +19,14 @@ import logging
 
 import pandas as pd
 
-from grpo_amp import paths, registry, tracking
+from grpo_amp import paths, registry
 from grpo_amp.config import Config, flatten
 from grpo_amp.io import atomic_path, write_csv, write_json
 from grpo_amp.policies import load_policy, load_task
-from grpo_amp.runs import seeds_of
 from grpo_amp.schema import C1_COLUMNS, E3_CONTROL_COLUMNS, POS_COLUMNS, TIMING_COLUMNS, TRAIN_METRICS_COLUMNS
 from grpo_amp.stages.common import device_for, output_path, stage_main
+from grpo_amp.study.runs import seeds_of
+from grpo_amp.tracking import mlflow_store as tracking
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def _train_once(cfg: Config, policy, ref, task, meter, save_dir, log_metrics=Non
 
 def _train_tabular(cfg: Config, n_seeds: int, ref_dir, tmp, log_metrics=None) -> Trained:
     """Every seed in one table: row s*N + q is question q of seed cfg.seed + s."""
-    from grpo_amp.pos import PosMeter
+    from grpo_amp.grpo.pos import PosMeter
 
     base = load_task(cfg.policy.family, ref_dir)
     n = len(base.questions)
@@ -88,7 +89,7 @@ def _train_tabular(cfg: Config, n_seeds: int, ref_dir, tmp, log_metrics=None) ->
 
 def _train_each_seed(cfg: Config, n_seeds: int, ref_dir, tmp, device: str, log_metrics=None) -> Trained:
     """One training per seed, each from pi_ref, in this process."""
-    from grpo_amp.pos import PosMeter
+    from grpo_amp.grpo.pos import PosMeter
 
     family = cfg.policy.family
     task = load_task(family, ref_dir)

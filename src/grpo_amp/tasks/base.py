@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from grpo_amp.io import InputError, one_line
-from grpo_amp.rollout import Rollout
+from grpo_amp.grpo.rollout import Rollout
 
 
 class Task(ABC):

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from grpo_amp.io import InputError, one_line, read_csv, read_json, write_csv, write_json
-from grpo_amp.rollout import Rollout
+from grpo_amp.grpo.rollout import Rollout
 from grpo_amp.tasks.base import Task, load_tokenizer
 
 COLUMNS = ["question", "split", "prompt", "answers"]

@@ -27,7 +27,7 @@ import torch
 
 from grpo_amp.config import ConfigError, TaskConfig
 from grpo_amp.io import InputError, one_line, read_csv, read_json, write_csv, write_json
-from grpo_amp.rollout import Rollout
+from grpo_amp.grpo.rollout import Rollout
 from grpo_amp.tasks.base import Task, load_tokenizer
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"

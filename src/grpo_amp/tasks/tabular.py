@@ -18,7 +18,7 @@ import torch
 
 from grpo_amp.config import TaskConfig
 from grpo_amp.io import InputError, read_csv, read_json, write_csv, write_json
-from grpo_amp.rollout import Rollout
+from grpo_amp.grpo.rollout import Rollout
 from grpo_amp.tasks.base import Task
 
 

@@ -1,7 +1,7 @@
 """runs.csv's numbers: one run's measured and predicted PoS summarised per seed, then over seeds.
 
     numbers = summarise_run(pred, settings)   # {"gap_trajectory": m, "gap_trajectory_lo": lo, ...}
-    mean, lo, hi = seed_interval([0.21, 0.19, 0.24])
+    mean, lo, hi = seed_interval([0.21, 0.19, 0.24])   # grpo_amp.analysis.stats
 
 Every number of a run is computed for each seed on its own, then reported as the mean over seeds
 with a 95% Student-t interval (the seeds are the repeats; a deterministic policy has one seed and
@@ -12,26 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from grpo_amp import theory
+from grpo_amp.analysis.stats import seed_interval
 from grpo_amp.schema import SUMMARY_NUMBERS
-
-CONFIDENCE = 0.95
-
-
-def seed_interval(values) -> tuple[float, float, float]:
-    """(mean, lo, hi): the mean over seeds with its 95% t-interval; (x, x, x) for one seed."""
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    if len(x) == 0:
-        return np.nan, np.nan, np.nan
-    mean = float(x.mean())
-    if len(x) == 1:
-        return mean, mean, mean
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
-    return mean, mean - half, mean + half
-
 
 def with_interval(name: str, values) -> dict:
     mean, lo, hi = seed_interval(values)

@@ -8,7 +8,7 @@ no run that tests it. Every threshold is in ``TOLERANCE``, by the policy's toler
 (``grpo_amp.registry``): round-off for the closed-form self-check, the optimiser's tolerance for
 E5's numerical maximisers (R1, R2), a stated allowance for practice.
 
-The interval rule (one place, ``interval_verdict``): a claim's value carries its 95% interval over
+The interval rule (one place, ``grpo_amp.analysis.stats.interval_verdict``): a claim's value carries its 95% interval over
 seeds; the claim **holds** where the whole interval lies inside the tolerance, **fails** where it
 lies wholly outside, and is **inconclusive** where it straddles the tolerance. A deterministic
 policy's interval is its value. A claim that fails in practice is reported as failing, with its numbers.
@@ -24,10 +24,10 @@ import pandas as pd
 from scipy import stats
 
 from grpo_amp import registry, theory
-from grpo_amp.schema import CLAIM_COLUMNS, VERDICTS
-from grpo_amp.summaries import CONFIDENCE, mean_gap, seed_interval
-
-HOLDS, FAILS, INCONCLUSIVE = VERDICTS
+from grpo_amp.analysis.stats import (FAILS, HOLDS, INCONCLUSIVE, combine, difference_interval, interval_verdict,
+                                     noise_ratio, seed_interval)
+from grpo_amp.analysis.summaries import mean_gap
+from grpo_amp.schema import CLAIM_COLUMNS
 
 # TOLERANCE[name][tolerance kind of the policy]; one number for every kind where it does not depend on it
 TOLERANCE = {
@@ -64,23 +64,6 @@ class Verdict:
     evidence: str     # the numbers behind it, in words
 
 
-def interval_verdict(lo: float, hi: float, threshold: float, holds_below: bool = True) -> str:
-    """holds where [lo, hi] lies inside the threshold, fails where wholly outside, else inconclusive.
-
-    ``holds_below``: the claim holds for values <= threshold (a gap, an error); otherwise for values
-    >= threshold (a share, a visible effect).
-    """
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return INCONCLUSIVE
-    inside, outside = (hi <= threshold, lo > threshold) if holds_below else (lo >= threshold, hi < threshold)
-    return HOLDS if inside else FAILS if outside else INCONCLUSIVE
-
-
-def combine(*verdicts: str) -> str:
-    """All parts must hold; any that fails fails the claim; otherwise it is inconclusive."""
-    return FAILS if FAILS in verdicts else HOLDS if all(v == HOLDS for v in verdicts) else INCONCLUSIVE
-
-
 def _verdict(verdict: str, metric: str, values, threshold: float, evidence: str) -> Verdict:
     """A Verdict for per-seed ``values`` (one number for a deterministic policy)."""
     values = np.atleast_1d(np.asarray(values, dtype=float))
@@ -96,18 +79,6 @@ def _fmt_interval(mean: float, lo: float, hi: float) -> str:
     """``m [lo, hi]``, or ``m`` alone where there is no interval (one seed, or none computed)."""
     no_interval = lo == hi or (np.isnan(lo) and np.isnan(hi))
     return _fmt(mean) if no_interval else f"{_fmt(mean)} [{_fmt(lo)}, {_fmt(hi)}]"
-
-
-def difference_interval(a, b) -> tuple[float, float, float]:
-    """mean(b) - mean(a) over independent seeds, with a 95% Welch interval (a point for one seed each)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    diff = float(b.mean() - a.mean())
-    var = (a.var(ddof=1) / len(a) if len(a) > 1 else 0.0) + (b.var(ddof=1) / len(b) if len(b) > 1 else 0.0)
-    if var == 0:
-        return diff, diff, diff
-    dof = max(min(len(a), len(b)) - 1, 1)  # conservative Welch degrees of freedom
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, dof) * np.sqrt(var))
-    return diff, diff - half, diff + half
 
 
 @dataclass
@@ -167,21 +138,6 @@ def _c1_table(study: Study, policy: str) -> pd.DataFrame:
             df["theory_pop"] = w_plus * df["p_n"] - w_minus * (1 - df["p_n"])
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def noise_ratio(measured, closed_form, se) -> float:
-    """RMS(measured - closed form) / RMS(standard error): about 1 when sampling noise is the only error.
-
-    Robust where per-check z-scores are not: importance ratios pi_n/pi_{n-1} are heavy-tailed, so a
-    single check's SE from a few groups can be far off, while mean(se^2) still estimates the mean
-    variance without bias.
-    """
-    diff = np.asarray(measured - closed_form, float)
-    se = np.asarray(se, float)
-    ok = np.isfinite(diff) & np.isfinite(se)
-    rms_se = np.sqrt(np.mean(se[ok] ** 2))
-    rms_err = np.sqrt(np.mean(diff[ok] ** 2))
-    return float(rms_err / rms_se) if rms_se > 0 else (0.0 if rms_err < 1e-9 else np.inf)
 
 
 def _pooled_ratio(df: pd.DataFrame, column: str) -> float:

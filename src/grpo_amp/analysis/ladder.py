@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 
 from grpo_amp import registry
-from grpo_amp.claims import difference_interval
+from grpo_amp.analysis.stats import difference_interval, seed_interval
+from grpo_amp.analysis.summaries import mean_gap
 from grpo_amp.schema import LADDER_COLUMNS
-from grpo_amp.summaries import mean_gap, seed_interval
 
 CAUSES = {
     "R1": "none: the exact population objective, maximised numerically (must be C3)",
@@ -56,7 +56,7 @@ CAUSES = {
                                 "transformer rung at this scale)",
     "after control": "sampling + optimisation on the transformer: one group per question and M inner steps instead "
                      "of the control's m groups and steps until the objective stops improving (same loss, G, lr, beta)",
-    "trl after control": "sampling + optimisation on the transformer, and TRL's own loop and loss (grpo_amp.trl_settings): "
+    "trl after control": "sampling + optimisation on the transformer, and TRL's own loop and loss (grpo_amp.trl_family.settings): "
                          "one group per question and TRL's steps instead of the control's m groups and steps until "
                          "the objective stops improving (same checkpoint, G, beta)",
 }

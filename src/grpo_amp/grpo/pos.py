@@ -14,23 +14,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from scipy import special
 
+from grpo_amp.analysis.stats import wilson_interval
 from grpo_amp.policies.base import Policy
 from grpo_amp.tasks.base import Task
 
-CONFIDENCE = 0.95
 MC_SEED_OFFSET = 7919  # Monte Carlo PoS draws, seeded apart from training's
-
-
-def wilson_interval(successes, n, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for a binomial proportion (good near 0 and 1, unlike the normal one)."""
-    k, n = np.asarray(successes, float), np.asarray(n, float)
-    z = special.ndtri(0.5 + confidence / 2)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
 def kl_in_correct(answer_logp: torch.Tensor, ref_answer_logp: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ from grpo_amp.grpo.trainer import grpo_update  # noqa: E402
 from grpo_amp.io import InputError  # noqa: E402
 from grpo_amp.policies.lm.model import build_model  # noqa: E402
 from grpo_amp.policies.transformer import TransformerPolicy  # noqa: E402
-from grpo_amp.rollout import Rollout  # noqa: E402
+from grpo_amp.grpo.rollout import Rollout  # noqa: E402
 from grpo_amp.tasks.modarith import ModArithTask  # noqa: E402
 
 

@@ -1,7 +1,8 @@
-"""Published runs: keep a run's small summary files, and check a fresh run against them.
+"""Published runs: the published directory's layout, and ``check-published``'s comparison of a fresh run with it.
 
-    grpo-amp publish results/smoke results/published/<machine>/smoke --command "snakemake --cores all --config scale=smoke"
     grpo-amp check-published results/smoke results/published/<machine>/smoke
+
+(``publish``, which writes the directory and its provenance, is ``grpo_amp.release.publish``.)
 
 A published directory (``results/published/<machine>/<scale>/``) holds what ``publish`` copies
 from ``results/<scale>/``: ``claims.csv``, ``claims.md``, ``runs.csv``, ``figures/*.png``,
@@ -50,19 +51,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
-import re
-import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from grpo_amp.io import InputError, atomic_path, read_csv, write_csv, write_text
 from grpo_amp import registry
+from grpo_amp.io import InputError, read_csv
 from grpo_amp.schema import CLAIM_COLUMNS, RUN_COLUMNS, RUN_SETTINGS
 
 COMMAND_FILE = "COMMAND.txt"
@@ -233,7 +228,7 @@ def _compare_table(name: str, fresh: pd.DataFrame, published: pd.DataFrame, key:
     return out
 
 
-def _require(directory: Path, names) -> None:
+def require_files(directory: Path, names) -> None:
     if not directory.is_dir():
         raise InputError(f"missing directory: {directory}")
     for name in names:
@@ -244,8 +239,8 @@ def _require(directory: Path, names) -> None:
 def compare_published(run_dir: str | Path, published_dir: str | Path) -> list[Comparison]:
     """Every line of the published claims.csv and runs.csv against the fresh run's."""
     run_dir, published_dir = Path(run_dir), Path(published_dir)
-    _require(run_dir, ("claims.csv", "runs.csv"))
-    _require(published_dir, REQUIRED_PUBLISHED)
+    require_files(run_dir, ("claims.csv", "runs.csv"))
+    require_files(published_dir, REQUIRED_PUBLISHED)
     out = _compare_table("claims", read_csv(run_dir / "claims.csv", CLAIM_COLUMNS),
                          read_csv(published_dir / "claims.csv", CLAIM_COLUMNS),
                          CLAIM_KEY, CLAIM_EXACT, CLAIM_NUMBERS)
@@ -289,128 +284,3 @@ def check_published(run_dir: str | Path, published_dir: str | Path, as_json: boo
     if as_json:
         return ok, json.dumps(report_json(comparisons, published_dir), indent=2)
     return ok, format_report(comparisons, published_dir)
-
-
-# --------------------------------------------------------------------------- publish
-def benchmarks_table(run_dir: str | Path) -> pd.DataFrame:
-    """Every ``benchmarks/<rule>/<job>.tsv`` of a run in one table: rule, job, then Snakemake's columns."""
-    root = Path(run_dir) / "benchmarks"
-    frames = []
-    for tsv in sorted(root.rglob("*.tsv")):
-        rel = tsv.relative_to(root)
-        df = pd.read_csv(tsv, sep="\t")
-        df.insert(0, "job", rel.with_suffix("").relative_to(rel.parts[0]).as_posix())
-        df.insert(0, "rule", rel.parts[0])
-        frames.append(df)
-    if not frames:
-        raise InputError(f"no benchmark TSV under {root}")
-    return pd.concat(frames, ignore_index=True)
-
-
-PIP_FREEZE_FILE = "pip-freeze.txt"
-ROOT = Path(__file__).resolve().parents[2]  # the checkout whose code runs (src/grpo_amp/..)
-
-
-def _git(*args: str) -> str | None:
-    try:
-        proc = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout if proc.returncode == 0 else None  # not stripped: porcelain lines start with a space
-
-
-def code_commit() -> tuple[str | None, list[str]]:
-    """(HEAD's full hash, the tracked files that differ from it) of this checkout; (None, []) outside git.
-
-    Changes under ``results/`` do not count: publishing writes there, and results are not code."""
-    head = _git("rev-parse", "HEAD")
-    if head is None:
-        return None, []
-    head = head.strip()
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results") or ""
-    return head, [ln[3:] for ln in status.splitlines() if ln.strip()]
-
-
-def pip_freeze() -> str:
-    """``pip freeze`` of this interpreter (the versions the run used, if it ran here)."""
-    proc = subprocess.run([sys.executable, "-m", "pip", "freeze", "--all"], capture_output=True, text=True,
-                          timeout=120)
-    if proc.returncode != 0:
-        raise InputError(f"pip freeze failed: {proc.stderr.strip().splitlines()[-1:]}")
-    return proc.stdout
-
-
-def rule_threads() -> dict[str, int]:
-    """Each rule's ``threads:`` in workflows/rules/*.smk (its OMP_NUM_THREADS); rules without one use 1."""
-    out = {}
-    for smk in sorted((ROOT / "workflows" / "rules").glob("*.smk")):
-        rule = None
-        for line in smk.read_text().splitlines():
-            if m := re.match(r"^(?:local)?rule (\w+):", line):
-                rule = m.group(1)
-            elif rule and (m := re.match(r"^\s+threads:\s*(\d+)", line)):
-                out[rule] = int(m.group(1))
-    return out
-
-
-def wall_time_per_rule(benchmarks: pd.DataFrame) -> dict[str, float]:
-    """Seconds per rule, summed over its jobs' benchmark files (column ``s``), in first-seen order."""
-    return {rule: float(benchmarks.loc[benchmarks["rule"] == rule, "s"].sum())
-            for rule in dict.fromkeys(benchmarks["rule"])}
-
-
-def _provenance(benchmarks: pd.DataFrame) -> list[str]:
-    from grpo_amp import __version__
-
-    head, dirty = code_commit()
-    if head is None:
-        commit = "unknown (not a git checkout)"
-    else:
-        commit = head + (f" (dirty: {len(dirty)} tracked file(s) differ: {', '.join(dirty[:5])}"
-                         f"{', ...' if len(dirty) > 5 else ''})" if dirty else " (clean)")
-    lines = [f"# commit: {commit}",
-             f"# grpo-amp {__version__}, Python {platform.python_version()}, {platform.platform()}",
-             f"# machine: {platform.machine()} {platform.processor() or ''}".rstrip()
-             + f", {os.cpu_count()} CPUs"]
-    try:
-        import torch
-
-        cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-        lines.append(f"# torch {torch.__version__}, {cuda}")
-    except Exception:  # provenance is a courtesy: never fail a publish over it
-        pass
-    threads = rule_threads()
-    lines.append("# threads per rule (OMP_NUM_THREADS, at most --cores): "
-                 + ", ".join(f"{r} {n}" for r, n in threads.items()) + "; other rules 1")
-    walls = wall_time_per_rule(benchmarks)
-    lines.append("# wall time per rule, s (summed over its jobs in benchmarks.csv): "
-                 + ", ".join(f"{r} {t:.1f}" for r, t in walls.items()) + f"; total {sum(walls.values()):.1f}")
-    lines.append(f"# pip freeze: {PIP_FREEZE_FILE}")
-    return lines
-
-
-def publish(run_dir: str | Path, published_dir: str | Path, command: str) -> list[Path]:
-    """Copy a run's summary files into ``published_dir`` (see the module docstring); the paths written."""
-    run_dir, published_dir = Path(run_dir), Path(published_dir)
-    if not command.strip():
-        raise InputError("--command must give the command line that made the run")
-    _require(run_dir, SUMMARY_FILES)
-    figures = sorted((run_dir / FIGURES_DIR).glob("*.png"))
-    if not figures:
-        raise InputError(f"no figures in {run_dir / FIGURES_DIR}")
-    benchmarks = benchmarks_table(run_dir)
-    published_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in SUMMARY_FILES:
-        with atomic_path(published_dir / name) as tmp:
-            shutil.copyfile(run_dir / name, tmp)
-        written.append(published_dir / name)
-    for fig in figures:
-        target = published_dir / FIGURES_DIR / fig.name
-        with atomic_path(target) as tmp:
-            shutil.copyfile(fig, tmp)
-        written.append(target)
-    write_csv(benchmarks, published_dir / BENCHMARKS_FILE)
-    write_text(pip_freeze(), published_dir / PIP_FREEZE_FILE)
-    write_text("\n".join([command.strip(), *_provenance(benchmarks)]) + "\n", published_dir / COMMAND_FILE)
-    return written + [published_dir / p for p in (BENCHMARKS_FILE, PIP_FREEZE_FILE, COMMAND_FILE)]

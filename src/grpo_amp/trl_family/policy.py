@@ -28,7 +28,7 @@ from grpo_amp.config import Config
 from grpo_amp.grpo.loss import group_advantages
 from grpo_amp.grpo.trainer import History, sampled_surrogate
 from grpo_amp.io import InputError
-from grpo_amp.trl_settings import format_mapping, to_trl
+from grpo_amp.trl_family.settings import format_mapping, to_trl
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def _reward_function(task, T: int):
     """Our verifier on TRL's completions (lists of ids, <eos> included when drawn); records each call's rewards."""
     import torch
 
-    from grpo_amp.rollout import Rollout
+    from grpo_amp.grpo.rollout import Rollout
 
     calls: list = []
 

@@ -3,7 +3,7 @@ CSVs and the curves CSVs (C3 on a grid of p, written by ``predict``).
 
 No torch, no training and no theory here: every number on a figure was written by an earlier rule.
 
-    from grpo_amp import figures
+    from grpo_amp.analysis import figures
     list(figures.FIGURES)  # trajectories, per_question, fixed_points, ...
     figures.make_figure("trajectories", "results/default", "results/default/figures/trajectories.png")
 
@@ -34,7 +34,7 @@ from scipy.special import logit
 from grpo_amp import registry
 from grpo_amp.io import atomic_path, read_csv
 from grpo_amp.schema import CURVE_COLUMNS, LADDER_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS
-from grpo_amp.summaries import seed_interval
+from grpo_amp.analysis.stats import seed_interval
 
 DPI = 120
 P_CLIP = 1e-6            # probabilities are clipped to [P_CLIP, 1 - P_CLIP] before a logit
