@@ -202,8 +202,10 @@ def claim_c2(study: Study, policy: str) -> Verdict | None:
 
 
 def _prediction_column(policy: str) -> str:
-    """R2 maximises the finite-G objective: its C3 is the one with E1's S_G."""
-    return "pred_trajectory_G" if registry.policy(policy).rung == "R2" else "pred_trajectory"
+    """R2 (the table's, and the transformer's transformer_r2) maximises the finite-G objective: its C3 is the one
+    with E1's S_G."""
+    return "pred_trajectory_G" if registry.policy(policy).rung == "R2" or policy == "transformer_r2" \
+        else "pred_trajectory"
 
 
 def claim_c3(study: Study, policy: str) -> Verdict | None:
