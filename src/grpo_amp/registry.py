@@ -60,7 +60,7 @@ class PolicySpec:
     sampled: bool                 # draws groups: repeated over seeds, its numbers carry seed intervals
     sweeps: tuple[str, ...]       # the SWEEPS that change what this policy does
     label: str                    # a few words for figures and the claims table
-    rung: str | None = None       # THEORY.md's E5 rung (R1 ... R6), if the policy is one
+    rung: str | None = None       # docs/theory.md's E5 rung (R1 ... R6), if the policy is one
     grpo: str = "paper"           # the conf/grpo/ preset it runs with (the algorithm's choices)
     loop: str = "grpo_amp.grpo.trainer:train"  # the iteration loop ("module:function")
     pos_method: str = "exact"
