@@ -18,6 +18,8 @@ E3's effect is the held-out gain minus each control's (claims.claim_e3).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from grpo_amp.grpo.lm_rungs import AnswerSpace
@@ -66,7 +68,7 @@ def tempered_reference(ref, final, task) -> dict:
     pos = lambda lp: (lp.exp() * correct).sum(-1)  # noqa: E731
     p_ref, p_t, p_n = pos(log_ref), pos(tempered(log_t)), pos(log_n)
     held = ~train
-    return {"temperature": float(torch.exp(torch.tensor(log_t))), "entropy_ref": float(_entropy(log_ref)[train].mean()),
+    return {"temperature": math.exp(log_t), "entropy_ref": float(_entropy(log_ref)[train].mean()),
             "entropy_n": target, "train_p_ref": float(p_ref[train].mean()), "train_p_tempered": float(p_t[train].mean()),
             "train_p_n": float(p_n[train].mean()), "heldout_p_ref": float(p_ref[held].mean()) if held.any() else float("nan"),
             "heldout_p_tempered": float(p_t[held].mean()) if held.any() else float("nan"),
