@@ -45,12 +45,19 @@ C1_COLUMNS = ["question", "seed", "iteration", "surrogate", "surrogate_se", "n_g
 E3_CONTROL_COLUMNS = ["seed", "temperature", "entropy_ref", "entropy_n", "train_p_ref", "train_p_tempered", "train_p_n",
                       "heldout_p_ref", "heldout_p_tempered", "heldout_p_n"]
 
+# results/{scale}/train/{policy}/{run}/redraws.csv (estimator with dynamic sampling, docs/theory.md E6):
+# per question and iteration, the groups drawn again because all G rewards were equal (uncapped mean
+# 1/Z - 1 per group, Z = 1 - p^G - (1-p)^G) and whether it sat the iteration out (estimator.max_redraws hit).
+REDRAWS_COLUMNS = ["question", "seed", "iteration", "redraws", "dropped"]
+
 # results/{scale}/runs.csv: one row per (policy, run) with its settings and summary numbers.
 # Every summary X is the mean over the run's seeds, with X_lo, X_hi its 95% t-interval over seeds
 # (equal to X where the run has one seed).
 # bias, bias_G: the signed mean of p_n - C3 (C3_G) trajectory beside the absolute gap (negative: under-amplifies)
 SUMMARY_NUMBERS = ["final_pos_mean", "pred_final_mean", "gap_trajectory", "gap_one_step",
-                   "gap_trajectory_G", "gap_one_step_G", "bias", "bias_G", "heldout_gain", "beta_eff", "beta_eff_rmse"]
+                   "gap_trajectory_G", "gap_one_step_G", "bias", "bias_G", "heldout_gain", "beta_eff", "beta_eff_rmse",
+                   # E6's shape test (theory.shape_test): log-odds steps against S_G(p_{n-1}), slope 1/beta_eff and R^2
+                   "shape_slope", "shape_r2"]
 # the variant's fields, then every sweep of grpo_amp.registry.SWEEP_TABLE (beta is the variant's), the iterations
 RUN_SETTINGS = ["variant", "sweep", "norm", "kl", "beta", "beta_prev", "eps", "std",
                 *[s.name for s in registry.SWEEP_TABLE if s.name != "beta"], "iterations"]
@@ -79,3 +86,14 @@ LADDER_COLUMNS = ["rung", "policy", "run", "questions", "n_seeds", "gap", "gap_l
                   # a transformer row's counterpart on its tabular twin (same questions) and gap - twin's gap, with
                   # its Welch interval: what the shared parameters add (grpo_amp.analysis.ladder.TWIN_OF); empty elsewhere
                   "twin", "vs_twin", "vs_twin_lo", "vs_twin_hi"]
+
+# results/{scale}/factorial.csv: E5's tabular ladder as a 2 x 2 x 2 factorial, one row per (variant, cell);
+# the factors' levels are registry.FACTORS; gap = mean |p_n - C3|, bias = mean (p_n - C3) (train, n >= 1),
+# each the mean over the cell's seeds with its 95% interval; see grpo_amp.analysis.factorial.
+FACTORIAL_COLUMNS = ["variant", "advantage", "optimiser", "objective", "policy", "rung", "gap", "gap_lo", "gap_hi",
+                     "bias", "bias_lo", "bias_hi", "n_seeds"]
+# results/{scale}/attribution.csv: per variant, each factor's main effect and Shapley (order-averaged) part,
+# each interaction's effect, and the total (R6's gap - R1's = the sum of the three Shapley parts, and of the three
+# chain parts: the marginal changes in the ladder's order R1 -> R2 -> R3 -> R6), paired over seeds.
+ATTRIBUTION_COLUMNS = ["variant", "factor", "kind", "effect", "effect_lo", "effect_hi", "shapley", "shapley_lo",
+                       "shapley_hi", "chain", "chain_lo", "chain_hi", "n_seeds"]

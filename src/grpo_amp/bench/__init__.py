@@ -2,6 +2,7 @@
 
     grpo-amp bench theory --repeat 5
     grpo-amp bench trl --repeat 20 --threads 2
+    grpo-amp bench scaling --repeat 3 --threads 1
 
 A benchmark is a function ``(repeat, threads) -> text`` (the report the CLI prints); a new one is
 a module and an entry in :data:`BENCHMARKS`. Entries are imported on first use, so that
@@ -10,6 +11,8 @@ never pays for transformers or TRL.
 
     theory  the closed-form theory at the sizes a sweep needs, medians against goals (bench.theory)
     trl     one GRPO iteration of ours against TRL's GRPOTrainer at equal work (grpo_amp.trl_family.bench)
+    audit   auditing 5 checkpoints of the smoke model, and how it grows with model, questions, samples (bench.audit)
+    scaling how that iteration's time and memory grow with questions, G, completion length, width (bench.scaling)
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from collections.abc import Callable
 BENCHMARKS: dict[str, str] = {
     "theory": "grpo_amp.bench.theory:report",
     "trl": "grpo_amp.trl_family.bench:report",
+    "audit": "grpo_amp.bench.audit:report",
+    "scaling": "grpo_amp.bench.scaling:report",
 }
 
 

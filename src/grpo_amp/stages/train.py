@@ -5,7 +5,8 @@
 Writes (paths named by the rule, ``outputs.train`` and ``outputs.pos``; standalone, from results/):
   train/{policy}/{run}/  seed_SS/iter_NNN (policy states: every iteration with policy.save_checkpoints,
                          else the last), metrics.csv, timing.csv (wall seconds per iteration, apart so that
-                         metrics.csv is the same bytes run to run), c1.csv (C1's sampled surrogate), run.json
+                         metrics.csv is the same bytes run to run), c1.csv (C1's sampled surrogate), run.json,
+                         redraws.csv (dynamic sampling only: redraws and drops per question)
   pos/{policy}/{run}.csv PoS of every question at every iteration and seed (POS_COLUMNS)
 A sampled policy repeats the run over ``scale.study.seeds`` seeds (cfg.seed, cfg.seed + 1, ...).
 Tabular seeds train as one table of seeds x questions (they share no parameters); transformer seeds
@@ -14,6 +15,7 @@ train one after the other in this process (start-up, not arithmetic, is the cost
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 
@@ -23,7 +25,7 @@ from grpo_amp import paths, registry
 from grpo_amp.config import Config, flatten
 from grpo_amp.io import atomic_path, write_csv, write_json
 from grpo_amp.policies import load_policy, load_task
-from grpo_amp.schema import C1_COLUMNS, E3_CONTROL_COLUMNS, POS_COLUMNS, TIMING_COLUMNS, TRAIN_METRICS_COLUMNS
+from grpo_amp.schema import C1_COLUMNS, E3_CONTROL_COLUMNS, POS_COLUMNS, REDRAWS_COLUMNS, TIMING_COLUMNS, TRAIN_METRICS_COLUMNS
 from grpo_amp.stages.common import device_for, output_path, stage_main
 from grpo_amp.study.runs import seeds_of
 from grpo_amp.tracking import mlflow_store as tracking
@@ -39,6 +41,7 @@ class Trained:
     c1: list[pd.DataFrame] = dataclasses.field(default_factory=list)
     timing: list[pd.DataFrame] = dataclasses.field(default_factory=list)
     e3: list[dict] = dataclasses.field(default_factory=list)  # E3's tempering control per seed (e3_controls.csv)
+    redraws: list[pd.DataFrame] = dataclasses.field(default_factory=list)  # dynamic sampling only
 
 
 def _train_once(cfg: Config, policy, ref, task, meter, save_dir, log_metrics=None) -> Trained:
@@ -57,6 +60,8 @@ def _train_once(cfg: Config, policy, ref, task, meter, save_dir, log_metrics=Non
     out.metrics.append(history.metrics_frame())
     out.c1.append(history.c1_frame())
     out.timing.append(history.timing_frame())
+    if history.redraws_frame() is not None:
+        out.redraws.append(history.redraws_frame())
     return out
 
 
@@ -79,7 +84,7 @@ def _train_tabular(cfg: Config, n_seeds: int, ref_dir, tmp, log_metrics=None) ->
 
     out = _train_once(cfg, policy, ref, task, meter, save_dir, log_metrics)
     # back from replicated rows to (seed, question); metrics are pooled over the seeds' rows
-    for frame in (*out.pos, *out.c1):
+    for frame in (*out.pos, *out.c1, *out.redraws):
         frame["seed"] = cfg.seed + frame["question"] // n
         frame["question"] = frame["question"] % n
     for frame in (*out.metrics, *out.timing):
@@ -99,12 +104,13 @@ def _train_each_seed(cfg: Config, n_seeds: int, ref_dir, tmp, device: str, log_m
     out = Trained()
     for s in range(n_seeds):
         cfg_s = dataclasses.replace(cfg, seed=cfg.seed + s)
-        policy = load_policy(family, ref_dir, task, device=device, **options)  # pi_0 = pi_ref
+        policy = copy.deepcopy(ref).requires_grad_(True)  # pi_0 = pi_ref (as read from ref_dir, not read again)
         meter = PosMeter(ref, task, cfg.policy.pos_method.value, cfg.policy.mc_samples, cfg_s.seed)
         one = _train_once(cfg_s, policy, ref, task, meter, lambda it, pi: pi.save(paths.iteration_dir(tmp, it, s)),
                           log_metrics and (lambda it, m: log_metrics(it, _per_seed(m, cfg_s.seed))))
-        for frame in (*one.pos, *one.metrics, *one.c1, *one.timing):
+        for frame in (*one.pos, *one.metrics, *one.c1, *one.timing, *one.redraws):
             frame["seed"] = cfg_s.seed
+        out.redraws += one.redraws
         if _has_e3_controls(cfg, task):
             from grpo_amp.grpo.e3_controls import tempered_reference
 
@@ -171,6 +177,9 @@ def run(cfg: Config) -> None:
             write_csv(pd.DataFrame(trained.e3, columns=E3_CONTROL_COLUMNS), tmp / "e3_controls.csv")
         write_csv(pd.concat(trained.timing, ignore_index=True)[TIMING_COLUMNS], tmp / "timing.csv")
         write_csv(pd.concat(trained.c1, ignore_index=True)[C1_COLUMNS], tmp / "c1.csv")
+        if trained.redraws:  # dynamic sampling (docs/theory.md E6): redraws per question, dropped questions
+            write_csv(pd.concat(trained.redraws, ignore_index=True)[REDRAWS_COLUMNS]
+                      .sort_values(["seed", "iteration", "question"]), tmp / "redraws.csv")
         write_json({"config": params, "mlflow_run_id": run_id, "tracking_uri": uri, "notes": notes}, tmp / "run.json")
         pos = pd.concat(trained.pos, ignore_index=True)[POS_COLUMNS].sort_values(["seed", "iteration", "question"])
         write_csv(pos, pos_out)  # inside the block: a failed run leaves neither output behind

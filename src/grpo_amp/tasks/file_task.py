@@ -166,10 +166,13 @@ class FileTask(Task):
             out.append(row)
         return out
 
+    def score(self, completion: str, question: int) -> float:
+        """r(q, o) of one decoded completion: 1.0 where the verifier accepts it, else 0.0."""
+        return float(self.verify(completion, str(self.questions["answers"].iat[question])))
+
     def reward(self, rollout: Rollout) -> torch.Tensor:
-        answers = self.questions["answers"].to_numpy()
         texts = self.decode(rollout)
-        r = [[float(self.verify(t, answers[int(q)])) for t in row] for q, row in zip(rollout.questions.tolist(), texts)]
+        r = [[self.score(t, int(q)) for t in row] for q, row in zip(rollout.questions.tolist(), texts)]
         return torch.tensor(r, dtype=torch.float32, device=rollout.tokens.device)
 
     def save(self, directory: str | Path) -> None:

@@ -15,9 +15,9 @@ from grpo_amp.io import read_json
 
 
 def task_kind(directory: str | Path) -> str:
-    """"file" or "modarith": what the reference directory's task.json says (InputError if it is missing)."""
+    """"file", "reasoning_gym" or "modarith": what the reference directory's task.json says (InputError if missing)."""
     meta = read_json(Path(directory) / "task.json")
-    return "file" if meta.get("task") == "file" else "modarith"
+    return meta["task"] if meta.get("task") in ("file", "reasoning_gym") else "modarith"
 
 
 class LMTask:
@@ -25,10 +25,26 @@ class LMTask:
 
     @classmethod
     def load(cls, directory: str | Path):
-        if task_kind(directory) == "file":
+        kind = task_kind(directory)
+        if kind == "reasoning_gym":
+            from grpo_amp.tasks.reasoning_gym_task import ReasoningGymTask
+
+            return ReasoningGymTask.load(directory)
+        if kind == "file":
             from grpo_amp.tasks.file_task import FileTask
 
             return FileTask.load(directory)
         from grpo_amp.tasks.modarith import ModArithTask
 
         return ModArithTask.load(directory)
+
+
+def open_ended_task(task_cfg, tokenizer):
+    """task=file (questions from a file) or task=reasoning_gym (generated offline), for the model's tokenizer."""
+    if task_cfg.name == "reasoning_gym":
+        from grpo_amp.tasks.reasoning_gym_task import ReasoningGymTask
+
+        return ReasoningGymTask.from_config(task_cfg, tokenizer)
+    from grpo_amp.tasks.file_task import FileTask
+
+    return FileTask.from_config(task_cfg, tokenizer)
