@@ -52,7 +52,7 @@ def tempered_reference(ref, final, task) -> dict:
     """T with mean train entropy of pi_ref^(1/T) = the trained policy's, and the PoS it gives per split."""
     space = AnswerSpace(task)
     questions = torch.arange(len(task.questions))
-    train = torch.as_tensor((task.questions["split"] == "train").to_numpy())
+    train = torch.as_tensor((task.questions["split"] == "train").to_numpy().copy())
     log_ref, log_n = space.log_probs(ref, questions), space.log_probs(final, questions)   # (N, K + 1)
     target = float(_entropy(log_n)[train].mean())
 

@@ -125,15 +125,18 @@ def _argmax(policy, space: AnswerSpace, questions, adv, log_ref, log_old, cfg: C
                               tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
     p_prev, iters, reached = pos(), 0, float("inf")
     while iters < g.argmax_max_iter:
-        lbfgs.param_groups[0]["max_iter"] = min(CHUNK, g.argmax_max_iter - iters)
+        asked = lbfgs.param_groups[0]["max_iter"] = min(CHUNK, g.argmax_max_iter - iters)
         before = lbfgs.state[params[0]].get("n_iter", 0)
         lbfgs.step(closure)
         # the iterations really taken (a chunk ends early on a non-descent direction or its evaluation budget)
-        iters += max(lbfgs.state[params[0]]["n_iter"] - before, 1)
+        taken = lbfgs.state[params[0]]["n_iter"] - before
+        iters += max(taken, 1)
         p_now = pos()
         reached = float((p_now - p_prev).abs().max())
         p_prev = p_now
-        if reached <= g.argmax_tol:
+        if taken < asked:
+            lbfgs.state.clear()  # stalled: a fresh curvature history (steepest descent first), not "converged"
+        elif reached <= g.argmax_tol:
             break
     for p in params:
         p.grad = None
