@@ -21,11 +21,11 @@ import logging
 
 import pandas as pd
 
-from grpo_amp import paths
+from grpo_amp import paths, registry
 from grpo_amp.config import Config, flatten
 from grpo_amp.io import atomic_path, write_csv, write_json
 from grpo_amp.policies import load_policy, load_task
-from grpo_amp.schema import C1_COLUMNS, POS_COLUMNS, REDRAWS_COLUMNS, TIMING_COLUMNS, TRAIN_METRICS_COLUMNS
+from grpo_amp.schema import C1_COLUMNS, E3_CONTROL_COLUMNS, POS_COLUMNS, REDRAWS_COLUMNS, TIMING_COLUMNS, TRAIN_METRICS_COLUMNS
 from grpo_amp.stages.common import device_for, output_path, stage_main
 from grpo_amp.study.runs import seeds_of
 from grpo_amp.tracking import mlflow_store as tracking
@@ -40,6 +40,7 @@ class Trained:
     metrics: list[pd.DataFrame] = dataclasses.field(default_factory=list)
     c1: list[pd.DataFrame] = dataclasses.field(default_factory=list)
     timing: list[pd.DataFrame] = dataclasses.field(default_factory=list)
+    e3: list[dict] = dataclasses.field(default_factory=list)  # E3's tempering control per seed (e3_controls.csv)
     redraws: list[pd.DataFrame] = dataclasses.field(default_factory=list)  # dynamic sampling only
 
 
@@ -68,10 +69,10 @@ def _train_tabular(cfg: Config, n_seeds: int, ref_dir, tmp, log_metrics=None) ->
     """Every seed in one table: row s*N + q is question q of seed cfg.seed + s."""
     from grpo_amp.grpo.pos import PosMeter
 
-    base = load_task("tabular", ref_dir)
+    base = load_task(cfg.policy.family, ref_dir)
     n = len(base.questions)
     task = base.replicate(n_seeds)
-    ref = load_policy("tabular", ref_dir, base).replicate(n_seeds, task)
+    ref = load_policy(cfg.policy.family, ref_dir, base).replicate(n_seeds, task)
     ref.requires_grad_(False)
     policy = ref.replicate(1, task)
     policy.requires_grad_(True)
@@ -110,11 +111,23 @@ def _train_each_seed(cfg: Config, n_seeds: int, ref_dir, tmp, device: str, log_m
         for frame in (*one.pos, *one.metrics, *one.c1, *one.timing, *one.redraws):
             frame["seed"] = cfg_s.seed
         out.redraws += one.redraws
+        if _has_e3_controls(cfg, task):
+            from grpo_amp.grpo.e3_controls import tempered_reference
+
+            out.e3.append({"seed": cfg_s.seed, **tempered_reference(ref, policy, task)})
         out.pos += one.pos
         out.metrics += one.metrics
         out.c1 += one.c1
         out.timing += one.timing
     return out
+
+
+def _has_e3_controls(cfg: Config, task) -> bool:
+    """E3's tempering control is measured for a policy some control run is a control of, on a listable modarith task."""
+    from grpo_amp.tasks.modarith import ModArithTask
+
+    name = cfg.policy.name.value
+    return isinstance(task, ModArithTask) and any(s.control_of == name for s in registry.POLICY_TABLE)
 
 
 def _per_seed(metrics: dict, seed: int) -> dict:
@@ -154,12 +167,14 @@ def run(cfg: Config) -> None:
         log.warning(note)
     torch.manual_seed(cfg.seed)
     with atomic_path(train_out, directory=True) as tmp:
-        if cfg.policy.family == "tabular":
+        if cfg.policy.family in ("tabular", "twin"):  # tables: seeds as rows of one table
             trained = _train_tabular(cfg, n_seeds, ref_dir, tmp, log_metrics)
         else:
             trained = _train_each_seed(cfg, n_seeds, ref_dir, tmp, device_for(cfg), log_metrics)
-        metrics = pd.concat(trained.metrics, ignore_index=True)[TRAIN_METRICS_COLUMNS]
+        metrics = pd.concat(trained.metrics, ignore_index=True).reindex(columns=TRAIN_METRICS_COLUMNS)  # argmax_*: NaN off the exact rungs
         write_csv(metrics, tmp / "metrics.csv")
+        if trained.e3:
+            write_csv(pd.DataFrame(trained.e3, columns=E3_CONTROL_COLUMNS), tmp / "e3_controls.csv")
         write_csv(pd.concat(trained.timing, ignore_index=True)[TIMING_COLUMNS], tmp / "timing.csv")
         write_csv(pd.concat(trained.c1, ignore_index=True)[C1_COLUMNS], tmp / "c1.csv")
         if trained.redraws:  # dynamic sampling (docs/theory.md E6): redraws per question, dropped questions
