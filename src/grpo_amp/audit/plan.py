@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from grpo_amp.audit.checkpoints import Point, check_points, find_points
 from grpo_amp.io import InputError
+from grpo_amp.study.runs import reject_workflow_keys
 
-_WORKFLOW_KEYS = ("policy", "scale", "results", "run_name")
-_WORKFLOW_PREFIXES = ("scale.", "inputs.", "outputs.", "hydra.", "tracking.")
+_WORKFLOW_KEYS = ("policy", "scale", "results", "run_name")  # the audit sets these (the variant is the user's)
 
 
 @dataclass(frozen=True)
@@ -67,11 +67,7 @@ def audit_plan(text: str, scale: str) -> AuditPlan:
         raise InputError(f"--config audit={text!r}: {exc}") from None
     if not raw:
         return AuditPlan()
-    for o in raw:
-        key = o.lstrip("+~").split("=", 1)[0].split("@")[0]
-        if "=" not in o or key in _WORKFLOW_KEYS or key.startswith(_WORKFLOW_PREFIXES):
-            raise InputError(f"--config audit: {o!r} is not a KEY=VALUE override the audit leaves to you (it sets "
-                             f"{', '.join(_WORKFLOW_KEYS)} and {', '.join(p + '*' for p in _WORKFLOW_PREFIXES)} itself)")
+    reject_workflow_keys(raw, "audit", _WORKFLOW_KEYS, "audit")
     overrides = tuple(expand(raw))
     cfg = compose(list(overrides), scale)
     points = plan_points(cfg)

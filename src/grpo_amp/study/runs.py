@@ -125,6 +125,16 @@ class LMOverrides:
     inputs: tuple[str, ...] = ()  # policy.checkpoint and task.path, where set: the reference rule's inputs
 
 
+def reject_workflow_keys(overrides, option: str, keys: tuple[str, ...], who: str) -> None:
+    """Every override a user hands over (``--config <option>=...``) is KEY=VALUE and leaves the keys the
+    workflow sets itself alone (``keys``, and everything under _WORKFLOW_PREFIXES): InputError naming it."""
+    for o in overrides:
+        key = o.lstrip("+~").split("=", 1)[0].split("@")[0]
+        if "=" not in o or key in keys or key.startswith(_WORKFLOW_PREFIXES):
+            raise InputError(f"--config {option}: {o!r} is not a KEY=VALUE override the {who} leaves to you (it sets "
+                             f"{', '.join(keys)} and {', '.join(p + '*' for p in _WORKFLOW_PREFIXES)} itself)")
+
+
 def lm_overrides(text: str, scale: str) -> LMOverrides:
     """Split and check ``text`` by composing it for policy=transformer; InputError (one line) if it is wrong."""
     import shlex
@@ -135,11 +145,7 @@ def lm_overrides(text: str, scale: str) -> LMOverrides:
         raise InputError(f"--config lm={text!r}: {exc}") from None
     if not overrides:
         return LMOverrides()
-    for o in overrides:
-        key = o.lstrip("+~").split("=", 1)[0].split("@")[0]
-        if "=" not in o or key in _WORKFLOW_KEYS or key.startswith(_WORKFLOW_PREFIXES):
-            raise InputError(f"--config lm: {o!r} is not a KEY=VALUE override the workflow leaves to you (it sets "
-                             f"{', '.join(_WORKFLOW_KEYS)} and {', '.join(p + '*' for p in _WORKFLOW_PREFIXES)} itself)")
+    reject_workflow_keys(overrides, "lm", _WORKFLOW_KEYS, "workflow")
     from grpo_amp.config import compose_config
 
     try:
