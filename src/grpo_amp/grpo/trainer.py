@@ -1,10 +1,9 @@
 """The GRPO iteration loop, over any policy.
 
-    history = train(policy, ref, task, cfg, save_iteration=lambda n, pi: pi.save(out / f"iter_{n:03d}"))
+    history = train(policy, ref, task, cfg, update=grpo_update, save_iteration=lambda n, pi: pi.save(out / f"iter_{n:03d}"))
 
-Per iteration n (THEORY.md's setting): freeze pi_{n-1}; run the update of the policy kind
-(the registry's ``PolicySpec.update``: C2's closed form for tabular_exact, an E5 rung, sampled
-GRPO steps); measure C1's
+Per iteration n (THEORY.md's setting): freeze pi_{n-1}; run the policy's update (bound to its name in
+``grpo.updates.LOOPS``: C2's closed form for tabular_exact, an E5 rung, sampled GRPO steps); measure C1's
 sampled surrogate on fresh groups of pi_{n-1}; hand pi_n to ``save_iteration``. The trainer knows
 nothing of the prediction: C1's closed form is put beside the measurement by ``compare``.
 """
@@ -19,7 +18,6 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from grpo_amp import registry
 from grpo_amp.config import Config
 from grpo_amp.grpo.adam import Adam
 from grpo_amp.grpo.loss import LossTerms, group_advantages, grpo_loss, sequence_sum, token_logp
@@ -166,17 +164,16 @@ def sampled_surrogate(policy: Policy, old: Policy, task: Task, questions: torch.
 
 
 # --------------------------------------------------------------------------- the loop
-def train(policy: Policy, ref: Policy, task: Task, cfg: Config,
+def train(policy: Policy, ref: Policy, task: Task, cfg: Config, *, update: Update,
           save_iteration: Callable[[int, Policy], None] | None = None,
-          log_metrics: Callable[[int, dict], None] | None = None, update: Update | None = None) -> History:
+          log_metrics: Callable[[int, dict], None] | None = None) -> History:
     """Run ``cfg.grpo.iterations`` GRPO iterations from ``policy`` (= pi_ref at the start).
 
-    ``update`` is one iteration's step; by default the registry's entry for ``cfg.policy.name``.
+    ``update`` is one iteration's step (``grpo.updates.LOOPS`` binds each policy's).
     """
     torch.manual_seed(cfg.seed)
     generator = torch.Generator(device=_device_of(policy)).manual_seed(cfg.seed)
     questions = task.split_ids("train").to(_device_of(policy))
-    update = update or registry.resolve(cfg.policy.spec.update)
     history = History()
     bar = tqdm(range(1, cfg.grpo.iterations + 1), desc=f"{cfg.policy.name.value}/{cfg.run_name or cfg.variant.name}",
                unit="iter", mininterval=1.0)

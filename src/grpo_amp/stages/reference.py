@@ -43,7 +43,7 @@ def _transformer(cfg: Config):
         return task, HFPolicy(task, model, temperature=cfg.policy.temperature, device=device_for(cfg))
     task = ModArithTask.generate(cfg.task)
     if cfg.policy.checkpoint:  # a local HF causal LM is pi_ref: nothing trained, nothing downloaded
-        from grpo_amp.policies.lm.checkpoint import reference_from_checkpoint
+        from grpo_amp.policies.transformer import reference_from_checkpoint
 
         return task, reference_from_checkpoint(task, cfg.policy.checkpoint, device=device_for(cfg))
     return task, train_reference(task, cfg.policy.model, cfg.policy.reference, seed=cfg.seed, device=device_for(cfg))
