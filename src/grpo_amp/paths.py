@@ -24,7 +24,6 @@ REPORT = "{results}/{scale}/report.html"
 LOG = "{results}/{scale}/logs/{rule}/{name}.log"
 BENCHMARK = "{results}/{scale}/benchmarks/{rule}/{name}.tsv"
 
-POS_MEASURED_IN_TRAINING = "pos.csv"  # in a train dir, when per-iteration checkpoints are off
 
 LADDER = "{results}/{scale}/ladder.csv"
 ITERATIONS = "{results}/{scale}/iterations.csv"  # per run and iteration: E_q |p_n - C3|, mean PoS

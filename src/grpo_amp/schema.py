@@ -3,6 +3,8 @@
 README's "Output contract" documents the same; ``io.read_csv(path, COLUMNS)`` enforces it.
 """
 
+from dataclasses import dataclass, fields
+
 from grpo_amp import registry
 
 # results/{scale}/pos/{policy}/{run}.csv: one row per question and iteration.
@@ -25,8 +27,29 @@ CURVE_COLUMNS = ["p", "step_gain", "limit", "step_gain_G", "limit_G"]
 # seed -1: the policy trains several seeds in one table (tabular), so the row is pooled over them.
 # inner_steps_taken: grpo_update's optimiser steps in the iteration (grpo.inner_steps, or more
 # where grpo.inner_tol lets them go on: the transformer control); NaN for the closed forms and E5's rungs.
-TRAIN_METRICS_COLUMNS = ["seed", "iteration", "loss", "pg_objective", "kl_ref", "kl_prev", "mean_reward",
-                         "zero_spread_frac", "clip_frac", "inner_steps_taken"]
+@dataclass(frozen=True)
+class IterationMetrics:
+    """What one GRPO iteration reports: every update (grpo.updates.LOOPS) and TRL's loop return one.
+
+    NaN where a quantity has no meaning for the update (the closed forms have no loss, no sample).
+    """
+    loss: float
+    pg_objective: float
+    kl_ref: float
+    kl_prev: float
+    mean_reward: float
+    zero_spread_frac: float
+    clip_frac: float
+    inner_steps_taken: float
+
+    @classmethod
+    def undefined(cls) -> "IterationMetrics":
+        """Every value NaN: an update with no sample and no objective (C2's closed form)."""
+        return cls(**dict.fromkeys(ITERATION_METRICS, float("nan")))
+
+
+ITERATION_METRICS = tuple(f.name for f in fields(IterationMetrics))
+TRAIN_METRICS_COLUMNS = ["seed", "iteration", *ITERATION_METRICS]
 # results/{scale}/train/{policy}/{run}/timing.csv: wall seconds per iteration, kept out of metrics.csv
 # so that every data file is byte-identical between two runs of the same config on one machine.
 TIMING_COLUMNS = ["seed", "iteration", "seconds"]

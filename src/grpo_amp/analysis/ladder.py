@@ -10,12 +10,12 @@ Welch interval over the two runs' seeds. The main chain R1 -> R2 -> R3 -> R4 (la
 telescopes: its parts add up to R6's gap minus R1's (which is ~0: R1 is C3). R5 (one group's own
 maximiser) hangs off R6, as do the loss choices.
 
-The transformer's chain (issue 10): ``transformer control`` (m groups per question, inner steps until
+The transformer's chain: ``transformer control`` (m groups per question, inner steps until
 the sampled objective stops improving) hangs off the table's R4 at the same G, m and variant (R2
 where the scale has no such R4), so its part is the parametrisation (shared parameters across
 questions, C2 drift, held-out questions moving), measured rather than asserted; ``transformer`` and
 ``trl`` hang off the control, so their part is sampling + optimisation on the transformer (one group,
-M steps; TRL's loop too). Without a control at the scale they hang off R6, as before.
+M steps; TRL's loop too). Without a control at the scale they hang off R6.
 Reads the predict files only (nothing here trains).
 """
 

@@ -26,8 +26,9 @@ import math
 import torch
 
 from grpo_amp.config import Config, VariantConfig
-from grpo_amp.grpo.loss import group_advantages
+from grpo_amp.grpo.loss import KL_TARGETS, group_advantages
 from grpo_amp.io import InputError
+from grpo_amp.schema import IterationMetrics
 from grpo_amp.grpo.rollout import Rollout
 
 NAN = float("nan")
@@ -101,8 +102,8 @@ def expected_zero_spread(p: torch.Tensor, q: torch.Tensor, group_size: int) -> t
 
 # --------------------------------------------------------------------------- the exact objective
 def _kl_terms(variant: VariantConfig) -> list[tuple[float, str]]:
-    return {"ref": [(variant.beta, "ref")], "mirror": [(variant.beta, "old")],
-            "both": [(variant.beta, "ref"), (variant.beta_prev, "old")]}[variant.kl.value]
+    """(coefficient, "ref" or "old") of each KL term of the variant: loss.KL_TARGETS's table, with its values."""
+    return [(getattr(variant, coef_field), target) for coef_field, target in KL_TARGETS[variant.kl.value]]
 
 
 def exact_objective(logits: torch.Tensor, adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor,
@@ -130,11 +131,11 @@ def exact_objective(logits: torch.Tensor, adv: torch.Tensor, log_ref: torch.Tens
     return {"pg": pg, "kl_ref": kl["ref"], "kl_old": kl["old"], "objective": pg - penalty}
 
 
-def _metrics(terms: dict[str, torch.Tensor], mean_reward, zero_spread, clip_frac=NAN) -> dict:
-    return {"loss": float(-terms["objective"].mean()), "pg_objective": float(terms["pg"].mean()),
-            "kl_ref": float(terms["kl_ref"].mean()), "kl_prev": float(terms["kl_old"].mean()),
-            "mean_reward": float(mean_reward), "zero_spread_frac": float(zero_spread), "clip_frac": float(clip_frac),
-            "inner_steps_taken": NAN}  # not grpo_update's inner loop
+def _metrics(terms: dict[str, torch.Tensor], mean_reward, zero_spread, clip_frac=NAN) -> IterationMetrics:
+    return IterationMetrics(loss=float(-terms["objective"].mean()), pg_objective=float(terms["pg"].mean()),
+                            kl_ref=float(terms["kl_ref"].mean()), kl_prev=float(terms["kl_old"].mean()),
+                            mean_reward=float(mean_reward), zero_spread_frac=float(zero_spread),
+                            clip_frac=float(clip_frac), inner_steps_taken=NAN)  # not grpo_update's inner loop
 
 
 # --------------------------------------------------------------------------- R1/R2's optimiser
@@ -366,11 +367,3 @@ def one_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Confi
     _write(policy, questions, logits)
     terms = exact_objective(logits, a, log_ref, log_old, v)
     return _metrics(terms, rewards.mean(), zero_spread.double().mean())
-
-
-RUNGS = {
-    "R1": population_argmax,
-    "R2": finite_group_argmax,
-    "R3": exact_objective_steps,
-    "R5": one_group_argmax,
-}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 import torch
@@ -22,6 +22,7 @@ from grpo_amp.config import Config
 from grpo_amp.grpo.adam import Adam
 from grpo_amp.grpo.loss import LossTerms, group_advantages, grpo_loss, sequence_sum, token_logp
 from grpo_amp.policies.base import Policy
+from grpo_amp.schema import IterationMetrics
 from grpo_amp.tasks.base import Task
 
 
@@ -45,7 +46,7 @@ class History:
 
 # --------------------------------------------------------------------------- the two updates
 def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions: torch.Tensor,
-                cfg: Config, generator: torch.Generator) -> dict:
+                cfg: Config, generator: torch.Generator) -> IterationMetrics:
     """M inner optimiser steps on the sampled, group-normalised, KL-penalised objective.
 
     m = grpo.groups_per_question groups of G per question, the objective averaged over them,
@@ -79,11 +80,11 @@ def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions:
         optimiser.step()
         taken += 1
         if g.inner_tol is None and taken == g.inner_steps:
-            break  # practice: M steps; the loss reported is the one of the last step's start, as before
-    return {"loss": float(terms.loss.detach()), "pg_objective": float(terms.pg_objective), "kl_ref": float(terms.kl_ref),
-            "kl_prev": float(terms.kl_prev), "mean_reward": float(rewards.mean()),
-            "zero_spread_frac": float(zero_spread.double().mean()), "clip_frac": float(terms.clip_frac),
-            "inner_steps_taken": taken}
+            break  # practice: M steps; the loss reported is the one at the last step's start
+    return IterationMetrics(loss=float(terms.loss.detach()), pg_objective=float(terms.pg_objective),
+                            kl_ref=float(terms.kl_ref), kl_prev=float(terms.kl_prev), mean_reward=float(rewards.mean()),
+                            zero_spread_frac=float(zero_spread.double().mean()), clip_frac=float(terms.clip_frac),
+                            inner_steps_taken=taken)
 
 
 STOP_WINDOW = 4  # inner_tol judges the loss's mean fall per step over this many steps: Adam's steps are not monotone
@@ -113,15 +114,13 @@ def inner_stopping(min_steps: int, tol: float | None, max_steps: int,
 
 
 def exact_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions: torch.Tensor,
-                 cfg: Config, generator: torch.Generator) -> dict:
+                 cfg: Config, generator: torch.Generator) -> IterationMetrics:
     """C2's closed-form optimum (tabular policies only): no sampling, no optimiser."""
     policy.set_exact_optimum(old, ref, questions, cfg.variant)
-    nan = float("nan")
-    return {"loss": nan, "pg_objective": nan, "kl_ref": nan, "kl_prev": nan, "mean_reward": nan,
-            "zero_spread_frac": nan, "clip_frac": nan, "inner_steps_taken": nan}
+    return IterationMetrics.undefined()
 
 
-Update = Callable[..., dict]  # (policy, old, ref, task, questions, cfg, generator) -> metrics of the iteration
+Update = Callable[..., IterationMetrics]  # (policy, old, ref, task, questions, cfg, generator) -> the iteration's
 
 def _optimiser(policy: Policy, cfg: Config) -> Adam:
     """A fresh Adam per iteration, or (reset_optimizer=false) one kept on the policy, moments and all."""
@@ -180,9 +179,9 @@ def train(policy: Policy, ref: Policy, task: Task, cfg: Config, *, update: Updat
     for n in bar:
         start = time.perf_counter()
         old = policy.frozen_copy()  # pi_{n-1}: frozen for the whole iteration
-        metrics = update(policy, old, ref, task, questions, cfg, generator)
+        reported = update(policy, old, ref, task, questions, cfg, generator)
         c1 = sampled_surrogate(policy, old, task, questions, cfg, generator)
-        metrics = {"iteration": n, **metrics, "seconds": time.perf_counter() - start}
+        metrics = {"iteration": n, **asdict(reported), "seconds": time.perf_counter() - start}
         history.metrics.append(metrics)
         history.c1.append(c1.assign(iteration=n))
         if save_iteration is not None:

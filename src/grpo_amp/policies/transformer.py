@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 class TransformerPolicy(Policy):
     """pi(o|q) = a causal LM's probability of the completion tokens o (digits then <eos>) after q's prompt."""
 
-    family = "transformer"
-
     def __init__(self, task: ModArithTask, model: "PreTrainedModel", device: str | torch.device = "auto",
                  lean: bool = True):
         """lean=False: always HF's forward (to compare the two, or for a model the lean one gets wrong)."""
