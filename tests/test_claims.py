@@ -1,4 +1,4 @@
-"""claims.py on synthetic studies whose truth is known by construction.
+"""grpo_amp.analysis.claims on synthetic studies whose truth is known by construction.
 
 Every study is built the way ``compare`` builds it: a pos table per run (POS_COLUMNS), turned into
 the predict frame by ``predict.predict_frame``, turned into a runs.csv row (RUN_COLUMNS) by compare's
@@ -15,14 +15,14 @@ import pytest
 from scipy import stats
 
 from grpo_amp import registry, theory
-from grpo_amp.analysis.claims import CLAIMS, TOLERANCE, Study, claims_markdown, claims_table
-from grpo_amp.analysis.stats import difference_interval, interval_verdict, noise_ratio, seed_interval
-from grpo_amp.config import KLTarget, Norm, VariantConfig
+from grpo_amp.analysis.claims import CRITERIA, TOLERANCE, Study, claims_markdown, claims_table
 from grpo_amp.analysis.ladder import ladder_table
 from grpo_amp.analysis.predict import predict_frame
+from grpo_amp.analysis.stats import difference_interval, interval_verdict, noise_ratio, seed_interval
+from grpo_amp.analysis.summaries import summarise_run
+from grpo_amp.config import KLTarget, Norm, VariantConfig
 from grpo_amp.schema import C1_COLUMNS, CLAIM_COLUMNS, POS_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, RUN_SETTINGS
 from grpo_amp.stages.compare import run_row
-from grpo_amp.analysis.summaries import summarise_run
 
 N_ITERS = 12
 SE = 0.01  # the stated standard error of every synthetic C1 check
@@ -144,14 +144,15 @@ def exact_study(policy="tabular_exact", betas=(0.5, 2.0, 4.0), beta_of_measure=N
 def test_exact_study_every_claim_holds():
     table = claims_table(exact_study().study())
     assert list(table.columns) == CLAIM_COLUMNS
-    # E1 needs sampled groups (tabular_exact draws none), E5 an E5 rung
-    assert _verdicts(table, "tabular_exact") == {c: "holds" for c in ("C1", "C2", "C3", "C4", "C5", "C6", "C7",
-                                                                        "E4")}
+    # E1 needs sampled groups (tabular_exact draws none), E5 an E5 rung; C2's KL is 0 under every named
+    # theory (each tilts by r alone): it rejects none of them, so it cannot hold
+    assert _verdicts(table, "tabular_exact") == {**{c: "holds" for c in ("C1", "C3", "C4a", "C4b", "C5a", "C5b", "C6a",
+                                                                         "C6b", "C7a", "C7b", "E4")}, "C2": "no power"}
     assert _row(table, "C3", "tabular_exact")["value"] < 1e-12
     assert _row(table, "C2", "tabular_exact")["value"] == 0.0
-    assert _row(table, "C4", "tabular_exact")["value"] == 1.0  # every question amplified
-    assert _row(table, "C5", "tabular_exact")["value"] < 1e-12  # mean_only: p_n = p_1 for n >= 1
-    assert _row(table, "C7", "tabular_exact")["value"] == pytest.approx(-1.0)  # finals strictly decrease in beta
+    assert _row(table, "C4a", "tabular_exact")["value"] == 1.0  # every question amplified
+    assert _row(table, "C5a", "tabular_exact")["value"] < 1e-12  # mean_only: p_n = p_1 for n >= 1
+    assert _row(table, "C7a", "tabular_exact")["value"] == pytest.approx(-1.0)  # finals strictly decrease in beta
     assert _row(table, "E4", "tabular_exact")["value"] <= TOLERANCE["fit_rmse"][registry.ROUNDOFF]
     c1 = _row(table, "C1", "tabular_exact")
     assert 0.8 < c1["value"] < 1.2 and c1["tolerance"] == 1.5  # noise of the stated SE: ratio ~1
@@ -160,16 +161,17 @@ def test_exact_study_every_claim_holds():
 def test_c1_bias_of_five_se_fails():
     table = claims_table(exact_study(c1="bias").study())
     v = _verdicts(table, "tabular_exact")
-    assert v["C1"] == "fails" and "E1" not in v
+    assert v["C1"] == "fails" and "E1a" not in v
     assert _row(table, "C1", "tabular_exact")["value"] == pytest.approx(5.0, rel=1e-9)  # RMS(5 SE) / SE
-    assert all(v[c] == "holds" for c in ("C2", "C3", "C4", "C5", "C6", "C7", "E4"))
+    assert all(v[c] == "holds" for c in ("C3", "C4a", "C4b", "C5a", "C6a", "C7a", "C7b", "E4"))
 
 
 def test_c7_fails_when_finals_increase_with_beta():
     relabel = {0.5: 8.0, 2.0: 0.9, 4.0: 0.8}  # the run called beta=4 behaves like beta=0.8, ...
     table = claims_table(exact_study(betas=(0.5, 2.0, 4.0), beta_of_measure=relabel).study())
-    c7 = _row(table, "C7", "tabular_exact")
+    c7 = _row(table, "C7a", "tabular_exact")
     assert c7["verdict"] == "fails" and c7["value"] > 0
+    assert _row(table, "C7b", "tabular_exact")["verdict"] == "fails"  # and the curve is off
     finals = {b: float(_c3(P_EXACT, VARIANTS["mean_std_ref"], beta=relabel.get(b, 1.0))[-1].mean())
               for b in (0.5, 1.0, 2.0, 4.0)}
     assert finals[0.5] < finals[1.0] < finals[2.0] < finals[4.0]  # the construction: increasing in beta
@@ -177,16 +179,21 @@ def test_c7_fails_when_finals_increase_with_beta():
     assert _row(table, "C3", "tabular_exact")["verdict"] == "holds"  # the plain runs are still exact
 
 
-def test_c7_fails_on_one_increase_even_with_negative_rho():
-    """Finals 0.968, 0.915, 0.943, 0.610 for beta 0.5, 1, 2, 4: rho = 1 - 6*18/60 = -0.8, but 0.915 -> 0.943 rises."""
+def test_c7_sign_holds_on_one_increase_but_the_curve_fails():
+    """Finals 0.968, 0.915, 0.943, 0.610 for beta 0.5, 1, 2, 4: rho = 1 - 6*18/60 = -0.8 (the sign, C7a,
+    holds), but the finals at beta 0.5 and 2 are those of beta 0.8 and 0.9: C7b, the curve, fails."""
     table = claims_table(exact_study(beta_of_measure={0.5: 0.8, 2.0: 0.9, 4.0: 4.0}).study())
-    c7 = _row(table, "C7", "tabular_exact")
-    assert c7["verdict"] == "fails" and c7["value"] == pytest.approx(-0.8)
+    c7a, c7b = _row(table, "C7a", "tabular_exact"), _row(table, "C7b", "tabular_exact")
+    assert c7a["verdict"] == "holds" and c7a["value"] == pytest.approx(-0.8) and c7a["power"] == "1/1"
+    finals = {b: float(_c3(P_EXACT, VARIANTS["mean_std_ref"], beta=m)[-1].mean()) for b, m in ((0.5, 0.8), (2.0, 0.9))}
+    limits = {b: float(theory.predicted_limit(P_EXACT, b).mean()) for b in (0.5, 2.0)}
+    assert c7b["verdict"] == "fails"
+    assert c7b["value"] == pytest.approx(max(abs(finals[b] - limits[b]) for b in (0.5, 2.0)), rel=1e-9)
 
 
 def test_c7_needs_three_betas():
     table = claims_table(exact_study(betas=(0.5,)).study())
-    assert "C7" not in set(table["claim"])
+    assert not {"C7a", "C7b"} & set(table["claim"])
 
 
 # --------------------------------------------------------------------------- practice
@@ -224,18 +231,21 @@ def practice_study(g_gaps: dict, m_gaps: dict, kl_in_correct=0.0, policy="tabula
 def test_practice_drift_of_0_2_fails_c3_and_e2_holds_when_gaps_shrink():
     study = practice_study({4: 0.3, 32: 0.1}, {1: 0.35, 32: 0.05}, kl_in_correct=0.005)
     table = claims_table(study)
-    # E5 (R6): the gap falls monotonically in M (0.35, 0.2, 0.05): no interior minimum, no U-shape
-    assert _verdicts(table, "tabular_sgd") == {"C1": "holds", "C2": "holds", "C3": "fails", "C4": "fails",
-                                               "E1": "holds", "E2": "holds", "E4": "fails", "E5": "fails"}
+    # E5 (R6): the gap falls monotonically in M (0.35, 0.2, 0.05): the interior M is no minimum, no U-shape
+    v = _verdicts(table, "tabular_sgd")
+    assert {c: v[c] for c in ("C1", "C2", "C3", "C3_G", "C4b", "E1a", "E1b", "E2a", "E2b", "E4", "E5a", "E5b")} == {
+        "C1": "holds", "C2": "no power", "C3": "fails", "C3_G": "fails", "C4b": "fails", "E1a": "holds",
+        "E1b": "holds", "E2a": "measured", "E2b": "holds", "E4": "fails", "E5a": "holds", "E5b": "fails"}
     c3 = _row(table, "C3", "tabular_sgd")
     assert c3["value"] == pytest.approx(0.2, abs=1e-12) and c3["tolerance"] == 0.05
     assert _row(table, "C2", "tabular_sgd")["value"] == pytest.approx(0.005)
-    assert _row(table, "C4", "tabular_sgd")["value"] < 0.95  # p_N = C3 - 0.2 falls below p_ref for easy questions
-    e2 = _row(table, "E2", "tabular_sgd")
-    assert e2["value"] == pytest.approx(-0.1, abs=1e-12)  # the largest step of the gap over G (4, 8, 32)
-    # each step's Welch interval over 3 seeds (offsets -0.005, 0, 0.005 in both runs): by hand
+    assert _row(table, "C4a", "tabular_sgd")["value"] < 0.95  # p_N = C3 - 0.2 falls below p_ref for easy questions
+    assert _row(table, "E2b", "tabular_sgd")["value"] == pytest.approx(-0.2, abs=1e-12)  # under-amplifies
+    e2 = _row(table, "E2a", "tabular_sgd")
+    assert e2["value"] == pytest.approx(-0.2, abs=1e-12)  # the gap from G = 4 (0.3) to G = 32 (0.1)
+    # its Welch interval over 3 seeds (offsets -0.005, 0, 0.005 in both runs): by hand
     half = stats.t.ppf(0.975, 2) * np.sqrt(2 * 0.005 ** 2 / 3)
-    assert f"4->8: -0.1 [{-0.1 - half:.3g}, {-0.1 + half:.3g}]" in e2["evidence"]
+    assert [e2["value_lo"], e2["value_hi"]] == pytest.approx([-0.2 - half, -0.2 + half], abs=1e-12)
     assert _row(table, "C3", "tabular_sgd")["n_seeds"] == 3
     assert _row(table, "E4", "tabular_sgd")["value"] > 2 * TOLERANCE["fit_rmse"][registry.PRACTICE]  # no beta explains it
     runs = study.runs.set_index("run")
@@ -243,11 +253,11 @@ def test_practice_drift_of_0_2_fails_c3_and_e2_holds_when_gaps_shrink():
     assert runs.loc["mean_std_ref-M32", "gap_trajectory"] == pytest.approx(0.05, abs=1e-12)
 
 
-def test_practice_e2_fails_when_gaps_grow_with_group_size():
+def test_practice_e2_is_measured_when_gaps_grow_with_group_size():
     table = claims_table(practice_study({4: 0.1, 32: 0.3}, {1: 0.35, 32: 0.05}, kl_in_correct=0.02))
     v = _verdicts(table, "tabular_sgd")
-    assert v["E2"] == "fails" and v["C3"] == "fails" and v["C2"] == "fails"
-    assert _row(table, "E2", "tabular_sgd")["value"] == pytest.approx(0.1, abs=1e-12)
+    assert v["E2a"] == "measured" and v["C3"] == "fails" and v["C2"] == "fails"
+    assert _row(table, "E2a", "tabular_sgd")["value"] == pytest.approx(0.2, abs=1e-12)
     assert _row(table, "C2", "tabular_sgd")["value"] == pytest.approx(0.02)
 
 
@@ -260,7 +270,7 @@ def test_practice_matching_c3_holds_within_tolerance():
 
 
 def test_e3_heldout_gain_for_the_transformer():
-    """E3: paired t of the held-out gain; +-0.05 with noise 0.01 over 30 questions gives |t| ~ 27; no change gives 0."""
+    """E3: the held-out gain per seed (paired t in the evidence); +-0.05 holds / fails, no change cannot hold (no power)."""
     rng = np.random.default_rng(0)
     held0 = rng.uniform(0.2, 0.6, 30)
     results = {}
@@ -272,9 +282,9 @@ def test_e3_heldout_gain_for_the_transformer():
         table = claims_table(b.study())
         results[sign] = _row(table, "E3", "transformer")
         assert "E3" not in set(table.loc[table["policy"] != "transformer", "claim"])
-    assert results[+1]["verdict"] == "holds" and results[+1]["value"] > 10
-    assert results[-1]["verdict"] == "fails" and results[-1]["value"] < -10
-    assert results[0]["verdict"] == "inconclusive" and results[0]["value"] == 0.0
+    assert results[+1]["verdict"] == "holds" and results[+1]["value"] == pytest.approx(0.05, abs=0.01)
+    assert results[-1]["verdict"] == "fails" and results[-1]["value"] == pytest.approx(-0.05, abs=0.01)
+    assert results[0]["verdict"] == "no power" and results[0]["value"] == 0.0 and results[0]["power"] == "0/1"
 
 
 # --------------------------------------------------------------------------- summaries and rendering
@@ -314,7 +324,7 @@ def test_claims_markdown_renders_every_row():
                  **practice.predictions}, {**study.c1, **practice.c1})
     table = claims_table(both)
     assert set(table["policy"]) == {"tabular_exact", "tabular_sgd"}
-    assert set(table["verdict"]) <= {"holds", "fails", "inconclusive"}
+    assert set(table["verdict"]) <= {"holds", "fails", "inconclusive", "no power", "measured"}
     md = claims_markdown(table, "smoke")
     assert md.startswith("# Claims at scale `smoke`")
     lines = md.splitlines()
@@ -322,18 +332,20 @@ def test_claims_markdown_renders_every_row():
         hits = [ln for ln in lines if ln.startswith(f"| {r.claim} | {r.policy} | **{r.verdict}** |")]
         assert len(hits) == 1, (r.claim, r.policy)
         shown = f"{r.value:.3g}" if r.value_lo == r.value_hi else f"{r.value:.3g} [{r.value_lo:.3g}, {r.value_hi:.3g}]"
-        assert f"| {shown} | {r.n_seeds} |" in hits[0]
+        tol = "-" if np.isnan(r.tolerance) else f"{r.tolerance:.3g}"
+        assert f"| {shown} | {r.criterion or '-'} | {tol} | {r.power or '-'} | {r.n_seeds} |" in hits[0]
     first = lines.index(next(ln for ln in lines if ln.startswith("| claim | ")))
     end = lines.index("", first)  # the verdict matrix runs from its header to the blank line
     header, body = lines[first], lines[first + 2:end]
     matrix = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]] for ln in body}
-    assert set(matrix) == set(table["claim"]) and set(matrix) <= set(CLAIMS)
+    ids = {c.claim for c in CRITERIA}
+    assert set(matrix) == set(table["claim"]) and set(matrix) <= ids | {f"{c}_G" for c in ids}
     policies = [c.strip() for c in header.split("|")[2:-1]]
     for claim, cells in matrix.items():
         for policy, cell in zip(policies, cells):
             rows = table[(table["claim"] == claim) & (table["policy"] == policy)]
             assert cell == (rows["verdict"].iloc[0] if len(rows) else "-")
-    assert matrix["E2"][policies.index("tabular_exact")] == "-"  # the exact control has no E2
+    assert matrix["E2a"][policies.index("tabular_exact")] == "-"  # the exact control has no E2
 
 
 # --------------------------------------------------------------------------- the interval rule by hand
@@ -372,28 +384,28 @@ def test_difference_interval_against_welch_by_hand():
 
 # --------------------------------------------------------------------------- E1
 def test_e1_holds_only_when_population_weights_are_rejected():
-    """C1 frame at E1's finite-G closed form: with a small SE the population weights are rejected (E1
-    holds); with an SE so large that both weights fit, C1 still holds but E1 is inconclusive (the check
-    cannot tell the weights apart); with E1's weights themselves off, E1 fails."""
+    """C1 frame at E1's finite-G closed form: with a small SE the population weights are rejected (E1a and
+    E1b hold); with an SE so large that both weights fit, E1a cannot hold (no power: it rejects no wrong
+    weights) and E1b fails; with E1's weights themselves off, E1a fails."""
     v = VARIANTS["mean_std_ref"]
     results = {}
     for se in (SE / 10, 1.0):
         b = Builder(P_EXACT).add("tabular_sgd", "mean_std_ref", v, "variant", _c3(P_EXACT, v), group_size=4,
                                  c1_se=se)
         table = claims_table(b.study())
-        results[se] = (_row(table, "C1", "tabular_sgd"), _row(table, "E1", "tabular_sgd"))
-    c1, e1 = results[SE / 10]
-    population = float(e1["evidence"].split("vs population weights ")[1].split(" ")[0])
-    assert c1["verdict"] == "holds" and e1["verdict"] == "holds" and population > 1.5
-    assert e1["value"] == pytest.approx(c1["value"]) and 0.8 < e1["value"] < 1.2
-    c1, e1 = results[1.0]
-    population = float(e1["evidence"].split("vs population weights ")[1].split(" ")[0])
-    assert c1["verdict"] == "holds" and e1["verdict"] == "inconclusive" and population <= 1.5
+        results[se] = [_row(table, c, "tabular_sgd") for c in ("C1", "E1a", "E1b")]
+    c1, e1a, e1b = results[SE / 10]
+    assert c1["verdict"] == "holds" and e1a["verdict"] == "holds" and e1b["verdict"] == "holds"
+    assert e1b["value"] > 1.5 and e1a["power"] == "1/1" and e1b["power"] == "1/1"
+    assert e1a["value"] == pytest.approx(c1["value"]) and 0.8 < e1a["value"] < 1.2
+    c1, e1a, e1b = results[1.0]
+    assert c1["verdict"] == "no power" and e1a["verdict"] == "no power" and e1b["verdict"] == "fails"
+    assert e1b["value"] <= 1.5
     biased = Builder(P_EXACT).add("tabular_sgd", "mean_std_ref", v, "variant", _c3(P_EXACT, v), group_size=4,
                                   c1="bias")  # the surrogate 5 SE off E1's closed form
-    assert _row(claims_table(biased.study()), "E1", "tabular_sgd")["verdict"] == "fails"
+    assert _row(claims_table(biased.study()), "E1a", "tabular_sgd")["verdict"] == "fails"
     # the exact control draws no groups: no E1
-    assert "E1" not in set(claims_table(exact_study().study())["claim"])
+    assert not {"E1a", "E1b"} & set(claims_table(exact_study().study())["claim"])
 
 
 # --------------------------------------------------------------------------- E5 ladder
@@ -422,6 +434,9 @@ def test_ladder_main_chain_telescopes():
     assert ladder.loc[chain, "part"].sum() == pytest.approx(ladder.loc["R6", "gap"] - ladder.loc["R1", "gap"],
                                                              abs=1e-12)
     assert ladder.loc["R6", "n_seeds"] == 3 and ladder.loc["R6", "gap_lo"] < 0.15 < ladder.loc["R6", "gap_hi"]
+    # the signed gap beside the absolute one: every rung sits below C3 here (under-amplifies)
+    assert ladder.loc["R6", "bias"] == pytest.approx(-0.15, abs=1e-12) and ladder.loc["R6", "bias_hi"] < 0
+    assert ladder.loc["R6", "bias_lo"] < -0.15 < ladder.loc["R6", "bias_hi"]
     # R6 vs R4 (m = 4), 3 seeds each with the same offsets: Welch interval by hand
     half = stats.t.ppf(0.975, 2) * np.sqrt(2 * 0.005 ** 2 / 3)
     assert ladder.loc["R6", ["part_lo", "part_hi"]].tolist() == pytest.approx([0.07 - half, 0.07 + half], abs=1e-12)
@@ -499,7 +514,7 @@ def test_e4_reports_the_effective_beta_per_learning_rate_of_a_run_without_a_pena
     table = claims_table(b.study())
     e4 = _row(table, "E4", "trl")
     assert e4["verdict"] == "holds" and e4["value"] < 1e-3
-    per_lr = e4["evidence"].split("beta_eff per lr: ")[1].split(", ")
+    per_lr = e4["evidence"].split("beta_eff per lr: ")[1].split("; ")[0].split(", ")
     assert [s.split(":")[0] for s in per_lr] == ["lr 0.001", "lr 0.002", "lr 0.004"]
     fitted = [float(s.split(": ")[1]) for s in per_lr]
     np.testing.assert_allclose(fitted, [built[lr] for lr in (1e-3, 2e-3, 4e-3)], rtol=5e-3)

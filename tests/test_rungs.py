@@ -69,7 +69,7 @@ def test_r1_matches_c2_and_c3(kl, norm, eps, beta, seed):
     c2 = theory.tabular_optimum(old.probs(), ref.probs(), task.correct.numpy(), kl=kl, beta=v.beta,
                                 beta_prev=v.beta_prev, norm=norm, eps=eps)
     np.testing.assert_allclose(pi.probs(), c2, rtol=0, atol=1e-6)
-    if kl != "both":  # C3's PoS-only form needs pi_old/pi_ref flat on each set under kl=both (THEORY.md C3)
+    if kl != "both":  # C3's PoS-only form needs pi_old/pi_ref flat on each set under kl=both (docs/theory.md, C3)
         np.testing.assert_allclose(pos_exact(pi, qs)[0], _c3(old, ref, qs, v), rtol=0, atol=1e-6)
     assert isinstance(metrics, IterationMetrics) and math.isnan(metrics.clip_frac)
     assert np.abs(pi.probs() - old.probs()).max() > 1e-2  # the step does move pi

@@ -151,7 +151,7 @@ def test_tabular_exact_matches_the_pos_recurrence(name):
     np.testing.assert_allclose(pos, pred[1:], rtol=0, atol=1e-9)
     assert np.abs(kl).max() < 1e-9  # C2: pi_n is pi_ref tilted by r only, inside the correct set
     assert (pos[-1] > p_ref).all()  # amplified
-    # one step by hand, from THEORY.md's C3 (independent of theory.py)
+    # one step by hand, from docs/theory.md's C3 (independent of theory.py)
     x_ref = np.log(p_ref / (1 - p_ref))
     s = 1 / np.sqrt(p_ref * (1 - p_ref) + v.eps) if v.norm is Norm.mean_std else np.ones_like(p_ref)
     x1 = {"ref": x_ref + s / v.beta, "mirror": x_ref + s / v.beta,

@@ -1,8 +1,8 @@
-"""Closed-form theory (THEORY.md C1..C7, E1, E4) against hand derivations and independent numerics.
+"""Closed-form theory (docs/theory.md C1..C7, E1, E4) against hand derivations and independent numerics.
 
-Every expected number here is either written out from THEORY.md's formulas by hand (plain ``math``),
+Every expected number here is either written out from docs/theory.md's formulas by hand (plain ``math``),
 computed by a generic method that knows nothing of the closed forms (scipy.optimize, Monte Carlo),
-or quoted from THEORY.md's worked examples.
+or quoted from docs/theory.md's check values.
 """
 
 from __future__ import annotations
@@ -305,7 +305,7 @@ def test_pos_step_exact_for_any_previous_policy(kl):
 
 
 def test_both_pos_form_breaks_for_generic_previous_policy():
-    # THEORY.md C3: with pi_prev not an r-only reweighting of pi_ref, the PoS-only form is off.
+    # docs/theory.md, C3: with pi_prev not an r-only reweighting of pi_ref, the PoS-only form is off.
     pi_ref = np.array([0.25, 0.25, 0.25, 0.25])
     pi_prev = np.array([0.49, 0.01, 0.25, 0.25])  # same PoS 0.5, mass moved inside the correct set
     correct = np.array([True, True, False, False])
@@ -347,7 +347,7 @@ def test_fixed_points_solve_h_and_slope_is_derivative(p_ref, beta, eps):
 
 
 def test_fixed_points_batch_on_the_theory_examples():
-    """fixed_points_batch (the vectorised root finder) against THEORY.md's worked values, not against
+    """fixed_points_batch (the vectorised root finder) against docs/theory.md's check values (C4), not against
     fixed_points (which wraps it): p_ref=0.2, beta=1 has interior roots 0.6813 (h'=+0.39) and 0.9347
     (h'=+1.8); p_ref=0.5, beta=1 none; p_ref=0.05, beta=1 a root with h'=-0.40; p_ref=0.001, beta=1
     one with h'=-1.83. Each root also solves h(p) = p by an independent evaluation of h."""
@@ -369,7 +369,7 @@ def test_fixed_points_finite_group_solve_recurrence():
         assert float(theory.pos_step(fp.p, 0.2, "ref", 1.0, group_size=8)) == pytest.approx(fp.p, rel=1e-10)
 
 
-# --------------------------------------------------------------------------- THEORY.md worked examples
+# --------------------------------------------------------------------------- docs/theory.md check values
 def test_c4_example_p02_beta1():
     fps = theory.fixed_points(0.2, 1.0)
     assert [round(fp.p, 4) for fp in fps] == [0.6813, 0.9347, 1.0]

@@ -1,4 +1,4 @@
-"""Properties that THEORY.md states for every question (C4..C7, E1), checked with hypothesis.
+"""Properties that docs/theory.md states for every question (C4..C7, E1), checked with hypothesis.
 
 The ranges keep each claim's premise true: e.g. "eps > 0 keeps the limit below 1" needs 1 - p* to be
 representable in float64, so beta * sqrt(eps) is bounded away from 0 there.
@@ -107,7 +107,7 @@ def test_both_shares_ref_fixed_points(p_ref, beta, eps, beta_prev):
 
 
 def test_both_limit_can_differ_from_ref():
-    # THEORY.md C6: same fixed points, different limit from p_ref.
+    # docs/theory.md, C6: same fixed points, different limit from p_ref.
     assert float(theory.predicted_limit(0.02, 0.5, kl="ref")) == 1.0
     both = theory.predicted_limit(0.02, 0.5, kl="both", beta_prev=np.array([1.0, 5.0, 20.0]))
     np.testing.assert_allclose(both, 0.5287, atol=5e-5)

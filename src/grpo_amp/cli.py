@@ -34,7 +34,7 @@ def _add_predict(subparsers) -> None:
     parser = subparsers.add_parser(
         "predict", help="closed-form PoS trajectory, fixed points and limit for one question",
         description="C3 trajectory from p_ref, C4 fixed points with their stability, and the limit "
-                    "reached from p_ref (THEORY.md).")
+                    "reached from p_ref (docs/theory.md, C3 and C4).")
     parser.add_argument("--p-ref", type=float, required=True, help="PoS of the reference policy, in [0, 1]")
     parser.add_argument("--beta", type=float, required=True, help="KL strength (> 0)")
     # kl/norm/std are checked by the theory, not by argparse choices, so every bad value gets

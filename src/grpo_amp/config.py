@@ -56,7 +56,7 @@ class KLEstimator(str, Enum):
 
 
 class RatioLevel(str, Enum):
-    sequence = "sequence"  # pi(o|q)/pi_old(o|q): the ratio of THEORY.md's C1
+    sequence = "sequence"  # pi(o|q)/pi_old(o|q): the ratio of docs/theory.md's C1
     token = "token"        # per-token ratios, as in PPO/TRL
 
 
@@ -92,7 +92,7 @@ class VariantConfig:
     kl: KLTarget = KLTarget.ref
     beta: float = 1.0
     beta_prev: float = 0.0  # strength of KL(pi || pi_{n-1}) for kl=both
-    eps: float = 0.0        # inside the sqrt, as in THEORY.md: A = (r - p)/sqrt(p(1-p) + eps)
+    eps: float = 0.0        # inside the sqrt, as in docs/theory.md (advantages): A = (r - p)/sqrt(p(1-p) + eps)
     std: Std = Std.population
 
     def __post_init__(self) -> None:
@@ -113,7 +113,7 @@ class GRPOConfig:
     group_size: int = 8
     inner_steps: int = 4
     lr: float = 0.1
-    clip_eps: Optional[float] = None  # None: no clipping (THEORY.md's unclipped C1)
+    clip_eps: Optional[float] = None  # None: no clipping (docs/theory.md's unclipped C1)
     kl_estimator: KLEstimator = KLEstimator.full_vocab
     ratio_level: RatioLevel = RatioLevel.sequence
     loss_agg: LossAgg = LossAgg.token_mean

@@ -55,7 +55,7 @@ class PolicySpec:
     sampled: bool                 # draws groups: repeated over seeds, its numbers carry seed intervals
     sweeps: tuple[str, ...]       # the SWEEPS that change what this policy does
     label: str                    # a few words for figures and the claims table
-    rung: str | None = None       # THEORY.md's E5 rung (R1 ... R6), if the policy is one
+    rung: str | None = None       # docs/theory.md's E5 rung (R1 ... R6), if the policy is one
     grpo: str = "paper"           # the conf/grpo/ preset it runs with (the algorithm's choices)
     pos_method: str = "exact"
     # whose group advantage the loop computes: "variant" (ours, as the variant says) or "trl" (TRL divides by

@@ -61,8 +61,9 @@ C1_COLUMNS = ["question", "seed", "iteration", "surrogate", "surrogate_se", "n_g
 # results/{scale}/runs.csv: one row per (policy, run) with its settings and summary numbers.
 # Every summary X is the mean over the run's seeds, with X_lo, X_hi its 95% t-interval over seeds
 # (equal to X where the run has one seed).
+# bias, bias_G: the signed mean of p_n - C3 (C3_G) trajectory beside the absolute gap (negative: under-amplifies)
 SUMMARY_NUMBERS = ["final_pos_mean", "pred_final_mean", "gap_trajectory", "gap_one_step",
-                   "gap_trajectory_G", "gap_one_step_G", "heldout_gain", "beta_eff", "beta_eff_rmse"]
+                   "gap_trajectory_G", "gap_one_step_G", "bias", "bias_G", "heldout_gain", "beta_eff", "beta_eff_rmse"]
 # the variant's fields, then every sweep of grpo_amp.registry.SWEEP_TABLE (beta is the variant's), the iterations
 RUN_SETTINGS = ["variant", "sweep", "norm", "kl", "beta", "beta_prev", "eps", "std",
                 *[s.name for s in registry.SWEEP_TABLE if s.name != "beta"], "iterations"]
@@ -71,9 +72,11 @@ RUN_COLUMNS = (["policy", "run", *RUN_SETTINGS, "n_seeds"]
 
 # results/{scale}/claims.csv: one row per claim id and policy that tests it.
 # value_lo/value_hi: the value's 95% interval over seeds (equal to value for a deterministic policy).
-CLAIM_COLUMNS = ["claim", "policy", "verdict", "metric", "value", "value_lo", "value_hi", "n_seeds", "tolerance",
-                 "evidence"]
-VERDICTS = ("holds", "fails", "inconclusive")
+# criterion: "<=" or ">=" (how value compares with tolerance; "" for a measurement with no verdict);
+# power: "k/n", how many of the row's wrong theories the same check rejects on the same data.
+CLAIM_COLUMNS = ["claim", "policy", "verdict", "criterion", "metric", "value", "value_lo", "value_hi", "n_seeds",
+                 "tolerance", "power", "evidence"]
+VERDICTS = ("holds", "fails", "inconclusive", "no power", "measured")  # grpo_amp.analysis.stats.row_verdict
 
 # results/{scale}/iterations.csv: one row per (policy, run, iteration), means over train questions and seeds
 # (stages.compare.iteration_metrics, the numbers MLflow gets per step). abs_err_trajectory at n is
@@ -83,4 +86,5 @@ ITERATION_COLUMNS = ["policy", "run", "iteration", "pos_mean", "pos_q10", "pos_q
 
 # results/{scale}/ladder.csv: E5's gap ladder, one row per (rung, run); see grpo_amp.analysis.ladder.
 LADDER_COLUMNS = ["rung", "policy", "run", "n_seeds", "gap", "gap_lo", "gap_hi", "gap_G", "gap_G_lo", "gap_G_hi",
+                  "bias", "bias_lo", "bias_hi", "bias_G", "bias_G_lo", "bias_G_hi",
                   "parent", "part", "part_lo", "part_hi", "cause"]

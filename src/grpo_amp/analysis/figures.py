@@ -10,7 +10,7 @@ No torch, no training and no theory here: every number on a figure was written b
 ``FIGURES`` maps a figure name to a function ``(D, runs) -> Figure`` where ``D`` is the scale
 directory and ``runs`` is D/runs.csv. A figure whose runs a scale did not make still renders, as a
 short "no data at this scale" panel, so a scale that skips a sweep never breaks the pipeline.
-The claim each figure tests (THEORY.md ids) is in its docstring and in workflows/report/{name}.rst.
+The claim each figure tests (docs/theory.md ids) is in its docstring and in workflows/report/{name}.rst.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import pandas as pd
 
 from grpo_amp import registry
 from grpo_amp.analysis.stats import difference_interval, seed_interval
-from grpo_amp.analysis.summaries import mean_gap
+from grpo_amp.analysis.summaries import mean_bias, mean_gap, with_interval
 from grpo_amp.schema import LADDER_COLUMNS
 
 CAUSES = {
@@ -144,6 +144,8 @@ def ladder_table(runs: pd.DataFrame, predictions: dict[tuple[str, str], pd.DataF
     for r in rows:
         pred = predictions[(r["policy"], r["run"])]
         r["gaps"], r["gaps_G"] = _gaps(pred, "pred_trajectory"), _gaps(pred, "pred_trajectory_G")
+        r["bias"], r["bias_G"] = (np.array([mean_bias(g, c) for _, g in pred.groupby("seed", sort=True)])
+                                  for c in ("pred_trajectory", "pred_trajectory_G"))
     by_rung = {}
     for r in rows:
         key = r["rung"] if np.isnan(r["value"]) else f"{r['rung']}@{r['value']:g}"
@@ -157,6 +159,7 @@ def ladder_table(runs: pd.DataFrame, predictions: dict[tuple[str, str], pd.DataF
         out.append({"rung": _label(r), "policy": r["policy"], "run": r["run"], "n_seeds": len(r["gaps"]),
                     "gap": gap, "gap_lo": gap_lo, "gap_hi": gap_hi,
                     "gap_G": gap_g, "gap_G_lo": gap_g_lo, "gap_G_hi": gap_g_hi,
+                    **with_interval("bias", r["bias"]), **with_interval("bias_G", r["bias_G"]),
                     "parent": "" if parent is None else _label(parent),
                     "part": part[0], "part_lo": part[1], "part_hi": part[2],
                     "cause": _cause(r, parent)})

@@ -4,6 +4,7 @@
     diff, lo, hi = difference_interval(a, b)              # mean(b) - mean(a), Welch
     lo, hi = wilson_interval(successes, n)                # a Monte Carlo PoS's binomial interval
     interval_verdict(lo, hi, threshold)                   # holds | fails | inconclusive
+    row_verdict(lo, hi, tolerance, criterion, power)      # a claims.csv row's verdict from its own columns
     noise_ratio(measured, closed_form, se)                # pooled over every check: RMS error / RMS SE
 
 The seeds are the repeats: a number is computed per seed, then reported as the mean over seeds with
@@ -19,7 +20,7 @@ from scipy.stats import t as student_t
 
 from grpo_amp.schema import VERDICTS
 
-HOLDS, FAILS, INCONCLUSIVE = VERDICTS
+HOLDS, FAILS, INCONCLUSIVE, NO_POWER, MEASURED = VERDICTS
 CONFIDENCE = 0.95
 
 
@@ -89,3 +90,27 @@ def noise_ratio(measured, closed_form, se) -> float:
     rms_se = np.sqrt(np.mean(se[ok] ** 2))
     rms_err = np.sqrt(np.mean(diff[ok] ** 2))
     return float(rms_err / rms_se) if rms_se > 0 else (0.0 if rms_err < 1e-9 else np.inf)
+
+
+def null_rejected(lo: float, hi: float, criterion: str) -> bool:
+    """An effect check's power against the no-effect null (0): its interval lies wholly on the claimed side of 0."""
+    return bool(hi < 0) if criterion == "<=" else bool(lo > 0)
+
+
+def rejected_count(power: str) -> int | None:
+    """k of a ``power`` column "k/n" (None where the row has none: a measurement)."""
+    return int(str(power).split("/")[0]) if isinstance(power, str) and "/" in power else None
+
+
+def row_verdict(lo: float, hi: float, tolerance: float, criterion: str, power: str) -> str:
+    """The claims table's verdict from a row's own columns, the one rule every row follows.
+
+    ``criterion`` "<=": the value must lie at or below ``tolerance``; ">=": at or above; "": a measurement
+    with no verdict ("measured"). The interval rule decides holds / fails / inconclusive; a row that would
+    hold but rejects none of its wrong theories (``power`` "0/n") says "no power": it could not fail a
+    wrong theory on the same data, so it cannot hold.
+    """
+    if not criterion:
+        return MEASURED
+    verdict = interval_verdict(lo, hi, tolerance, holds_below=criterion == "<=")
+    return NO_POWER if verdict == HOLDS and not rejected_count(power) else verdict

@@ -32,6 +32,12 @@ def mean_gap(pred: pd.DataFrame, column: str) -> float:
     return float((later["pos"] - later[column]).abs().mean())
 
 
+def mean_bias(pred: pd.DataFrame, column: str) -> float:
+    """mean (p_n - column) over train questions and iterations n >= 1: the gap's sign (negative: below C3)."""
+    later = pred[(pred["split"] == "train") & (pred["iteration"] >= 1)]
+    return float((later["pos"] - later[column]).mean())
+
+
 def heldout_gain(pred: pd.DataFrame) -> float:
     """Mean held-out PoS at the last iteration minus at iteration 0 (E3; NaN without held-out questions)."""
     held = pred[pred["split"] != "train"]
@@ -57,6 +63,7 @@ def summarise_seed(pred: pd.DataFrame, settings: dict) -> dict:
     return {"final_pos_mean": float(last["pos"].mean()), "pred_final_mean": float(last["pred_trajectory"].mean()),
             **{f"gap_{c}": mean_gap(pred, f"pred_{c}") for c in ("trajectory", "one_step", "trajectory_G",
                                                                  "one_step_G")},
+            "bias": mean_bias(pred, "pred_trajectory"), "bias_G": mean_bias(pred, "pred_trajectory_G"),
             "heldout_gain": heldout_gain(pred), "beta_eff": beta_eff, "beta_eff_rmse": rmse}
 
 

@@ -1,4 +1,4 @@
-"""The GRPO objective as pure tensor functions, named as in THEORY.md.
+"""The GRPO objective as pure tensor functions, named as in docs/theory.md.
 
 Shapes: Q questions, G outputs per question (a group), T completion tokens, V vocabulary.
 
@@ -6,7 +6,7 @@ Shapes: Q questions, G outputs per question (a group), T completion tokens, V vo
     terms = grpo_loss(logq, old_logq, ref_logq, tokens, mask, adv, variant=cfg.variant, grpo=cfg.grpo)
     terms.loss.backward()
 
-The objective maximised per iteration is THEORY.md's
+The objective maximised per iteration is docs/theory.md's (C1, C2)
     E_{o ~ pi_old}[ clip(pi/pi_old) * A ]  -  sum_j coef_j * KL(pi || target_j)
 with the KL targets of the variant (``KL_TARGETS``) and the estimator of the run (``KL_ESTIMATORS``).
 """
@@ -131,7 +131,7 @@ def grpo_loss(logq: torch.Tensor, old_logq: torch.Tensor, ref_logq: torch.Tensor
     logq, old_logq, ref_logq: (Q, G, T, V) next-token log-probs of pi (with gradient), pi_old, pi_ref.
     tokens, mask: (Q, G, T); adv: (Q, G).
 
-    ratio_level=sequence is THEORY.md's C1: ratio pi(o|q)/pi_old(o|q), one term per sequence, KL
+    ratio_level=sequence is docs/theory.md's C1: ratio pi(o|q)/pi_old(o|q), one term per sequence, KL
     summed over its tokens (the sequence KL). ratio_level=token is PPO/TRL's practice: per-token
     ratios and KL, aggregated by ``loss_agg``.
     """

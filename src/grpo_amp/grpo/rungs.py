@@ -7,7 +7,7 @@
     metrics = one_group_argmax(...)        # R5: one sampled group's objective, maximised in closed form
 
 Every rung works on a TabularPolicy (logits (N, K) float64, task.correct (N, K) bool) and maximises,
-per question, THEORY.md's iteration objective
+per question, docs/theory.md's iteration objective (C2)
     J(pi) = sum_o pi(o) A(o) - beta KL(pi || pi_ref) [- beta_prev KL(pi || pi_old)]      (kl=ref/both)
     J(pi) = sum_o pi(o) A(o) - beta KL(pi || pi_old)                                   (kl=mirror)
 with the rung's A. R1 and R2 find the maximiser numerically (L-BFGS, nothing of C2/C3 in the path):
@@ -36,9 +36,6 @@ NAN = float("nan")
 # yet finite: the exact KL of the next iteration stays 0 * finite = 0 there, never NaN.
 ZERO_MASS_LOGIT = 1e4
 CHUNK = 25  # L-BFGS iterations between two checks of R1/R2's convergence certificate
-# Smallest |w| kept on the support (w = sqrt(pi) up to scale, largest |w| 1): a mass of 1e-300 of the
-# row's top, which moves a PoS by < K * 1e-300, yet keeps w * w and every derivative finite.
-W_FLOOR = 1e-150
 
 
 class ArgmaxError(InputError):
@@ -55,7 +52,7 @@ def _success_mass(old_logits: torch.Tensor, correct: torch.Tensor) -> tuple[torc
 
 
 def population_advantage(p: torch.Tensor, q: torch.Tensor, variant: VariantConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """THEORY.md's population A at r = 1 and r = 0: (1 - p, -p) [/ sqrt(p(1-p) + eps)], q = 1 - p.
+    """docs/theory.md's population A at r = 1 and r = 0: (1 - p, -p) [/ sqrt(p(1-p) + eps)], q = 1 - p.
 
     mean_std with eps = 0 uses sqrt(q/p) and -sqrt(p/q): the same numbers, with the limits +inf
     (p = 0) and -inf (q = 0) that a certain question has, instead of 0/0.
@@ -159,8 +156,7 @@ def _support(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor,
 
 
 def maximise(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor, variant: VariantConfig,
-             tol: float, max_iter: int, rung: str = "R1", start: torch.Tensor | None = None,
-             n_questions: int | None = None) -> torch.Tensor:
+             tol: float, max_iter: int, rung: str = "R1", stats: dict | None = None) -> torch.Tensor:
     """argmax_pi J(pi) per question by L-BFGS (strong Wolfe); returns the maximiser's logits (Q, K).
 
     Parametrisation: pi = w^2 / |w|^2 per question (w = sqrt(pi) up to scale). In w the Fisher metric
@@ -174,26 +170,29 @@ def maximise(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor, va
     sum_o |g(o)|, with |g(o)| replaced by pi(o) where g(o) > 0 and larger (pi(o) cannot fall by more
     than itself): converged means that sum <= ``tol`` for every question (else ``ArgmaxError``). The start
     is the KL anchor, pi_ref (pi_old for mirror); nothing of the maximiser's form is used.
+
+    Questions the joint L-BFGS run leaves short of the tolerance (a few, where A spans 1e12 and more:
+    eps = 0 with p_old within 1e-24 of 0 or 1, whose optimum puts e^-1e12 on some outputs, past what
+    w or float64 can follow) go on alone by ``_natural_gradient``; ``stats`` (a dict, if given) gets
+    how many did (``fallback_questions``).
     """
-    adv_in = adv  # with its infinities: a recursive call must see the same support
     support, adv = _support(adv, log_ref, log_old, variant)
     b = sum(coef for coef, _ in _kl_terms(variant))
     # each question's own units: its advantage range over b, so that a question with A = -3e8
     # (eps = 0, p_old = 1 - 1e-17) does not set the line search's scale for all the others
     spread = (adv.masked_fill(~support, -torch.inf).amax(-1) - adv.masked_fill(~support, torch.inf).amin(-1))
     scale = 1.0 + spread.nan_to_num(0.0) / b                                 # (Q,)
-    if start is None:
-        start = log_old if variant.kl.value == "mirror" else log_ref
+    start = log_old if variant.kl.value == "mirror" else log_ref
     start = torch.where(support, start - start.masked_fill(~support, -torch.inf).max(-1, keepdim=True).values, 0.0)
     w = torch.where(support, torch.exp(0.5 * start), 0.0).requires_grad_(True)  # (Q, K)
 
     def logits_of(w):
-        # z = 2 log|w|, never log(w * w): w * w underflows to 0 at |w| < 1e-162 (masses the optimum
-        # wants at e^-1e12 drive w there) while log|w| stays finite. Off the support, and at a w that
-        # is exactly 0, the inner where feeds log a 1, so no log(0)'s infinite derivative (times a
-        # zero gradient: NaN) reaches the backward pass; such an output simply has no mass.
-        live = support & (w != 0)
-        return torch.where(live, 2.0 * torch.log(torch.where(live, w.abs(), 1.0)), -torch.inf)
+        # where w * w underflows to 0 (masses the optimum wants at e^-1e12 drive w there) or off the
+        # support the inner where feeds log a 1: no log(0)'s infinite derivative (times a zero
+        # gradient: NaN) reaches the backward pass; such an output has no mass (-inf logit)
+        w2 = w * w
+        live = support & (w2 > 0)
+        return torch.where(live, torch.log(torch.where(live, w2, 1.0)), -torch.inf)
 
     def loss_of(z):
         return -exact_objective(z, adv, log_ref, log_old, variant, support)["objective"] / b  # (Q,)
@@ -201,77 +200,106 @@ def maximise(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor, va
     def closure():
         lbfgs.zero_grad()
         if not torch.isfinite(w).all():
-            # a line-search trial point past float64's range: report it as infinitely bad, so the
-            # search backs off, and keep its NaN out of the gradient
+            # a line-search trial point past float64's range: infinitely bad, so the search backs off;
+            # its NaN never reaches the gradient
             w.grad = torch.zeros_like(w)
             return torch.tensor(torch.inf, dtype=w.dtype)
         loss = (loss_of(logits_of(w)) / scale).sum()
         loss.backward()
         return loss
 
-    def certificate():
-        z = logits_of(w.detach()).requires_grad_(True)
-        (g,) = torch.autograd.grad(loss_of(z).sum(), z)
-        pi = torch.softmax(z.detach(), -1)
-        # g > 0: pi(o) is above pi*(o), by at most pi(o) itself (g/pi can be 1e45 where A is -1e45)
-        err = torch.where(g > 0, torch.minimum(g, pi), g.abs())
-        return z.detach(), torch.where(support, err, 0.0).sum(-1).nan_to_num(torch.inf)  # (Q, K), (Q,)
-
-    def rescale_():
-        """Between chunks, only where a question's w nears float64's edge (a non-finite entry, its
-        largest |w| outside [W_FLOOR, 1 / W_FLOOR], or an |w| on the support below W_FLOOR of it):
-        divide its w by its largest |w| (pi unchanged) and lift every |w| on the support to at least
-        W_FLOOR. Elsewhere w and L-BFGS's history stay as they are. On the leftover questions (the
-        recursive call) every chunk does this: a fresh start each chunk is what moves the questions
-        whose advantages span 1e12 and more (measured on tests/data/r1_nonconvergence.npz).
-        Returns whether anything changed (L-BFGS's history is then stale)."""
-        with torch.no_grad():
-            top = w.abs().amax(-1, keepdim=True)                                   # (Q, 1)
-            finite = torch.isfinite(w).all(-1, keepdim=True)
-            low = (support & (w.abs() < W_FLOOR * top)).any(-1, keepdim=True)
-            edge = ~finite | (top < W_FLOOR) | (top > 1 / W_FLOOR) | low | leftover  # (Q, 1)
-            if not edge.any():
-                return False
-            ok = finite & (top > 0)
-            unit = torch.where(ok, w / torch.where(ok, top, 1.0), w_last)  # back to the last finite state
-            unit = torch.where(support & (unit.abs() < W_FLOOR), W_FLOOR, unit)
-            w.copy_(torch.where(edge, torch.where(support, unit, 0.0), w))
-        return True
-
     # stop on the certificate alone, checked every CHUNK iterations (never on L-BFGS's own tests)
     chunk = min(CHUNK, max_iter)
     lbfgs = torch.optim.LBFGS([w], lr=1.0, max_iter=chunk, max_eval=2 * chunk, history_size=20,
                               tolerance_grad=1e-300, tolerance_change=0.0, line_search_fn="strong_wolfe")
-    leftover = True
-    w_last = w.detach().clone()  # the last finite state, for a question whose w left float64's range
-    z, g1 = certificate()
+    z, g1 = _certificate(logits_of(w.detach()), loss_of, support)
     best = float(g1.max())
     for _ in range(-(-max_iter // chunk)):
-        if (g1 <= tol).all():
+        if (g1 <= tol).all() or not torch.isfinite(w).all():
             break
         lbfgs.step(closure)
-        if rescale_():
-            lbfgs.state.clear()
-        w_last.copy_(w.detach())
-        z, g1 = certificate()
+        z, g1 = _certificate(logits_of(w.detach()), loss_of, support)
         worst = float(g1.max())
         if not worst < best:
             lbfgs.state.clear()  # a fresh curvature history: a stalled line search often moves again
         best = min(best, worst)
     bad = ~(g1 <= tol)  # NaN counts as not converged
-    if bad.any() and bad.sum() < len(bad):
-        # the sum's line search can stall at rounding of all questions' objectives together:
-        # the few left over go on alone, from where they are, with the same iteration budget
-        idx = torch.nonzero(bad)[:, 0]
-        z = z.clone()
-        z[idx] = maximise(adv_in[idx], log_ref[idx], log_old[idx], variant, tol, max_iter, rung, start=z[idx],
-                          n_questions=n_questions or len(bad))
-        return z.masked_fill(~support, -torch.inf)
+    if stats is not None:
+        stats["fallback_questions"] = int(bad.sum())
     if bad.any():
-        raise ArgmaxError(f"{rung} optimiser did not converge for {int(bad.sum())} of {n_questions or len(g1)} questions "
+        idx = torch.nonzero(bad)[:, 0]
+        # a question whose w left float64's range (a NaN or +inf logit) starts again from its anchor
+        lost = (torch.isnan(z[idx]) | (z[idx] == torch.inf)).any(-1, keepdim=True)
+        z0 = torch.where(lost, start[idx], z[idx])
+        z = z.clone()
+        z[idx], g1_bad = _natural_gradient(z0, support[idx], lambda zz: -exact_objective(
+            zz, adv[idx], log_ref[idx], log_old[idx], variant, support[idx])["objective"] / b, tol, max_iter)
+        g1 = g1.clone()
+        g1[idx] = g1_bad
+    bad = ~(g1 <= tol)
+    if bad.any():
+        raise ArgmaxError(f"{rung} optimiser did not converge for {int(bad.sum())} of {len(g1)} questions "
                           f"(largest PoS error bound {float(g1.max()):.1e} > grpo.argmax_tol "
                           f"{tol:g} after grpo.argmax_max_iter={max_iter} L-BFGS iterations)")
     return z.masked_fill(~support, -torch.inf)
+
+
+def _certificate(z: torch.Tensor, loss_of, support: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, each question's PoS error bound): see ``maximise``; a non-finite bound reads as inf."""
+    z = z.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(loss_of(z).sum(), z)
+    pi = torch.softmax(z.detach(), -1)
+    # g > 0: pi(o) is above pi*(o), by at most pi(o) itself (g/pi can be 1e45 where A is -1e45)
+    err = torch.where(g > 0, torch.minimum(g, pi), g.abs())
+    return z.detach(), torch.where(support, err, 0.0).sum(-1).nan_to_num(torch.inf, torch.inf, torch.inf)
+
+
+# A logit kept within this of its row's largest: e^-700 (1e-304) is still a positive float64, so every
+# output on the support keeps a mass the gradient can see; it moves a PoS by < K * 1e-304.
+LOGIT_FLOOR = 700.0
+
+
+def _natural_gradient(z: torch.Tensor, support: torch.Tensor, loss_of, tol: float, max_iter: int):
+    """Natural-gradient descent on ``loss_of`` in the logits, each question with its own backtracking.
+
+    The direction is autograd's gradient g in the logits divided by pi (F^+ g with F = diag(pi) - pi pi^T,
+    the Fisher metric of the softmax: Amari 1998), the step 1 halved until the question's loss falls.
+    It needs no common scale across questions, and it follows masses far below what w can: the logits
+    are kept within LOGIT_FLOOR of their row's top. On this objective the natural gradient is the Newton
+    direction (the KL's Hessian in pi is diag(1/pi)), so it lands in a few steps; it is still a generic
+    method: nothing of C2's formula is written here, the direction is the objective's autograd gradient.
+    Stops when every bound is within ``tol`` or no question's loss can fall any more; returns
+    (logits, certificate bounds).
+    """
+    def clamp(z):
+        top = z.masked_fill(~support, -torch.inf).amax(-1, keepdim=True)
+        return torch.where(support, torch.maximum(z, top - LOGIT_FLOOR), -torch.inf)
+
+    z = clamp(z)
+    for _ in range(max_iter):
+        zg = z.detach().requires_grad_(True)
+        loss = loss_of(zg)                                                  # (Q,)
+        (g,) = torch.autograd.grad(loss.sum(), zg)
+        pi = torch.softmax(z, -1)
+        direction = torch.where(support, -g / torch.where(support, pi, 1.0), 0.0)   # (Q, K)
+        step = torch.ones_like(loss)
+        accepted = torch.zeros_like(loss, dtype=torch.bool)
+        new = z
+        for _ in range(60):  # halve until the loss falls (2^-60: nothing left to gain)
+            trial = clamp(z + step[:, None] * direction)
+            with torch.no_grad():
+                trial_loss = loss_of(trial)
+            ok = ~accepted & torch.isfinite(trial_loss) & (trial_loss <= loss)
+            new = torch.where(ok[:, None], trial, new)
+            accepted |= ok
+            if accepted.all():
+                break
+            step = torch.where(accepted, step, step / 2)
+        z = new.detach()
+        _, bound = _certificate(z, loss_of, support)
+        if not accepted.any() or bool((bound <= tol).all()):
+            break
+    return _certificate(z, loss_of, support)
 
 
 # --------------------------------------------------------------------------- the rungs

@@ -2,7 +2,7 @@
 
     history = train(policy, ref, task, cfg, update=grpo_update, save_iteration=lambda n, pi: pi.save(out / f"iter_{n:03d}"))
 
-Per iteration n (THEORY.md's setting): freeze pi_{n-1}; run the policy's update (bound to its name in
+Per iteration n (docs/theory.md, Setting): freeze pi_{n-1}; run the policy's update (bound to its name in
 ``grpo.updates.LOOPS``: C2's closed form for tabular_exact, an E5 rung, sampled GRPO steps); measure C1's
 sampled surrogate on fresh groups of pi_{n-1}; hand pi_n to ``save_iteration``. The trainer knows
 nothing of the prediction: C1's closed form is put beside the measurement by ``compare``.

@@ -89,6 +89,31 @@ def wall_time_per_rule(benchmarks: pd.DataFrame) -> dict[str, float]:
             for rule in dict.fromkeys(benchmarks["rule"])}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what ``platform`` says)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def kernel_provenance() -> str:
+    """What decides the low bits of a CPU run (issue 16): torch's CPU capability (the vectorised
+    kernels ATen dispatches to; ATEN_CPU_CAPABILITY overrides it), the BLAS torch was built with, and
+    the thread counts (OMP_NUM_THREADS as set for this process, torch's intra-op threads)."""
+    import torch
+
+    blas = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+    forced = os.environ.get("ATEN_CPU_CAPABILITY")
+    return (f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
+            + (f" (ATEN_CPU_CAPABILITY={forced})" if forced else "")
+            + f", BLAS {blas.group(1) if blas else 'unknown'}"
+            + f", OMP_NUM_THREADS {os.environ.get('OMP_NUM_THREADS', 'unset')}, torch threads {torch.get_num_threads()}")
+
+
 def _provenance(benchmarks: pd.DataFrame) -> list[str]:
     from grpo_amp import __version__
 
@@ -102,11 +127,13 @@ def _provenance(benchmarks: pd.DataFrame) -> list[str]:
              f"# grpo-amp {__version__}, Python {platform.python_version()}, {platform.platform()}",
              f"# machine: {platform.machine()} {platform.processor() or ''}".rstrip()
              + f", {os.cpu_count()} CPUs"]
+    lines.append(f"# cpu: {cpu_model()}")
     try:
         import torch
 
         cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
         lines.append(f"# torch {torch.__version__}, {cuda}")
+        lines.append(f"# kernels: {kernel_provenance()}")
     except Exception:  # provenance is a courtesy: never fail a publish over it
         pass
     threads = rule_threads()

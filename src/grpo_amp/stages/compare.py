@@ -22,7 +22,7 @@ from grpo_amp.analysis.summaries import summarise_run
 from grpo_amp.config import Config
 from grpo_amp.io import read_csv, read_json, write_csv, write_text
 from grpo_amp.schema import (C1_COLUMNS, ITERATION_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, TIMING_COLUMNS,
-                             TRAIN_METRICS_COLUMNS)
+                             TRAIN_METRICS_COLUMNS, VERDICTS)
 from grpo_amp.stages.common import output_path, stage_main
 from grpo_amp.study.runs import parse_run, runs_of_study
 from grpo_amp.tracking import mlflow_store as tracking
@@ -61,6 +61,19 @@ def run_row(policy: str, name: str, conf: dict, pred: pd.DataFrame) -> dict:
             **summarise_run(pred, settings)}
 
 
+def _finite_groups(cfg: Config) -> dict[str, dict]:
+    """policy -> the (norm, std, eps) of the advantage its loop really computes, where not the variant's (TRL):
+    the predict stage puts it in the _G columns; the claims need it for C3_G's limits and fits."""
+    from grpo_amp.analysis.predict import finite_group_advantage
+    from grpo_amp.config import compose_config
+
+    out = {}
+    for policy in cfg.scale.study.policies:
+        if registry.policy(policy).advantage != "variant":
+            out[policy] = finite_group_advantage(compose_config([f"policy={policy}", f"scale={cfg.scale.name}"]))
+    return out
+
+
 def _per_seed(row: dict) -> dict:
     """A metrics.csv row as MLflow metrics: one series per seed (``seed3/loss``), pooled ones plain."""
     seed = int(row.pop("seed"))
@@ -82,7 +95,7 @@ def run(cfg: Config) -> None:
             notes += [f"`{policy}/{name}`: {note}" for note in meta.get("notes", [])]
             rows.append(run_row(policy, name, conf, pred))
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
-    table = claims_table(Study(runs, predictions, c1))
+    table = claims_table(Study(runs, predictions, c1, finite_group=_finite_groups(cfg)))
     ladder = ladder_table(runs, predictions)
     per_iteration = pd.DataFrame([{"policy": policy, "run": name, **row} for (policy, name), pred in predictions.items()
                                   for row in iteration_metrics(pred)], columns=ITERATION_COLUMNS)
@@ -123,7 +136,7 @@ def _track(cfg: Config, runs: pd.DataFrame, predictions: dict, run_ids: dict, ta
     study_id = tracking.start_run(uri, cfg.scale.name, "study", "claims", {"scale": cfg.scale.name}, kind="study")
     verdict_counts = table["verdict"].value_counts()
     tracking.log_metric_rows(uri, study_id, [{"iteration": 0, **{f"n_{v}": float(verdict_counts.get(v, 0))
-                                                                    for v in ("holds", "fails", "inconclusive")}}])
+                                                                    for v in VERDICTS}}])
     tracking.log_artifacts(uri, study_id, [output_path(cfg, key, pattern) for key, pattern in (
         ("runs", paths.RUNS), ("ladder", paths.LADDER), ("claims_csv", paths.CLAIMS_CSV), ("claims_md", paths.CLAIMS_MD))])
     tracking.finish_run(uri, study_id)

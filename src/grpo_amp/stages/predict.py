@@ -13,25 +13,11 @@ import logging
 from grpo_amp import paths
 from grpo_amp.config import Config
 from grpo_amp.io import read_csv, write_csv
-from grpo_amp.analysis.predict import curves_frame, predict_frame
+from grpo_amp.analysis.predict import curves_frame, finite_group_advantage, predict_frame
 from grpo_amp.schema import POS_COLUMNS
 from grpo_amp.stages.common import input_path, output_path, stage_main
-from grpo_amp.trl_family import settings as trl_settings
 
 log = logging.getLogger(__name__)
-
-
-# PolicySpec.advantage -> the finite_group_weights kwargs (norm, std, eps) of the advantage the loop really
-# computes; {} = the variant's own
-ADVANTAGES = {
-    "variant": lambda cfg: {},
-    "trl": trl_settings.finite_group_advantage,
-}
-
-
-def finite_group_advantage(cfg: Config) -> dict:
-    """The (norm, std, eps) of the advantage the policy's loop really computes, where not the variant's."""
-    return ADVANTAGES[cfg.policy.spec.advantage](cfg)
 
 
 def run(cfg: Config) -> None:
