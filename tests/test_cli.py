@@ -206,7 +206,7 @@ def test_bad_input_is_one_line_exit_1(capsys, runs, extra, name):
 def test_unknown_benchmark_is_one_line_exit_1(runs):
     proc = runs["bench_unknown"]
     assert proc.returncode == 1
-    assert proc.stderr.splitlines() == ["grpo-amp: error: benchmark must be one of theory, trl; got 'nonesuch'"]
+    assert proc.stderr.splitlines() == ["grpo-amp: error: benchmark must be one of theory, trl, audit, scaling; got 'nonesuch'"]
 
 
 def test_malformed_command_line_is_argparse_usage_error(runs):
@@ -217,14 +217,14 @@ def test_malformed_command_line_is_argparse_usage_error(runs):
 
 # --------------------------------------------------------------------------- bench (in process: fast)
 def test_bench_registry_and_parser():
-    assert list(BENCHMARKS) == ["theory", "trl"]
+    assert list(BENCHMARKS) == ["theory", "trl", "audit", "scaling"]
     args = build_parser().parse_args(["bench", "theory", "--repeat", "3"])
     assert (args.name, args.repeat) == ("theory", 3)
     assert benchmark("theory") is BENCHMARKS["theory"]
     # every entry's module exists, found without importing it (trl's pulls in transformers)
     import importlib.util
 
-    for module in ("grpo_amp.bench.theory", "grpo_amp.trl_family.bench"):
+    for module in ("grpo_amp.bench.theory", "grpo_amp.trl_family.bench", "grpo_amp.bench.audit", "grpo_amp.bench.scaling"):
         assert importlib.util.find_spec(module) is not None, module
     proc = subprocess.run([sys.executable, "-c", "import sys, grpo_amp.cli as c; c.build_parser();"
                            " print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"],
@@ -237,7 +237,7 @@ def test_bench_rejects_bad_repeat_and_name():
         run_benchmark("theory", 0)
     with pytest.raises(ValueError, match="repeat"):
         run_benchmark("trl", True)
-    with pytest.raises(ValueError, match="benchmark must be one of theory, trl; got 'nonesuch'"):
+    with pytest.raises(ValueError, match="benchmark must be one of theory, trl, audit, scaling; got 'nonesuch'"):
         run_benchmark("nonesuch")
 
 

@@ -44,6 +44,17 @@ def hydra_compose():
     GlobalHydra.instance().clear()
 
 
+def _preset(name: str):
+    """A conf/grpo/ preset's keys as its file sets them over those of the presets in its defaults list
+    (transformer_control composes practice_token), read from the YAML, not through Hydra."""
+    raw = OmegaConf.load(CONF_DIR / "grpo" / f"{name}.yaml")
+    merged = OmegaConf.create()
+    for parent in raw.get("defaults", []):
+        if parent not in ("_self_", "grpo_schema"):
+            merged = OmegaConf.merge(merged, _preset(parent))
+    return OmegaConf.merge(merged, {k: v for k, v in raw.items() if k != "defaults"})
+
+
 def _leaves(node, prefix=""):
     """Dotted leaf keys of a plain dict (lists are leaves)."""
     out = {}
@@ -113,7 +124,7 @@ def test_every_policy_composes_with_its_own_task(hydra_compose, policy):
     spec = registry.policy(policy)
     assert cfg.policy.name.value == policy and cfg.policy.family == spec.family
     assert cfg.task.name == TASK_OF_POLICY[policy]  # the policy picks its task
-    preset = OmegaConf.load(CONF_DIR / "grpo" / f"{spec.grpo}.yaml")  # ... and its GRPO preset
+    preset = _preset(spec.grpo)  # ... and its GRPO preset
     assert (cfg.grpo.ratio_level.value, cfg.grpo.loss_agg.value) == (preset.ratio_level, preset.loss_agg)
 
 
@@ -238,7 +249,7 @@ def test_the_old_estimator_name_exact_fails_in_one_line_naming_full_vocab(overri
 
 
 def test_policy_transformer_with_tabular_task_names_both():
-    with pytest.raises(ValueError, match=r"task must be modarith or file for policy=transformer; got 'tabular'"):  # noqa
+    with pytest.raises(ValueError, match=r"task must be modarith or file or reasoning_gym for policy=transformer; got 'tabular'"):  # noqa
         compose_config(["policy=transformer", "task=tabular"])
 
 
@@ -260,7 +271,9 @@ EXPECTED_RUNS = {
     ("smoke", "tabular_exact"): ["mean_std_ref", "mean_std_mirror", "mean_std_both", "mean_only_ref",
                                  "mean_std_ref-beta0.5", "mean_std_ref-beta2"],
     ("smoke", "tabular_sgd"): ["mean_std_ref", "mean_std_mirror", "mean_std_both", "mean_only_ref",
-                               "mean_std_ref-beta0.5", "mean_std_ref-beta2", "mean_std_ref-G32", "mean_std_ref-M1"],
+                               "mean_std_ref-beta0.5", "mean_std_ref-beta2", "mean_std_ref-G32", "mean_std_ref-M1",
+                               "mean_std_ref-estdr_grpo", "mean_std_ref-estdapo"],
+    ("smoke", "tabular_r2"): ["mean_std_ref", "mean_std_ref-estdr_grpo", "mean_std_ref-estdapo"],
     ("smoke", "transformer"): ["mean_std_ref"],
     ("smoke", "tabular_r1"): ["mean_std_ref", "mean_std_mirror", "mean_std_both", "mean_only_ref"],
     ("smoke", "tabular_r4"): ["mean_std_ref", "mean_std_ref-m4"],
@@ -288,7 +301,8 @@ def test_study_runs_practice_sweeps():
     assert sgd == EXPECTED_RUNS[("default", "tabular_exact")] + [
         "mean_std_ref-G2", "mean_std_ref-G4", "mean_std_ref-G16", "mean_std_ref-G64",
         "mean_std_ref-M1", "mean_std_ref-M4", "mean_std_ref-M32",
-        "mean_std_ref-klk1", "mean_std_ref-klk3", "mean_std_ref-clip0.2"]
+        "mean_std_ref-klk1", "mean_std_ref-klk3", "mean_std_ref-clip0.2",
+        *[f"mean_std_ref-est{e}" for e in ("trl_default", "verl", "dr_grpo", "rloo", "batch", "dapo", "pass_k")]]
     full_tr = runs.study_runs("full", "transformer")
     assert len(full_tr) == 6 + 6 + 4 + 3 + 2 + 1 and len(set(full_tr)) == len(full_tr)
     full_exact = runs.study_runs("full", "tabular_exact")
@@ -300,7 +314,7 @@ def test_study_runs_practice_sweeps():
 
 def test_run_names_round_trip_through_hydra(hydra_compose):
     names = sorted({r for s in OPTIONS["scale"] for p in ("tabular_sgd", "transformer") for r in runs.study_runs(s, p)})
-    assert len(names) == 7 + 6 + 5 + 3 + 2 + 1  # variants, betas, Gs, Ms, estimators, clips
+    assert len(names) == 7 + 6 + 5 + 3 + 2 + 1 + 7  # variants, betas, Gs, Ms, KL estimators, clips, advantage estimators
     for name in names:
         variant, sweep, value = runs.parse_run(name)
         assert runs.run_name(variant, None if sweep == "variant" else sweep,
@@ -310,10 +324,12 @@ def test_run_names_round_trip_through_hydra(hydra_compose):
         cfg = hydra_compose(["policy=tabular_sgd", *runs.run_overrides(name)])
         assert cfg.run_name == name and cfg.variant.name == variant
         got = {"beta": cfg.variant.beta, "group_size": cfg.grpo.group_size, "inner_steps": cfg.grpo.inner_steps,
-               "kl_estimator": cfg.grpo.kl_estimator.value, "clip_eps": cfg.grpo.clip_eps}
+               "kl_estimator": cfg.grpo.kl_estimator.value, "clip_eps": cfg.grpo.clip_eps,
+               "estimator": cfg.estimator.name.value}
         if sweep == "variant":
             continue
-        want = {"beta": float, "group_size": int, "inner_steps": int, "kl_estimator": str, "clip_eps": float}[sweep](value)
+        want = {"beta": float, "group_size": int, "inner_steps": int, "kl_estimator": str, "clip_eps": float,
+                "estimator": str}[sweep](value)
         assert got[sweep] == want, (name, got)
 
 

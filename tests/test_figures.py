@@ -21,6 +21,7 @@ from grpo_amp import registry, theory
 from grpo_amp.config import KLTarget, Norm, VariantConfig
 from grpo_amp.analysis.figures import FIGURES, NO_DATA, make_figure
 from grpo_amp.io import read_csv
+from grpo_amp.analysis.factorial import attribution_table, factorial_table
 from grpo_amp.analysis.ladder import ladder_table
 from grpo_amp.analysis.predict import curves_frame, predict_frame
 from grpo_amp.study.runs import parse_run, run_name
@@ -42,6 +43,8 @@ BASE = "mean_std_ref"
 STUDY = {  # policy -> run names, every sweep around BASE
     "tabular_exact": PLAIN + [run_name(BASE, "beta", b) for b in (0.5, 2.0)],
     "tabular_r1": [BASE], "tabular_r2": [BASE], "tabular_r3": [BASE],
+    # E5's factorial: its eight cells in every plain variant (five panels: the figure wraps them)
+    **{p: PLAIN for p in registry.CELLS.values() if p != "tabular_sgd"},
     "tabular_r4": [BASE, run_name(BASE, "groups_per_question", 4)],
     "tabular_sgd": PLAIN + [run_name(BASE, "beta", b) for b in (0.5, 2.0)]
     + [run_name(BASE, "group_size", g) for g in (4, 32)]
@@ -60,12 +63,12 @@ def _settings(policy: str, name: str) -> tuple[dict, VariantConfig]:
                           std=v.std)
     row = dict(variant=variant, sweep=sweep, norm=v.norm.value, kl=v.kl.value, beta=v.beta, beta_prev=v.beta_prev,
                eps=v.eps, std=v.std.value, group_size=8, inner_steps=12, clip_eps=np.nan, kl_estimator="full_vocab",
-               groups_per_question=1, lr=1e-3, iterations=N_ITERS)
+               groups_per_question=1, lr=1e-3, estimator="grpo", iterations=N_ITERS)
     if sweep in ("group_size", "inner_steps", "groups_per_question"):
         row[sweep] = int(value)
     elif sweep == "clip_eps":
         row[sweep] = float(value)
-    elif sweep == "kl_estimator":
+    elif sweep in ("kl_estimator", "estimator"):
         row[sweep] = value
     assert set(row) == set(RUN_SETTINGS)
     return {k: row[k] for k in RUN_SETTINGS}, v
@@ -118,6 +121,8 @@ def write_scale(D: Path, study: dict[str, list[str]], ladder: bool = True) -> Pa
     runs.to_csv(D / "runs.csv", index=False)
     if ladder:
         ladder_table(runs, predictions).to_csv(D / "ladder.csv", index=False)
+        factorial_table(runs, predictions).to_csv(D / "factorial.csv", index=False)
+        attribution_table(runs, predictions).to_csv(D / "attribution.csv", index=False)
     return D
 
 
@@ -166,6 +171,18 @@ def test_heldout_draws_a_panel_per_plain_run_of_the_transformer_family(full_scal
         policy = title.split("/")[0]
         want = 0.3 + HELDOUT_SLOPE[policy] * np.arange(N_ITERS + 1)
         assert any(np.allclose(line.get_ydata(), want) for line in ax.lines), (title, [line.get_ydata()[-1] for line in ax.lines])
+
+
+def test_factorial_draws_a_wrapped_panel_per_variant_no_wider_than_2400_px(full_scale, tmp_path):
+    runs = read_csv(full_scale / "runs.csv", RUN_COLUMNS)
+    fig = FIGURES["factorial"](full_scale, runs)
+    titles = [ax.get_title().split("\n")[0] for ax in fig.axes if ax.get_title()]
+    assert titles == PLAIN, titles                               # one panel per variant, in the table's order
+    assert len({ax.get_position().y0 for ax in fig.axes if ax.get_title()}) == 2  # 5 panels: two rows of <= 4
+    assert all(len(ax.patches) == 6 for ax in fig.axes if ax.get_title())   # chain and Shapley bar per factor
+    make_figure("factorial", full_scale, tmp_path / "factorial.png")
+    width = struct.unpack(">II", (tmp_path / "factorial.png").read_bytes()[16:24])[0]
+    assert width <= 2400, width
 
 
 def test_fixed_points_without_a_beta_sweep_says_no_data(tmp_path):

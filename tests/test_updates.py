@@ -22,7 +22,8 @@ def test_every_policy_has_a_loop_and_every_loop_a_policy():
     ("tabular_r2", rungs.finite_group_argmax), ("tabular_r3", rungs.exact_objective_steps),
     ("tabular_r4", trainer.grpo_update), ("tabular_r5", rungs.one_group_argmax),
     ("tabular_sgd", trainer.grpo_update), ("transformer", trainer.grpo_update),
-    ("transformer_control", trainer.grpo_update)])
+    ("transformer_control", trainer.grpo_update), ("tabular_true_p_steps", rungs.true_p_exact_steps),
+    ("tabular_true_p_group_argmax", rungs.true_p_one_group_argmax), ("tabular_true_p_sgd", rungs.true_p_group_steps)])
 def test_our_loop_runs_the_policys_update(policy, update):
     loop = updates.loop_of(policy)
     assert loop.func is trainer.train and loop.keywords == {"update": update}

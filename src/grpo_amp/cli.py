@@ -5,6 +5,7 @@
     grpo-amp predict --p-ref 0.2 --beta 1 --group-size 8 --std sample   # E1: finite group
     grpo-amp bench theory --repeat 5
     grpo-amp bench trl --repeat 20 --threads 2                 # ours vs TRL's GRPOTrainer (bench extra)
+    grpo-amp bench scaling --repeat 3 --threads 1              # how its cost grows; exponents; what fits in 24 GB
     grpo-amp check-published results/smoke results/published/<machine>/smoke   # exit 1 if any differs
     grpo-amp publish results/smoke results/published/<machine>/smoke --command "snakemake ..."
     grpo-amp ui-url --scale smoke                              # the MLflow UI's runs view of a scale
@@ -139,11 +140,12 @@ def _add_bench(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench", help="time a part of the project against its goals",
         description=f"Benchmarks: {', '.join(names)}. trl times one GRPO iteration of ours against TRL's "
-                    "GRPOTrainer at equal work.")
+                    "GRPOTrainer at equal work; scaling times it as questions, G, completion length and width "
+                    "grow, fits exponents, and extrapolates what fits in 24 GB.")
     parser.add_argument("name", help=f"which benchmark ({' | '.join(names)})")
     parser.add_argument("--repeat", type=int, default=5, help="runs per task; the median is reported (default: 5)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads for trl (default: torch's current setting)")
+                        help="torch threads for trl and scaling (default: torch's current setting)")
     parser.set_defaults(func=_run_bench)
 
 

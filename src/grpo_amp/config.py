@@ -20,7 +20,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from grpo_amp import registry
+from grpo_amp import estimators, registry
 from grpo_amp.io import InputError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the one definition: runs, stages and tests read it
@@ -68,6 +68,11 @@ class LossAgg(str, Enum):
 # The policies are grpo_amp.registry's table: a new policy is an entry there, never an edit here.
 PolicyName = Enum("PolicyName", {name: name for name in registry.POLICY_NAMES}, type=str)
 PolicyName.__doc__ = "A policy of grpo_amp.registry.POLICIES."
+
+
+# The advantage estimators are grpo_amp.estimators' table (docs/theory.md E6).
+EstimatorName = Enum("EstimatorName", {name: name for name in estimators.ESTIMATOR_NAMES}, type=str)
+EstimatorName.__doc__ = "An estimator of grpo_amp.estimators.ESTIMATORS."
 
 
 class PosMethod(str, Enum):
@@ -155,6 +160,19 @@ class GRPOConfig:
 
 
 @dataclass
+class EstimatorConfig:
+    """The advantage estimator (``conf/estimator/<name>.yaml``, docs/theory.md E6): one row of
+    grpo_amp.estimators' table, read by the trainer's advantage and by the prediction alike."""
+    name: EstimatorName = EstimatorName.grpo
+    # dynamic sampling (dapo): a question's group is redrawn while its rewards are all equal, at most
+    # this many times (verl's max_num_gen_batches); then the question sits this iteration out
+    max_redraws: int = 16
+
+    def __post_init__(self) -> None:
+        _require(self.max_redraws >= 0, "estimator.max_redraws", self.max_redraws, ">= 0")
+
+
+@dataclass
 class ModelConfig:
     """A small Llama-style causal LM, trained from scratch (transformer policy only)."""
     n_layer: int = 2
@@ -202,7 +220,9 @@ class PolicyConfig:
         _require(self.temperature > 0, "policy.temperature", self.temperature, "> 0")
 
 
-TASK_NAMES = ("tabular", "modarith", "file")
+TASK_NAMES = ("tabular", "modarith", "file", "reasoning_gym")
+REASONING_GYM_FIELDS = ("dataset", "size")  # TaskConfig's fields read by task=reasoning_gym only
+OPEN_ENDED_TASKS = ("file", "reasoning_gym")  # answers cannot be listed: PoS is Monte Carlo, the model is the user's
 VERIFIERS = ("exact", "numeric", "math_verify")  # tasks.file_task.make_verifier
 
 
@@ -230,6 +250,9 @@ class TaskConfig:
     split_field: str = ""        # optional; values train / heldout (test, validation -> heldout)
     verifier: str = "numeric"    # exact | numeric (GSM8K "#### 42") | math_verify (if installed)
     max_new_tokens: int = 16     # completion budget (the paper's appendix: 200)
+    # reasoning_gym: questions generated offline by reasoning_gym.create_dataset(dataset, size=size, seed=seed)
+    dataset: str = ""
+    size: int = 64
 
     def __post_init__(self) -> None:
         _require(self.name in TASK_NAMES, "task.name", self.name, " or ".join(TASK_NAMES))
@@ -244,6 +267,10 @@ class TaskConfig:
             _require(self.verifier in VERIFIERS, "task.verifier", self.verifier, "one of " + ", ".join(VERIFIERS))
             _require(bool(self.prompt_field), "task.prompt_field", self.prompt_field, "a field name")
             _require(bool(self.answer_field), "task.answer_field", self.answer_field, "a field name")
+            _require(self.max_new_tokens >= 1, "task.max_new_tokens", self.max_new_tokens, ">= 1")
+        if self.name == "reasoning_gym":
+            _require(bool(self.dataset), "task.dataset", self.dataset, "a reasoning-gym dataset name")
+            _require(self.size >= 1, "task.size", self.size, ">= 1")
             _require(self.max_new_tokens >= 1, "task.max_new_tokens", self.max_new_tokens, ">= 1")
 
 
@@ -260,6 +287,7 @@ class StudyConfig:
     clip_sweep: list[float] = field(default_factory=list)       # E2, practice policies only
     groups_sweep: list[int] = field(default_factory=list)       # E5 R4: groups per question (m)
     lr_sweep: list[float] = field(default_factory=list)         # E4: effective beta per learning rate (trl)
+    advantage_sweep: list[str] = field(default_factory=list)    # E6: advantage estimators (conf/estimator/)
     # per policy, where it differs from the above: its variants, and which of its sweeps it runs
     # (e.g. the transformer is costly: fewer variants, only the beta sweep at default scale)
     variants_of: dict[str, list[str]] = field(default_factory=dict)
@@ -273,6 +301,9 @@ class StudyConfig:
         _require(self.seeds >= 1, "scale.study.seeds", self.seeds, ">= 1")
         for p in [*self.policies, *self.variants_of, *self.sweeps_of]:
             _require(p in registry.POLICIES, "scale.study.policies", p, "one of " + ", ".join(registry.POLICIES))
+        for name in self.advantage_sweep:
+            _require(name in estimators.ESTIMATORS, "scale.study.advantage_sweep", name,
+                     "one of " + ", ".join(estimators.ESTIMATORS))
         for p in self.sweep_variant_of:
             _require(p in registry.POLICIES, "scale.study.sweep_variant_of", p, "one of " + ", ".join(registry.POLICIES))
         for p, sweeps in self.sweeps_of.items():
@@ -306,19 +337,48 @@ class RuleFiles:
     curves: Optional[str] = None
     runs: Optional[str] = None
     ladder: Optional[str] = None
+    factorial: Optional[str] = None
+    attribution: Optional[str] = None
     iterations: Optional[str] = None
     claims_csv: Optional[str] = None
     claims_md: Optional[str] = None
 
 
 @dataclass
+class AuditConfig:
+    """Checking a finished GRPO run (``--config audit="..."``, grpo_amp.audit): its checkpoints against C3.
+
+    ``base`` is pi_ref (also policy.checkpoint); ``checkpoints`` is one TRL-style output_dir (its
+    ``checkpoint-<step>`` folders, read in step order) or an explicit list of checkpoint folders in step order.
+    """
+    base: str = ""
+    checkpoints: list[str] = field(default_factory=list)
+    # optimiser steps per theory iteration (one generation round); null: grpo.inner_steps (TRL's mu, with
+    # steps_per_generation = 1). Sets the nominal iteration count n_j = step_j / steps_per_iteration.
+    steps_per_iteration: Optional[int] = None
+    max_iterations_per_interval: int = 32  # E4's fit searches 1..this many theory iterations per checkpoint interval
+    max_batch: int = 4096  # sequences per generate call (questions x samples are split to fit)
+    backend: str = "auto"  # auto: vLLM on CUDA where importable, else Hugging Face generate; hf: always HF
+
+    def __post_init__(self) -> None:
+        _require(self.steps_per_iteration is None or self.steps_per_iteration >= 1, "audit.steps_per_iteration",
+                 self.steps_per_iteration, ">= 1 or null")
+        _require(self.max_iterations_per_interval >= 1, "audit.max_iterations_per_interval",
+                 self.max_iterations_per_interval, ">= 1")
+        _require(self.max_batch >= 1, "audit.max_batch", self.max_batch, ">= 1")
+        _require(self.backend in ("auto", "hf", "vllm"), "audit.backend", self.backend, "auto, hf or vllm")
+
+
+@dataclass
 class Config:
     variant: VariantConfig = field(default_factory=VariantConfig)
+    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     seed: int = 0
     run_name: str = ""    # the Snakemake ``{variant}`` wildcard, e.g. mean_std_ref-beta0.5
     results: str = "results"  # root of results/{scale}/...
@@ -327,17 +387,27 @@ class Config:
     inputs: RuleFiles = field(default_factory=RuleFiles)
     outputs: RuleFiles = field(default_factory=RuleFiles)
 
+    @property
+    def advantage(self) -> estimators.Estimator:
+        """The run's advantage estimator, resolved against the variant (``grpo`` is the variant's own)."""
+        v = self.variant
+        return estimators.resolve(self.estimator.name.value, v.norm.value, v.std.value, v.eps)
+
     def __post_init__(self) -> None:
         _require(not self.run_name or re.fullmatch(registry.RUN_PATTERN, self.run_name) is not None, "run_name",
                  self.run_name, registry.RUN_SYNTAX)
+        k = estimators.spec(self.estimator.name.value).pass_k
+        _require(k is None or k < self.grpo.group_size, "estimator.name", self.estimator.name.value,
+                 f"an estimator whose pass_k ({k}) is < grpo.group_size ({self.grpo.group_size})")
         tasks = registry.FAMILIES[self.policy.family].tasks
         _require(self.task.name in tasks, "task", self.task.name, f"{' or '.join(tasks)} for policy={self.policy.name.value}")
-        if self.task.name == "file":
+        if self.task.name in OPEN_ENDED_TASKS:
             # a file's answers are open-ended: they cannot be listed, so PoS can only be counted from samples
             if self.policy.pos_method == PosMethod.exact:
                 self.policy.pos_method = PosMethod.mc
             _require(bool(self.policy.checkpoint), "policy.checkpoint", self.policy.checkpoint,
-                     "a local Hugging Face model directory with task=file (nothing is trained from scratch for a file)")
+                     f"a local Hugging Face model directory with task={self.task.name} (nothing is trained from "
+                     "scratch for open-ended questions)")
 
 
 def register_configs() -> None:
@@ -345,6 +415,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(group="variant", name="variant_schema", node=VariantConfig)
+    cs.store(group="estimator", name="estimator_schema", node=EstimatorConfig)
     cs.store(group="policy", name="policy_schema", node=PolicyConfig)
     cs.store(group="task", name="task_schema", node=TaskConfig)
     cs.store(group="scale", name="scale_schema", node=ScaleConfig)
@@ -378,7 +449,8 @@ def flatten(cfg: Config) -> dict[str, Any]:
 
     walk("", OmegaConf.to_container(node, enum_to_str=True))
     # the study is the scale's, not the run's; the rule's file names are paths, not settings
-    return {k: v for k, v in out.items() if not k.startswith(("scale.study", "inputs.", "outputs."))}
+    return {k: v for k, v in out.items() if not k.startswith(("scale.study", "inputs.", "outputs.", "audit."))
+            and k not in {f"task.{f}" for f in REASONING_GYM_FIELDS if cfg.task.name != "reasoning_gym"}}
 
 
 def compose_config(overrides: list[str] | None = None) -> Config:

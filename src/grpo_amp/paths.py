@@ -26,6 +26,8 @@ BENCHMARK = "{results}/{scale}/benchmarks/{rule}/{name}.tsv"
 
 
 LADDER = "{results}/{scale}/ladder.csv"
+FACTORIAL = "{results}/{scale}/factorial.csv"      # E5's ladder as a 2 x 2 x 2 factorial, per cell
+ATTRIBUTION = "{results}/{scale}/attribution.csv"  # its main effects, Shapley parts and interactions
 ITERATIONS = "{results}/{scale}/iterations.csv"  # per run and iteration: E_q |p_n - C3|, mean PoS
 
 

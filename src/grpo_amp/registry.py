@@ -31,7 +31,7 @@ FAMILY_TABLE = (
     FamilySpec("tabular", ("tabular",), "tabular_exact", seeds_as_rows=True),
     # a causal LM: our Llama on modarith, or any local HF checkpoint on a file task (policy.checkpoint);
     # the loader reads which from the reference directory's task.json
-    FamilySpec("transformer", ("modarith", "file"), "transformer", seeds_as_rows=False),
+    FamilySpec("transformer", ("modarith", "file", "reasoning_gym"), "transformer", seeds_as_rows=False),
 )
 FAMILIES = {f.name: f for f in FAMILY_TABLE}
 
@@ -61,30 +61,58 @@ class PolicySpec:
     # whose group advantage the loop computes: "variant" (ours, as the variant says) or "trl" (TRL divides by
     # the sample std + 1e-4): the finite-G prediction uses the one really computed (stages.predict.ADVANTAGES)
     advantage: str = "variant"
+    # E5's 2 x 2 x 2 factorial (grpo_amp.analysis.factorial): (advantage, optimiser, objective) levels, see FACTORS
+    cell: tuple[str, str, str] | None = None
 
     @property
     def practice(self) -> bool:
         return self.tolerance == PRACTICE
 
 
-_PRACTICE_SWEEPS = ("beta", "group_size", "inner_steps", "kl_estimator", "clip_eps")
+# E5's tabular ladder as a 2 x 2 x 2 factorial (issue 18; grpo_amp.analysis.factorial, docs/theory.md's E5). Each
+# factor has R1's level first and practice's (R6's) second:
+#   advantage: A from the true p_{n-1} (docs/theory.md's population A(r; p), known on a table) or from the group
+#              (the trainer's group mean/std: E1's A_G, whose expectation over groups is E1's weights)
+#   optimiser: the iteration's argmax (L-BFGS, or R5's closed form) or M steps of the trainer's Adam
+#   objective: the exact expectation over groups of pi_{n-1} or one sampled group of G per question
+# R1 = (true_p, argmax, exact), R6 = (group, steps, one_group); R2, R3, R5 are three more cells and
+# tabular_true_p_steps, tabular_true_p_group_argmax, tabular_true_p_sgd the other three.
+FACTORS = {"advantage": ("true_p", "group"), "optimiser": ("argmax", "steps"), "objective": ("exact", "one_group")}
+
+_PRACTICE_SWEEPS = ("beta", "group_size", "inner_steps", "kl_estimator", "clip_eps", "estimator")
 
 POLICY_TABLE = (  # plot order is table order
     PolicySpec("tabular_exact", "tabular", ROUNDOFF, False, ("beta",),
                "C2's closed form in the loop (self-check)"),
     PolicySpec("tabular_r1", "tabular", OPTIMISER, False, ("beta",),
-               "R1: L-BFGS on the population objective", rung="R1"),
+               "R1: L-BFGS on the population objective", rung="R1",
+               cell=("true_p", "argmax", "exact")),
     PolicySpec("tabular_r2", "tabular", OPTIMISER, False,
-               ("beta", "group_size"), "R2: L-BFGS on the exact finite-G objective", rung="R2"),
+               ("beta", "group_size", "estimator"), "R2: L-BFGS on the exact finite-G objective", rung="R2",
+               cell=("group", "argmax", "exact")),
     PolicySpec("tabular_r3", "tabular", PRACTICE, False,
-               ("beta", "group_size", "inner_steps"), "R3: M Adam steps on the exact finite-G objective", rung="R3"),
+               ("beta", "group_size", "inner_steps"), "R3: M Adam steps on the exact finite-G objective", rung="R3",
+               cell=("group", "steps", "exact")),
     PolicySpec("tabular_r4", "tabular", PRACTICE, True,
                ("beta", "group_size", "inner_steps", "groups_per_question"),
                "R4: M steps on m sampled groups", rung="R4"),
     PolicySpec("tabular_r5", "tabular", PRACTICE, True,
-               ("beta", "group_size"), "R5: one group's own maximiser", rung="R5"),
+               ("beta", "group_size"), "R5: one group's own maximiser", rung="R5",
+               cell=("group", "argmax", "one_group")),
     PolicySpec("tabular_sgd", "tabular", PRACTICE, True, _PRACTICE_SWEEPS,
-               "R6: sampled GRPO on a table", rung="R6"),
+               "R6: sampled GRPO on a table", rung="R6",
+               cell=("group", "steps", "one_group")),
+    # the factorial's other three cells (no chain rung: grpo_amp.analysis.ladder leaves them out, grpo_amp.analysis.factorial reads them):
+    # R3, R5 and R6 with the true p_{n-1}'s advantage A(r; p_{n-1}) in place of the group's
+    PolicySpec("tabular_true_p_steps", "tabular", PRACTICE, False,
+               ("beta", "inner_steps"), "factorial: M Adam steps on the exact population objective",
+               cell=("true_p", "steps", "exact")),
+    PolicySpec("tabular_true_p_group_argmax", "tabular", PRACTICE, True,
+               ("beta", "group_size"), "factorial: one group, true-p advantages, its own maximiser",
+               cell=("true_p", "argmax", "one_group")),
+    PolicySpec("tabular_true_p_sgd", "tabular", PRACTICE, True,
+               ("beta", "group_size", "inner_steps"), "factorial: sampled GRPO on a table with true-p advantages",
+               cell=("true_p", "steps", "one_group")),
     PolicySpec("transformer", "transformer", PRACTICE, True, _PRACTICE_SWEEPS,
                "sampled GRPO on a transformer", grpo="practice_token"),
     # the transformer as close to each iteration's maximiser as the model allows: the same
@@ -102,6 +130,8 @@ POLICIES = {p.name: p for p in POLICY_TABLE}
 POLICY_NAMES = tuple(POLICIES)
 PRACTICE_POLICIES = tuple(p.name for p in POLICY_TABLE if p.practice)
 SAMPLED_POLICIES = tuple(p.name for p in POLICY_TABLE if p.sampled)
+CELLS = {p.cell: p.name for p in POLICY_TABLE if p.cell is not None}  # (advantage, optimiser, objective) -> policy
+assert len(CELLS) == 2 ** len(FACTORS), "every cell of the E5 factorial has exactly one policy"
 
 
 def policy(name: str) -> PolicySpec:
@@ -137,6 +167,8 @@ SWEEP_TABLE = (
     Sweep("groups_per_question", "m", "grpo.groups_per_question", "groups_sweep"),  # E5 R4: sampling error
     # E4: the implicit penalty of a run without one (TRL's beta = 0) is set by the step size: beta_eff per lr
     Sweep("lr", "lr", "grpo.lr", "lr_sweep", r"[0-9.]+(?:e-?[0-9]+)?"),
+    # E6: the advantage estimator (grpo_amp.estimators); mean_std_ref-estdapo sets estimator.name=dapo
+    Sweep("estimator", "est", "estimator.name", "advantage_sweep", r"[a-z][a-z0-9_]*"),
 )
 SWEEPS = {s.name: s for s in SWEEP_TABLE}
 SWEEP_OF_TAG = {s.tag: s.name for s in SWEEP_TABLE}
@@ -149,5 +181,5 @@ RUN_SYNTAX = "VARIANT or VARIANT-{" + "|".join(s.tag for s in SWEEP_TABLE) + "}V
 
 # --------------------------------------------------------------------------- figures
 FIGURE_NAMES = ("trajectories", "per_question", "fixed_points", "normalisation", "regularisation",
-                "practice_gap", "gap_ladder", "heldout")
+                "practice_gap", "gap_ladder", "factorial", "heldout")
 

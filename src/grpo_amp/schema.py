@@ -3,7 +3,7 @@
 README's "Output contract" documents the same; ``io.read_csv(path, COLUMNS)`` enforces it.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from grpo_amp import registry
 
@@ -41,6 +41,13 @@ class IterationMetrics:
     zero_spread_frac: float
     clip_frac: float
     inner_steps_taken: float
+    # dynamic sampling only (docs/theory.md E6): per question (question, redraws, dropped), the groups drawn
+    # again and whether it sat the iteration out; a table, not a metric: it goes to redraws.csv (REDRAWS_COLUMNS)
+    redraws: "pd.DataFrame | None" = field(default=None, compare=False, repr=False)  # noqa: F821 (pandas not imported here)
+
+    def values(self) -> dict:
+        """The metrics.csv numbers, by name (ITERATION_METRICS)."""
+        return {name: getattr(self, name) for name in ITERATION_METRICS}
 
     @classmethod
     def undefined(cls) -> "IterationMetrics":
@@ -48,7 +55,7 @@ class IterationMetrics:
         return cls(**dict.fromkeys(ITERATION_METRICS, float("nan")))
 
 
-ITERATION_METRICS = tuple(f.name for f in fields(IterationMetrics))
+ITERATION_METRICS = tuple(f.name for f in fields(IterationMetrics) if f.name != "redraws")
 TRAIN_METRICS_COLUMNS = ["seed", "iteration", *ITERATION_METRICS]
 # results/{scale}/train/{policy}/{run}/timing.csv: wall seconds per iteration, kept out of metrics.csv
 # so that every data file is byte-identical between two runs of the same config on one machine.
@@ -58,12 +65,19 @@ TIMING_COLUMNS = ["seed", "iteration", "seconds"]
 # and the ratio pi_n/pi_{n-1}; compare puts the closed form w+_G p_n - w-_G (1 - p_n) beside it.
 C1_COLUMNS = ["question", "seed", "iteration", "surrogate", "surrogate_se", "n_groups"]
 
+# results/{scale}/train/{policy}/{run}/redraws.csv (estimator with dynamic sampling, docs/theory.md E6):
+# per question and iteration, the groups drawn again because all G rewards were equal (uncapped mean
+# 1/Z - 1 per group, Z = 1 - p^G - (1-p)^G) and whether it sat the iteration out (estimator.max_redraws hit).
+REDRAWS_COLUMNS = ["question", "seed", "iteration", "redraws", "dropped"]
+
 # results/{scale}/runs.csv: one row per (policy, run) with its settings and summary numbers.
 # Every summary X is the mean over the run's seeds, with X_lo, X_hi its 95% t-interval over seeds
 # (equal to X where the run has one seed).
 # bias, bias_G: the signed mean of p_n - C3 (C3_G) trajectory beside the absolute gap (negative: under-amplifies)
 SUMMARY_NUMBERS = ["final_pos_mean", "pred_final_mean", "gap_trajectory", "gap_one_step",
-                   "gap_trajectory_G", "gap_one_step_G", "bias", "bias_G", "heldout_gain", "beta_eff", "beta_eff_rmse"]
+                   "gap_trajectory_G", "gap_one_step_G", "bias", "bias_G", "heldout_gain", "beta_eff", "beta_eff_rmse",
+                   # E6's shape test (theory.shape_test): log-odds steps against S_G(p_{n-1}), slope 1/beta_eff and R^2
+                   "shape_slope", "shape_r2"]
 # the variant's fields, then every sweep of grpo_amp.registry.SWEEP_TABLE (beta is the variant's), the iterations
 RUN_SETTINGS = ["variant", "sweep", "norm", "kl", "beta", "beta_prev", "eps", "std",
                 *[s.name for s in registry.SWEEP_TABLE if s.name != "beta"], "iterations"]
@@ -88,3 +102,14 @@ ITERATION_COLUMNS = ["policy", "run", "iteration", "pos_mean", "pos_q10", "pos_q
 LADDER_COLUMNS = ["rung", "policy", "run", "n_seeds", "gap", "gap_lo", "gap_hi", "gap_G", "gap_G_lo", "gap_G_hi",
                   "bias", "bias_lo", "bias_hi", "bias_G", "bias_G_lo", "bias_G_hi",
                   "parent", "part", "part_lo", "part_hi", "cause"]
+
+# results/{scale}/factorial.csv: E5's tabular ladder as a 2 x 2 x 2 factorial, one row per (variant, cell);
+# the factors' levels are registry.FACTORS; gap = mean |p_n - C3|, bias = mean (p_n - C3) (train, n >= 1),
+# each the mean over the cell's seeds with its 95% interval; see grpo_amp.analysis.factorial.
+FACTORIAL_COLUMNS = ["variant", "advantage", "optimiser", "objective", "policy", "rung", "gap", "gap_lo", "gap_hi",
+                     "bias", "bias_lo", "bias_hi", "n_seeds"]
+# results/{scale}/attribution.csv: per variant, each factor's main effect and Shapley (order-averaged) part,
+# each interaction's effect, and the total (R6's gap - R1's = the sum of the three Shapley parts, and of the three
+# chain parts: the marginal changes in the ladder's order R1 -> R2 -> R3 -> R6), paired over seeds.
+ATTRIBUTION_COLUMNS = ["variant", "factor", "kind", "effect", "effect_lo", "effect_hi", "shapley", "shapley_lo",
+                       "shapley_hi", "chain", "chain_lo", "chain_hi", "n_seeds"]

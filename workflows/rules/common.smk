@@ -15,6 +15,8 @@ validate(config, "../schemas/config.schema.yaml")
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, even without pip install -e
 from grpo_amp import paths, registry  # noqa: E402
 from grpo_amp.study.runs import load_study, lm_overrides, lm_results, run_overrides, runs_of_study  # noqa: E402
+from grpo_amp.audit.plan import audit_plan, audit_results  # noqa: E402
+from grpo_amp.io import InputError  # noqa: E402
 
 def flag(name, default=True):
     return str(config.get(name, default)).lower() == "true"
@@ -35,6 +37,21 @@ if LM.overrides and TRACKING_URI == f"sqlite:///{config['results'].rstrip('/')}/
 if LM.overrides:
     print(f"grpo-amp: lm overrides {' '.join(LM.overrides)}: results in {RESULTS}/{SCALE}, MLflow runs in "
           f"{TRACKING_URI}", file=sys.stderr)
+# --config audit="base=/models/base checkpoints=/runs/out task=file task.path=... variant.beta=0.04 ...": check a
+# finished GRPO run's checkpoints against the theory instead of running the study (workflows/rules/audit.smk).
+# Checked here, before any job: the overrides compose, the checkpoints exist, are in step order and are the base's
+# architecture and tokenizer with safetensors weights. Outputs under {results}/audit-<digest of the overrides>/.
+AUDIT = audit_plan(config.get("audit", ""), SCALE)
+if AUDIT.overrides and LM.overrides:
+    raise InputError("--config: give lm (a study on your model) or audit (a finished run's checkpoints), not both")
+AUDIT_ROOT = audit_results(config["results"], AUDIT.overrides)
+AUDIT_TRACKING_URI = config["tracking_uri"]
+if AUDIT_TRACKING_URI == f"sqlite:///{config['results'].rstrip('/')}/mlflow.db":
+    AUDIT_TRACKING_URI = f"sqlite:///{AUDIT_ROOT}/mlflow.db"
+if AUDIT.overrides:
+    print(f"grpo-amp: audit of {len(AUDIT.points) - 1} checkpoints (steps {', '.join(str(p.step) for p in AUDIT.points[1:])}) "
+          f"against the base {AUDIT.points[0].path}: results in {AUDIT_ROOT}, MLflow runs in {AUDIT_TRACKING_URI}",
+          file=sys.stderr)
 STUDY = load_study(SCALE)  # conf/scale/<scale>.yaml, checked against its schema (StudyConfig)
 RUNS = {policy: runs_of_study(STUDY, policy) for policy in registry.POLICY_NAMES}
 RUNS = {policy: runs for policy, runs in RUNS.items() if runs}
@@ -50,6 +67,8 @@ CLAIMS_CSV = fill(paths.CLAIMS_CSV)
 CLAIMS_MD = fill(paths.CLAIMS_MD)
 RUNS_CSV = fill(paths.RUNS)
 LADDER_CSV = fill(paths.LADDER)
+FACTORIAL_CSV = fill(paths.FACTORIAL)
+ATTRIBUTION_CSV = fill(paths.ATTRIBUTION)
 ITERATIONS_CSV = fill(paths.ITERATIONS)
 FIGURES = [fill(paths.FIGURE, name=name) for name in registry.FIGURE_NAMES]
 ALL_PREDICT = [fill(paths.PREDICT, policy=p, run=r) for p, runs in RUNS.items() for r in runs]
@@ -94,3 +113,25 @@ wildcard_constraints:
     policy="|".join(registry.POLICY_NAMES),
     family="|".join(registry.FAMILIES),
     variant=registry.RUN_PATTERN,
+
+
+# --------------------------------------------------------------------------- the audit (audit.smk)
+AUDIT_POINTS = {p.name: p for p in AUDIT.points}
+AUDIT_FILES = {key: f"{AUDIT_ROOT}/{name}" for key, name in
+               {"pos": "pos.csv", "predict": "predict.csv", "checkpoints": "checkpoints.csv",
+                "questions": "audit_questions.csv", "overall": "audit.csv", "md": "audit.md",
+                "figure": "figures/audit.png"}.items()}
+
+
+def audit_stage(module, *extra):
+    """A stage of the audit: the user's overrides, then what the workflow sets."""
+    common = ["policy=transformer", f"scale={SCALE}", f"results={AUDIT_ROOT}", f"tracking.uri='{AUDIT_TRACKING_URI}'",
+              f"tracking.enabled={str(flag('tracking')).lower()}"]
+    return (f"python -m grpo_amp.stages.{module} " + " ".join(common) + " "
+            + " ".join(shlex.quote(o) for o in AUDIT.overrides) + " " + " ".join(extra))
+
+
+def audit_point_inputs(wildcards):
+    """The checkpoint's weights and config (a changed checkpoint re-runs its job) and the question file."""
+    path = AUDIT_POINTS[wildcards.point].path
+    return [str(f) for f in sorted(path.glob("*.safetensors"))] + [str(path / "config.json"), *AUDIT.inputs]

@@ -1,11 +1,13 @@
 rule compare:
-    """runs.csv, E5's ladder and the claims table from every run's measured and predicted PoS."""
+    """runs.csv, E5's ladder and factorial and the claims table from every run's measured and predicted PoS."""
     input:
         predict=ALL_PREDICT,
         train=ALL_TRAIN,
     output:
         runs=RUNS_CSV,
         ladder=report(LADDER_CSV, caption="../report/ladder.rst", category="Claims"),
+        factorial=report(FACTORIAL_CSV, caption="../report/factorial_table.rst", category="Claims"),
+        attribution=report(ATTRIBUTION_CSV, caption="../report/attribution.rst", category="Claims"),
         iterations=ITERATIONS_CSV,
         claims_csv=report(CLAIMS_CSV, caption="../report/claims.rst", category="Claims"),
         claims_md=CLAIMS_MD,

@@ -6,6 +6,8 @@ rule figures:
     input:
         runs=RUNS_CSV,
         ladder=LADDER_CSV,
+        factorial=FACTORIAL_CSV,
+        attribution=ATTRIBUTION_CSV,
         predict=ALL_PREDICT,
         curves=ALL_CURVES,
         tracking=TRACKING_JSON,

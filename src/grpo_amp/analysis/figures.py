@@ -33,7 +33,7 @@ from scipy.special import logit
 
 from grpo_amp import registry
 from grpo_amp.io import atomic_path, read_csv
-from grpo_amp.schema import CURVE_COLUMNS, LADDER_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS
+from grpo_amp.schema import ATTRIBUTION_COLUMNS, CURVE_COLUMNS, LADDER_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS
 from grpo_amp.analysis.stats import seed_interval
 
 DPI = 120
@@ -473,6 +473,39 @@ def gap_ladder(D: Path, runs: pd.DataFrame) -> Figure:
     return _finish(fig, title, {"against C3": colors["gap"], "against C3 with finite G (E1)": colors["gap_G"]})
 
 
+MAX_COLUMNS = 4  # panels per row before a figure wraps (4 x 3.6 in at DPI 120, plus the legend: < 2400 px)
+
+
+@_themed
+def factorial(D: Path, runs: pd.DataFrame) -> Figure:
+    """E5 as a 2 x 2 x 2 factorial: per variant, each factor's part of R6's gap minus R1's in the chain
+    ladder's order (R1 -> R2 -> R3 -> R6) beside its order-averaged (Shapley) part, 95% paired intervals."""
+    title = "E5 factorial: each change's part of R6's gap - R1's, chain order vs averaged over orders"
+    path = Path(D) / "attribution.csv"
+    table = read_csv(path, ATTRIBUTION_COLUMNS) if path.is_file() else pd.DataFrame(columns=ATTRIBUTION_COLUMNS)
+    if table.empty:
+        return _message_figure(title, f"{NO_DATA}: no variant ran all eight cells")
+    variants = list(dict.fromkeys(table["variant"]))
+    ncols = min(len(variants), MAX_COLUMNS)
+    nrows = -(-len(variants) // ncols)
+    fig, axes = _new_figure(nrows, ncols, panel=(3.6, 3.2), sharey=True)
+    colors = {"chain (R1 -> R2 -> R3 -> R6)": sns.color_palette("colorblind")[0],
+              "Shapley (mean over the 3! orders)": sns.color_palette("colorblind")[2]}
+    for ax in axes.flat[len(variants):]:
+        ax.set_axis_off()
+    for ax, variant in zip(axes.flat, variants):
+        sub = table[(table["variant"] == variant) & (table["kind"] == "factor")]
+        total = table[(table["variant"] == variant) & (table["kind"] == "total")].iloc[0]
+        x = np.arange(len(sub))
+        for offset, (col, color) in zip((-0.2, 0.2), zip(("chain", "shapley"), colors.values())):
+            err = np.vstack([sub[col] - sub[f"{col}_lo"], sub[f"{col}_hi"] - sub[col]])
+            ax.bar(x + offset, sub[col], width=0.4, color=color, yerr=err, capsize=2, error_kw={"lw": 0.8})
+        ax.axhline(0.0, color="0.3", lw=0.8)
+        ax.set_xticks(x, sub["factor"], fontsize="small")
+        ax.set(title=f"{variant}\nR6 - R1 = {total['effect']:.3f}", ylabel="part of the gap to C3")
+    return _finish(fig, title, colors)
+
+
 FIGURES: dict[str, Callable[[Path, pd.DataFrame], Figure]] = {
     "trajectories": trajectories,
     "per_question": per_question,
@@ -481,6 +514,7 @@ FIGURES: dict[str, Callable[[Path, pd.DataFrame], Figure]] = {
     "regularisation": regularisation,
     "practice_gap": practice_gap,
     "gap_ladder": gap_ladder,
+    "factorial": factorial,
     "heldout": heldout,
 }
 

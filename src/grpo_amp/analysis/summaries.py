@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from grpo_amp import theory
+from grpo_amp import estimators, theory
 from grpo_amp.analysis.stats import seed_interval
 from grpo_amp.schema import SUMMARY_NUMBERS
 
@@ -48,11 +48,44 @@ def heldout_gain(pred: pd.DataFrame) -> float:
 
 
 def effective_beta(pred: pd.DataFrame, settings: dict) -> tuple[float, float]:
-    """E4: the beta that best explains one seed's trajectory under C3, and the fit's RMSE."""
+    """E4: the beta that best explains one seed's trajectory under C3, and the fit's RMSE.
+
+    C3 with the run's estimator (E6) in its population limit (pass@k: at the run's G; batch: sigma_b
+    from the batch's p_ref): a constant factor c on A then reads as beta_eff = beta / c.
+    """
     wide = train_rows(pred).pivot(index="iteration", columns="question", values="pos").sort_index()
-    return theory.fit_effective_beta(wide.iloc[0].to_numpy(), wide.to_numpy(), kl=settings["kl"],
-                                     norm=settings["norm"], eps=settings["eps"], beta_prev=settings["beta_prev"],
-                                     std=settings["std"])
+    p_ref = wide.iloc[0].to_numpy()
+    est = estimators.resolve(settings.get("estimator") or estimators.DEFAULT, settings["norm"], settings["std"],
+                             settings["eps"])
+    sd = float(np.sqrt(p_ref.mean() * (1 - p_ref.mean()))) if est.batch else None
+    kw = est.population_kwargs(sd)
+    if kw is None:
+        kw = {**est.theory_kwargs(sd), "group_size": _group_size(settings)}
+    return theory.fit_effective_beta(p_ref, wide.to_numpy(), kl=settings["kl"], beta_prev=settings["beta_prev"], **kw)
+
+
+def shape_fit(pred: pd.DataFrame, settings: dict) -> theory.ShapeFit:
+    """E6's shape test on one seed's train questions: every step n >= 1 against S_G(p_{n-1}) of the
+    run's estimator and G (theory.shape_test); NaN for kl=both (no one-term step)."""
+    if settings["kl"] not in ("ref", "mirror"):
+        return theory.ShapeFit(np.nan, np.nan, 0)
+    wide = train_rows(pred).pivot(index="iteration", columns="question", values="pos").sort_index().to_numpy()
+    est = estimators.resolve(settings.get("estimator") or estimators.DEFAULT, settings["norm"], settings["std"],
+                             settings["eps"])
+    sd = float(np.sqrt(wide[:-1].mean(1, keepdims=True) * (1 - wide[:-1].mean(1, keepdims=True))).mean()) \
+        if est.batch else None  # sigma_b: the batch's, averaged over the iterations
+    p_ref = np.broadcast_to(wide[0], wide[1:].shape)
+    G = _group_size(settings)
+    if G is None and (est.pass_k is not None or est.dynamic_sampling):
+        return theory.ShapeFit(np.nan, np.nan, 0)
+    kw = est.theory_kwargs(sd) if G is not None else est.population_kwargs(sd)
+    return theory.shape_test(wide[:-1], wide[1:], p_ref, kl=settings["kl"], group_size=G, **kw)
+
+
+def _group_size(settings: dict) -> int | None:
+    """The run's G (None where the settings have none: the population S is used)."""
+    G = settings.get("group_size")
+    return None if G is None or (isinstance(G, float) and np.isnan(G)) else int(G)
 
 
 def summarise_seed(pred: pd.DataFrame, settings: dict) -> dict:
@@ -60,11 +93,13 @@ def summarise_seed(pred: pd.DataFrame, settings: dict) -> dict:
     train = train_rows(pred)
     last = train[train["iteration"] == train["iteration"].max()]
     beta_eff, rmse = effective_beta(pred, settings)
+    shape = shape_fit(pred, settings)
     return {"final_pos_mean": float(last["pos"].mean()), "pred_final_mean": float(last["pred_trajectory"].mean()),
             **{f"gap_{c}": mean_gap(pred, f"pred_{c}") for c in ("trajectory", "one_step", "trajectory_G",
                                                                  "one_step_G")},
             "bias": mean_bias(pred, "pred_trajectory"), "bias_G": mean_bias(pred, "pred_trajectory_G"),
-            "heldout_gain": heldout_gain(pred), "beta_eff": beta_eff, "beta_eff_rmse": rmse}
+            "heldout_gain": heldout_gain(pred), "beta_eff": beta_eff, "beta_eff_rmse": rmse,
+            "shape_slope": shape.slope, "shape_r2": shape.r2}
 
 
 def summarise_run(pred: pd.DataFrame, settings: dict) -> dict:

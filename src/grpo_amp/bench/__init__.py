@@ -2,6 +2,7 @@
 
     grpo-amp bench theory --repeat 5
     grpo-amp bench trl --repeat 20 --threads 2
+    grpo-amp bench scaling --repeat 3 --threads 1
 
 A benchmark is a function ``(repeat, threads) -> text`` (the report the CLI prints); a new one is
 a module, a two-line function below that imports it, and an entry in :data:`BENCHMARKS`. Each
@@ -11,6 +12,8 @@ never pays for transformers or TRL.
 
     theory  the closed-form theory at the sizes a sweep needs, medians against goals (bench.theory)
     trl     one GRPO iteration of ours against TRL's GRPOTrainer at equal work (grpo_amp.trl_family.bench)
+    audit   auditing 5 checkpoints of the smoke model, and how it grows with model, questions, samples (bench.audit)
+    scaling how that iteration's time and memory grow with questions, G, completion length, width (bench.scaling)
 """
 
 from __future__ import annotations
@@ -30,7 +33,21 @@ def _trl(repeat: int, threads: int | None) -> str:
     return report(repeat, threads)
 
 
-BENCHMARKS: dict[str, Callable[[int, int | None], str]] = {"theory": _theory, "trl": _trl}
+def _audit(repeat: int, threads: int | None) -> str:
+    from grpo_amp.bench.audit import report
+
+    return report(repeat, threads)
+
+
+def _scaling(repeat: int, threads: int | None) -> str:
+    from grpo_amp.bench.scaling import report  # its runs import transformers and TRL
+
+    return report(repeat, threads)
+
+
+BENCHMARKS: dict[str, Callable[[int, int | None], str]] = {
+    "theory": _theory, "trl": _trl, "audit": _audit, "scaling": _scaling,
+}
 
 
 def benchmark(name: str) -> Callable[[int, int | None], str]:

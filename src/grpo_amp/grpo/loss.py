@@ -13,6 +13,7 @@ with the KL targets of the variant (``KL_TARGETS``) and the estimator of the run
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -21,28 +22,77 @@ from grpo_amp.config import GRPOConfig, VariantConfig
 
 
 # --------------------------------------------------------------------------- advantages
-def _mean_std(rewards, mean, eps, std):
-    var = rewards.var(dim=1, keepdim=True, unbiased=(std == "sample"))  # (Q, 1): q(1-q) or q(1-q)G/(G-1)
-    return (rewards - mean) / torch.sqrt(var + eps)
+def _scale(centred, var, eps, eps_inside):
+    if eps_inside:
+        return centred / torch.sqrt(var + eps)  # the paper's sqrt(p(1-p) + eps)
+    return centred / (torch.sqrt(var) + eps)    # TRL (1e-4), verl (1e-6): eps outside the root
 
 
-def _mean_only(rewards, mean, eps, std):
+def _mean_std(rewards, mean, eps, std, eps_inside=True, batch=False):
+    if batch:  # TRL scale_rewards="batch": rewards.std() over the whole generation batch (Bessel)
+        var = rewards.var(unbiased=True).expand(rewards.shape[0], 1)  # (Q, 1)
+    else:
+        var = rewards.var(dim=1, keepdim=True, unbiased=(std == "sample"))  # (Q, 1): q(1-q) or q(1-q)G/(G-1)
+    return _scale(rewards - mean, var, eps, eps_inside)
+
+
+def _mean_only(rewards, mean, eps, std, eps_inside=True, batch=False):
     return rewards - mean  # Dr. GRPO / TRL scale_rewards="none"
 
 
-NORMALISATIONS = {"mean_std": _mean_std, "mean_only": _mean_only}
+def _rloo(rewards, mean, eps, std, eps_inside=True, batch=False):
+    G = rewards.shape[1]
+    return rewards - (rewards.sum(dim=1, keepdim=True) - rewards) / (G - 1)  # mean of the other G-1 (RLOO)
+
+
+NORMALISATIONS = {"mean_std": _mean_std, "mean_only": _mean_only, "rloo": _rloo}
+
+
+def pass_k_advantages(rewards: torch.Tensor, k: int, norm: str = "mean_std", eps: float = 0.0,
+                      eps_inside: bool = True) -> torch.Tensor:
+    """pass@k (Chen et al. 2025): each k-subset scored by its best member, normalised over the
+    C(G, k) subsets (population std); a response's advantage is the mean over the subsets holding it.
+
+    In closed form from the group's n failures: mean subset reward R = 1 - C(n, k)/C(G, k); a success
+    lies only in R_s = 1 subsets; a failure's subsets are all-failure with share C(n-1, k-1)/C(G-1, k-1).
+    """
+    G = rewards.shape[1]
+    n_fail = (G - rewards.sum(dim=1, keepdim=True)).round()                # (Q, 1)
+
+    def comb(n, r):  # C(n, r) for tensors n >= 0 (0 where n < r)
+        out = torch.exp(torch.lgamma(n + 1) - torch.lgamma(torch.as_tensor(r + 1.0, dtype=n.dtype))
+                        - torch.lgamma((n - r).clamp(min=0) + 1))
+        return torch.where(n >= r, out, torch.zeros_like(out))
+
+    r_bar = 1.0 - comb(n_fail, k) / math.comb(G, k)                          # (Q, 1)
+    fail_share = comb(n_fail - 1, k - 1) / math.comb(G - 1, k - 1)           # (Q, 1)
+    own = torch.where(rewards > 0, torch.ones_like(rewards), 1.0 - fail_share)  # mean R_s over i's subsets
+    centred = own - r_bar
+    if norm == "mean_only":
+        return centred
+    var = r_bar * (1.0 - r_bar)
+    return torch.where(var > 0, _scale(centred, var, eps, eps_inside), torch.zeros_like(centred))
 
 
 def group_advantages(rewards: torch.Tensor, norm: str = "mean_std", eps: float = 0.0,
-                     std: str = "population") -> tuple[torch.Tensor, torch.Tensor]:
-    """A = (r - group mean) [/ sqrt(group variance + eps)]; a group with equal rewards gets A = 0.
+                     std: str = "population", *, eps_inside: bool = True, batch: bool = False,
+                     pass_k: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A = (r - group mean) [/ scale]; a group with equal rewards gets A = 0.
 
-    rewards: (Q, G). Returns the advantages (Q, G) and which groups had zero spread (Q,).
+    rewards: (Q, G). Returns the advantages (Q, G) and which groups had zero spread (Q,). The
+    estimator's keywords are grpo_amp.estimators.Estimator.loss_kwargs() (docs/theory.md E6):
+    ``norm`` mean_std | mean_only | rloo; ``eps_inside`` sqrt(var + eps) or std + eps; ``batch`` one
+    std over all Q x G rewards; ``pass_k`` the pass@k reward.
     """
     mean = rewards.mean(dim=1, keepdim=True)  # (Q, 1): the group baseline, reshape -> reduce -> broadcast
     zero_spread = (rewards == rewards[:, :1]).all(dim=1)  # (Q,)
     with torch.no_grad():
-        adv = NORMALISATIONS[norm](rewards, mean, eps, std)
+        if pass_k is not None:
+            adv = pass_k_advantages(rewards, pass_k, norm, eps, eps_inside)
+        elif eps_inside and not batch:
+            adv = NORMALISATIONS[norm](rewards, mean, eps, std)  # the paper's (and today's) path
+        else:
+            adv = NORMALISATIONS[norm](rewards, mean, eps, std, eps_inside, batch)
     return adv.masked_fill(zero_spread[:, None], 0.0), zero_spread
 
 

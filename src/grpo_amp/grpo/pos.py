@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from grpo_amp.analysis.stats import wilson_interval
 from grpo_amp.policies.base import Policy
 from grpo_amp.tasks.base import Task
 
@@ -54,6 +53,8 @@ def pos_mc(policy: Policy, task: Task, questions: torch.Tensor, n_samples: int,
         g = min(chunk, n_samples - done)
         successes += task.reward(policy.sample(questions, g, generator)).double().sum(dim=1)
         done += g
+    from grpo_amp.analysis.stats import wilson_interval  # here: scipy.stats costs a train job ~0.5 s to import
+
     k = successes.cpu().numpy()
     lo, hi = wilson_interval(k, n_samples)
     return k / n_samples, lo, hi

@@ -1,6 +1,6 @@
 """A run over seeds: each seed's GRPO iterations from pi_ref, PoS measured after every iteration.
 
-    trained = train_seeds(cfg, n_seeds, ref_dir, out_dir, device="cpu")   # Trained: pos, metrics, c1, timing
+    trained = train_seeds(cfg, n_seeds, ref_dir, out_dir, device="cpu")   # Trained: pos, metrics, c1, timing, redraws
 
 Seed s runs with cfg.seed + s. A family whose seeds share no parameters (``FamilySpec.seeds_as_rows``:
 the tabular one) trains every seed at once as one table of seeds x questions, row s*N + q being question
@@ -10,6 +10,7 @@ the cost at these sizes). Either way each seed's states go to ``paths.iteration_
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -29,6 +30,7 @@ class Trained:
     metrics: list[pd.DataFrame] = dataclasses.field(default_factory=list)
     c1: list[pd.DataFrame] = dataclasses.field(default_factory=list)
     timing: list[pd.DataFrame] = dataclasses.field(default_factory=list)
+    redraws: list[pd.DataFrame] = dataclasses.field(default_factory=list)  # dynamic sampling only
 
 
 def train_seeds(cfg: Config, n_seeds: int, ref_dir: Path, out_dir: Path, device: str = "cpu",
@@ -53,6 +55,8 @@ def _train_once(cfg: Config, loop: Loop, policy, ref, task, meter, save_dir, log
     out.metrics.append(history.metrics_frame())
     out.c1.append(history.c1_frame())
     out.timing.append(history.timing_frame())
+    if history.redraws_frame() is not None:
+        out.redraws.append(history.redraws_frame())
     return out
 
 
@@ -73,7 +77,7 @@ def _seeds_as_rows(cfg: Config, loop: Loop, n_seeds: int, ref_dir: Path, out_dir
 
     out = _train_once(cfg, loop, policy, ref, task, meter, save_dir, log_metrics)
     # back from replicated rows to (seed, question); metrics are pooled over the seeds' rows
-    for frame in (*out.pos, *out.c1):
+    for frame in (*out.pos, *out.c1, *out.redraws):
         frame["seed"] = cfg.seed + frame["question"] // n
         frame["question"] = frame["question"] % n
     for frame in (*out.metrics, *out.timing):
@@ -91,13 +95,14 @@ def _seed_by_seed(cfg: Config, loop: Loop, n_seeds: int, ref_dir: Path, out_dir:
     out = Trained()
     for s in range(n_seeds):
         cfg_s = dataclasses.replace(cfg, seed=cfg.seed + s)
-        _, policy = load_reference(family, ref_dir, **options)  # pi_0 = pi_ref, fresh
+        policy = copy.deepcopy(ref).requires_grad_(True)  # pi_0 = pi_ref (as read from ref_dir, not read again)
         meter = PosMeter(ref, task, cfg.policy.pos_method.value, cfg.policy.mc_samples, cfg_s.seed)
         one = _train_once(cfg_s, loop, policy, ref, task, meter,
                           lambda it, pi: pi.save(paths.iteration_dir(out_dir, it, s)),
                           log_metrics and (lambda it, m: log_metrics(it, _per_seed(m, cfg_s.seed))))
-        for frame in (*one.pos, *one.metrics, *one.c1, *one.timing):
+        for frame in (*one.pos, *one.metrics, *one.c1, *one.timing, *one.redraws):
             frame["seed"] = cfg_s.seed
+        out.redraws += one.redraws
         out.pos += one.pos
         out.metrics += one.metrics
         out.c1 += one.c1

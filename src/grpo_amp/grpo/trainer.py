@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from grpo_amp.config import Config
 from grpo_amp.grpo.adam import Adam
 from grpo_amp.grpo.loss import LossTerms, group_advantages, grpo_loss, sequence_sum, token_logp
+from grpo_amp.grpo.rollout import Rollout
 from grpo_amp.policies.base import Policy
 from grpo_amp.schema import IterationMetrics
 from grpo_amp.tasks.base import Task
@@ -31,6 +32,8 @@ class History:
     """What training measured: per-iteration metrics and C1's per-question surrogate."""
     metrics: list[dict] = field(default_factory=list)
     c1: list[pd.DataFrame] = field(default_factory=list)
+    # dynamic sampling (estimator dapo): per question and iteration, the redraws and whether it was dropped
+    redraws: list[pd.DataFrame] = field(default_factory=list)
 
     def metrics_frame(self) -> pd.DataFrame:
         """Per-iteration metrics, without wall time (a data file: the same config gives the same bytes)."""
@@ -43,10 +46,14 @@ class History:
     def c1_frame(self) -> pd.DataFrame:
         return pd.concat(self.c1, ignore_index=True)
 
+    def redraws_frame(self) -> pd.DataFrame | None:
+        return pd.concat(self.redraws, ignore_index=True) if self.redraws else None
+
 
 # --------------------------------------------------------------------------- the two updates
 def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions: torch.Tensor,
-                cfg: Config, generator: torch.Generator) -> IterationMetrics:
+                cfg: Config, generator: torch.Generator,
+                advantages: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None) -> IterationMetrics:
     """M inner optimiser steps on the sampled, group-normalised, KL-penalised objective.
 
     m = grpo.groups_per_question groups of G per question, the objective averaged over them,
@@ -55,24 +62,40 @@ def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions:
     the sampled objective improves by at least inner_tol per step (mean over the last STOP_WINDOW
     steps), up to grpo.max_inner_steps (``inner_steps_taken`` in the metrics says how many were taken).
     """
-    v, g = cfg.variant, cfg.grpo
+    v, g, est = cfg.variant, cfg.grpo, cfg.advantage
     m, G = g.groups_per_question, g.group_size
     rollout = old.sample(questions, m * G, generator)                   # (Q, m*G, T)
     rewards = task.reward(rollout)                                      # (Q, m*G)
     Q = rewards.shape[0]
-    adv, zero_spread = group_advantages(rewards.reshape(Q * m, G), v.norm.value, v.eps, v.std.value)  # (Q*m, G)
+    redraw_info = None
+    if est.dynamic_sampling:
+        rollout, rewards, redraw_info = redraw_equal_groups(old, task, rollout, rewards, G, cfg.estimator.max_redraws,
+                                                            generator)
+    if advantages is None:
+        adv, zero_spread = group_advantages(rewards.reshape(Q * m, G), **est.loss_kwargs())  # (Q*m, G)
+    else:
+        adv, zero_spread = advantages(rewards.reshape(Q * m, G))
     adv = adv.reshape(Q, m * G)
+    if redraw_info is not None and redraw_info["dropped"].any():
+        # DAPO drops what is still without spread after the cap: no advantage and no KL pull this iteration
+        kept = ~redraw_info["dropped"]
+        rollout = Rollout(rollout.questions[kept], rollout.tokens[kept], rollout.mask[kept])
+        adv = adv[kept]
+    if rollout.tokens.shape[0] == 0:  # every question dropped: nothing to optimise
+        nan = float("nan")
+        return IterationMetrics(loss=nan, pg_objective=nan, kl_ref=nan, kl_prev=nan, mean_reward=float(rewards.mean()),
+                                zero_spread_frac=float(zero_spread.double().mean()), clip_frac=nan, inner_steps_taken=0,
+                                redraws=_redraw_frame(questions, redraw_info))
     with torch.no_grad():
         ref_logq = ref.log_softmax(rollout)                             # (Q, m*G, T, V)
-        # with one inner step pi = pi_old at the only step: ratio = 1, skip the extra pass (as TRL does)
-        old_logq = old.log_softmax(rollout) if g.inner_steps > 1 or g.inner_tol is not None else None
     optimiser = _optimiser(policy, cfg)
     stop = inner_stopping(g.inner_steps, g.inner_tol, g.max_inner_steps)
-    taken = 0
+    taken, old_logq = 0, None
     while True:
         logq = policy.log_softmax(rollout)
-        terms: LossTerms = grpo_loss(logq, logq.detach() if old_logq is None else old_logq, ref_logq,
-                                     rollout.tokens, rollout.mask, adv.to(logq.dtype), v, g)
+        if old_logq is None:  # before the first step pi = pi_old, parameter for parameter: its pass is pi_old's
+            old_logq = logq.detach()
+        terms: LossTerms = grpo_loss(logq, old_logq, ref_logq, rollout.tokens, rollout.mask, adv.to(logq.dtype), v, g)
         if stop(taken, float(terms.loss.detach())):
             break
         optimiser.zero_grad(set_to_none=True)
@@ -84,7 +107,48 @@ def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions:
     return IterationMetrics(loss=float(terms.loss.detach()), pg_objective=float(terms.pg_objective),
                             kl_ref=float(terms.kl_ref), kl_prev=float(terms.kl_prev), mean_reward=float(rewards.mean()),
                             zero_spread_frac=float(zero_spread.double().mean()), clip_frac=float(terms.clip_frac),
-                            inner_steps_taken=taken)
+                            inner_steps_taken=taken,
+                            redraws=None if redraw_info is None else _redraw_frame(questions, redraw_info))
+
+
+def redraw_equal_groups(old: Policy, task: Task, rollout: Rollout, rewards: torch.Tensor, group_size: int,
+                        max_redraws: int, generator: torch.Generator) -> tuple[Rollout, torch.Tensor, dict]:
+    """DAPO's dynamic sampling (Yu et al. 2025): a group whose G rewards are all equal is drawn again
+    from pi_old, at most ``max_redraws`` times (verl's max_num_gen_batches).
+
+    rollout (Q, m*G, T), rewards (Q, m*G): m groups of G per question, each redrawn on its own. Returns
+    the new rollout and rewards, and per question (Q,): ``redraws`` (groups drawn again, summed over its
+    m groups; uncapped its mean is m (1/Z - 1), docs/theory.md E6) and ``dropped`` (every group of the
+    question still without spread after the cap).
+    """
+    Q, mG = rewards.shape
+    m = mG // group_size
+    tokens, mask, rewards = rollout.tokens.clone(), rollout.mask.clone(), rewards.clone()
+    redraws = torch.zeros(Q, dtype=torch.long, device=rewards.device)
+
+    def equal_groups():
+        r = rewards.reshape(Q, m, group_size)
+        return (r == r[..., :1]).all(-1)                               # (Q, m)
+
+    for _ in range(max_redraws):
+        equal = equal_groups()
+        if not equal.any():
+            break
+        q_idx, g_idx = torch.nonzero(equal, as_tuple=True)              # one redraw per equal group
+        fresh = old.sample(rollout.questions[q_idx], group_size, generator)  # (n, G, T)
+        fresh_rewards = task.reward(fresh).to(rewards.dtype)            # (n, G)
+        cols = g_idx[:, None] * group_size + torch.arange(group_size, device=g_idx.device)  # (n, G)
+        tokens[q_idx[:, None], cols] = fresh.tokens
+        mask[q_idx[:, None], cols] = fresh.mask
+        rewards[q_idx[:, None], cols] = fresh_rewards
+        redraws.index_add_(0, q_idx.to(redraws.device), torch.ones_like(q_idx, device=redraws.device))
+    dropped = equal_groups().all(-1)                                    # (Q,)
+    return Rollout(rollout.questions, tokens, mask), rewards, {"redraws": redraws, "dropped": dropped}
+
+
+def _redraw_frame(questions: torch.Tensor, info: dict) -> pd.DataFrame:
+    return pd.DataFrame({"question": questions.cpu().numpy(), "redraws": info["redraws"].cpu().numpy(),
+                         "dropped": info["dropped"].cpu().numpy().astype(int)})
 
 
 STOP_WINDOW = 4  # inner_tol judges the loss's mean fall per step over this many steps: Adam's steps are not monotone
@@ -145,16 +209,17 @@ def sampled_surrogate(policy: Policy, old: Policy, task: Task, questions: torch.
     ``cfg.grpo.c1_groups`` independent groups of G per question; the advantages are the trainer's
     own (finite G), so the closed form to compare with is E1's w+_G p_n - w-_G (1 - p_n).
     """
-    v, g = cfg.variant, cfg.grpo
-    per_group = []
-    for _ in range(g.c1_groups):
-        rollout = old.sample(questions, g.group_size, generator)           # (Q, G, T)
-        adv, _ = group_advantages(task.reward(rollout), v.norm.value, v.eps, v.std.value)  # (Q, G)
-        mask = rollout.mask.to(torch.float64)
-        log_ratio = sequence_sum(token_logp(policy.log_softmax(rollout), rollout.tokens).double()
-                                 - token_logp(old.log_softmax(rollout), rollout.tokens).double(), mask)
-        per_group.append((torch.exp(log_ratio) * adv.double()).mean(dim=1))  # (Q,)
-    stacked = torch.stack(per_group)  # (c1_groups, Q)
+    g = cfg.grpo
+    c, G = g.c1_groups, g.group_size
+    Q = len(questions)
+    rollout = old.sample_groups(questions, c, G, generator)                # (Q, c*G, T): c groups, one after another
+    # the estimator's advantage on unconditioned groups (no redraws): E[.] = w+_G p_n - w-_G (1 - p_n)
+    # without dynamic sampling's 1/Z
+    adv, _ = group_advantages(task.reward(rollout).reshape(Q * c, G), **cfg.advantage.loss_kwargs())  # (Q*c, G)
+    mask = rollout.mask.to(torch.float64)
+    log_ratio = sequence_sum(policy.token_log_probs(rollout).double() - old.token_log_probs(rollout).double(), mask)
+    per_group = (torch.exp(log_ratio).reshape(Q * c, G) * adv.double()).mean(dim=1)  # (Q*c,)
+    stacked = per_group.reshape(Q, c).t().contiguous()  # (c1_groups, Q), laid out as the groups were drawn
     se = stacked.std(dim=0, unbiased=True) / stacked.shape[0] ** 0.5 if stacked.shape[0] > 1 \
         else torch.full_like(stacked[0], float("nan"))
     rows = {"question": questions.cpu().numpy(), "surrogate": stacked.mean(0).cpu().numpy(),
@@ -180,8 +245,10 @@ def train(policy: Policy, ref: Policy, task: Task, cfg: Config, *, update: Updat
         start = time.perf_counter()
         old = policy.frozen_copy()  # pi_{n-1}: frozen for the whole iteration
         reported = update(policy, old, ref, task, questions, cfg, generator)
+        if reported.redraws is not None:
+            history.redraws.append(reported.redraws.assign(iteration=n))
         c1 = sampled_surrogate(policy, old, task, questions, cfg, generator)
-        metrics = {"iteration": n, **asdict(reported), "seconds": time.perf_counter() - start}
+        metrics = {"iteration": n, **reported.values(), "seconds": time.perf_counter() - start}
         history.metrics.append(metrics)
         history.c1.append(c1.assign(iteration=n))
         if save_iteration is not None:

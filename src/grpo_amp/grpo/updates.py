@@ -9,7 +9,7 @@ per-iteration update (``ours(update)``); TRL runs its own loop. Follow an entry 
 
 Adding a policy (e.g. a new rung, a factorial cell, an estimator's update):
   1. write its update with the trainer's signature,
-         update(policy, old, ref, task, questions, cfg, generator) -> dict of metrics (schema.ITERATION_METRICS)
+         update(policy, old, ref, task, questions, cfg, generator) -> schema.IterationMetrics
      in the module of its floor (grpo/rungs.py for a tabular rung, grpo/trainer.py beside grpo_update, ...);
   2. add one line to ``LOOPS``:  "my_policy": ours(rungs.my_update),
   3. add one ``PolicySpec("my_policy", ...)`` to ``registry.POLICY_TABLE``.
@@ -49,6 +49,10 @@ LOOPS: dict[str, Loop] = {
     "tabular_r4": ours(grpo_update),                      # E5 R4: grpo.groups_per_question = m
     "tabular_r5": ours(rungs.one_group_argmax),           # E5 R5
     "tabular_sgd": ours(grpo_update),                     # E5 R6: practice on a table
+    # E5's factorial: R3, R5, R6 with the true p_{n-1}'s advantage (registry.FACTORS)
+    "tabular_true_p_steps": ours(rungs.true_p_exact_steps),
+    "tabular_true_p_group_argmax": ours(rungs.true_p_one_group_argmax),
+    "tabular_true_p_sgd": ours(rungs.true_p_group_steps),
     "transformer": ours(grpo_update),
     "transformer_control": ours(grpo_update),             # with grpo.inner_tol (conf/grpo/transformer_control.yaml)
     "trl": trl_loop,

@@ -4,9 +4,10 @@
     task, ref = load_reference("transformer", ref_dir, device="cuda", temperature=cfg.policy.temperature)
 
 One loader per family (``LOADERS``, keyed by ``registry.FAMILIES``). The transformer family's reference
-directory holds one of two tasks, named by its task.json: modarith (our Llama, ``TransformerPolicy``,
-which samples at temperature 1: its own pi) or a file task (any local HF causal LM, ``HFPolicy``,
-sampled at ``temperature``).
+directory holds one of three tasks, named by its task.json: modarith (our Llama, ``TransformerPolicy``,
+which samples at temperature 1: its own pi), a file task or a reasoning-gym task (any local HF causal LM,
+``HFPolicy``, sampled at ``temperature``). ``load_lm_task`` / ``load_lm_policy`` are its two halves
+(the audit reads checkpoints of a task it built itself).
 """
 
 from __future__ import annotations
@@ -35,27 +36,48 @@ def _tabular(directory: Path, device: str, temperature: float):
 
 
 def task_kind(directory: str | Path) -> str:
-    """"file" or "modarith": what a transformer reference directory's task.json says (InputError if missing).
-
-    A FileTask writes ``{"task": "file", ...}``; a ModArithTask writes its TaskConfig as ``{"task": {...}}``.
+    """"file", "reasoning_gym" or "modarith": what a transformer reference directory's task.json says
+    (InputError if missing). A FileTask (or ReasoningGymTask) writes ``{"task": "file" | "reasoning_gym", ...}``;
+    a ModArithTask writes its TaskConfig as ``{"task": {...}}``.
     """
     meta = read_json(Path(directory) / "task.json")
-    return "file" if meta.get("task") == "file" else "modarith"
+    return meta["task"] if meta.get("task") in ("file", "reasoning_gym") else "modarith"
+
+
+def load_lm_task(directory: str | Path):
+    """The transformer family's task saved in ``directory``: a ModArithTask, FileTask or ReasoningGymTask."""
+    kind = task_kind(directory)
+    if kind == "reasoning_gym":
+        from grpo_amp.tasks.reasoning_gym_task import ReasoningGymTask
+
+        return ReasoningGymTask.load(directory)
+    if kind == "file":
+        from grpo_amp.tasks.file_task import FileTask
+
+        return FileTask.load(directory)
+    from grpo_amp.tasks.modarith import ModArithTask
+
+    return ModArithTask.load(directory)
+
+
+def load_lm_policy(directory: str | Path, task, device: str = "cpu", temperature: float = 1.0):
+    """The causal LM saved in ``directory`` for ``task``: any HF model on an open-ended task (a FileTask or
+    ReasoningGymTask: sampled at ``temperature``), our Llama on modarith (temperature 1: its own pi)."""
+    from grpo_amp.tasks.file_task import FileTask
+
+    if isinstance(task, FileTask):
+        from grpo_amp.devices import resolve_device
+        from grpo_amp.policies.hf import HFPolicy
+
+        return HFPolicy.load(directory, task, device=resolve_device(device), temperature=temperature)
+    from grpo_amp.policies.transformer import TransformerPolicy
+
+    return TransformerPolicy.load(directory, task, device=device)
 
 
 def _transformer(directory: Path, device: str, temperature: float):
-    if task_kind(directory) == "file":
-        from grpo_amp.devices import resolve_device
-        from grpo_amp.policies.hf import HFPolicy
-        from grpo_amp.tasks.file_task import FileTask
-
-        task = FileTask.load(directory)
-        return task, HFPolicy.load(directory, task, device=resolve_device(device), temperature=temperature)
-    from grpo_amp.policies.transformer import TransformerPolicy
-    from grpo_amp.tasks.modarith import ModArithTask
-
-    task = ModArithTask.load(directory)
-    return task, TransformerPolicy.load(directory, task, device=device)  # samples at temperature 1 (its own pi)
+    task = load_lm_task(directory)
+    return task, load_lm_policy(directory, task, device=device, temperature=temperature)
 
 
 LOADERS: dict[str, Callable] = {"tabular": _tabular, "transformer": _transformer}

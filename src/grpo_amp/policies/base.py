@@ -45,6 +45,22 @@ class Policy(torch.nn.Module, ABC):
     def load(cls, directory: str | Path, task) -> "Policy":
         """Read a policy that ``save`` wrote; a missing or corrupt file raises InputError naming it."""
 
+    @torch.no_grad()
+    def sample_groups(self, questions: torch.Tensor, n_groups: int, group_size: int,
+                      generator: torch.Generator) -> Rollout:
+        """``n_groups`` groups of ``group_size`` per question, drawn one group after another: (Q, n_groups*G, T).
+
+        The same draws as ``n_groups`` calls of ``sample`` (generator state included); a policy may
+        batch them (the transformer does) as long as that stays true.
+        """
+        groups = [self.sample(questions, group_size, generator) for _ in range(n_groups)]
+        return Rollout(questions, torch.cat([r.tokens for r in groups], 1), torch.cat([r.mask for r in groups], 1))
+
+    @torch.no_grad()
+    def token_log_probs(self, rollout: Rollout) -> torch.Tensor:
+        """log pi(o_t | q, o_<t) of the sampled tokens, (Q, G, T), no gradient: what a measurement needs."""
+        return torch.gather(self.log_softmax(rollout), -1, rollout.tokens[..., None]).squeeze(-1)
+
     def frozen_copy(self) -> "Policy":
         """A detached, gradient-free copy: the old policy pi_{n-1} or pi_ref during an iteration."""
         import copy

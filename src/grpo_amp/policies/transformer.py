@@ -18,6 +18,7 @@ architectures, through ``lm.hf.HFBackend`` (the model's own forward).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -104,8 +105,68 @@ class TransformerPolicy(Policy):
             logits = logits.view(Q * G, -1)
         return Rollout(questions, tokens.view(Q, G, T), mask.view(Q, G, T))
 
+    @torch.no_grad()
+    def sample_groups(self, questions: torch.Tensor, n_groups: int, group_size: int,
+                      generator: torch.Generator) -> Rollout:
+        """``n_groups`` calls of ``sample`` in one batch, with the same generator draws: (Q, n_groups*G, T).
+
+        torch.multinomial with one sample per row is argmax(probs / E), E ~ Exp(1) drawn from the
+        generator for every (row, token) in order (PyTorch's Distributions.cpp, its Gumbel-max fast
+        path): the noise of every call is drawn up front in the calls' order, so the generator ends
+        where the calls would leave it. The next-token logits come once per distinct prefix of a
+        question (few: 256 draws of at most 3 tokens share about 20), so they agree with ``sample``'s
+        to float32 round-off, not bit for bit: a draw whose two best candidates tie to round-off may
+        differ. Valid when no call would stop early (every row of a group done before the last
+        token); else the calls run one by one (``Policy.sample_groups``).
+        """
+        T, G = self.task.max_new_tokens, group_size
+        if n_groups == 1 or generator.device.type != "cpu" or self.device.type != "cpu" or self._lean is None:
+            return super().sample_groups(questions, n_groups, group_size, generator)
+        questions = questions.to(self.device)
+        Q, K = len(questions), n_groups * G
+        pad, eos = self.task.pad_id, self.task.eos_id
+        start = generator.get_state()
+        backend = self.backend()
+        first, state = backend.prompt(self.prompt_ids[questions])  # (Q, V)
+        V = first.shape[-1]
+        noise = torch.empty((n_groups, T, Q, G, V)).exponential_(generator=generator)  # the calls' draws, in order
+        logits = first[:, None].expand(Q, K, V)
+        tokens = torch.full((Q, K, T), pad, dtype=torch.long)
+        mask = torch.zeros((Q, K, T), dtype=torch.bool)
+        done = torch.zeros((Q, K), dtype=torch.bool)
+        for t in range(T):
+            probs = logits.float().softmax(-1).view(Q, n_groups, G, V)
+            drawn = (probs / noise[:, t].permute(1, 0, 2, 3)).argmax(-1).view(Q, K)  # torch.multinomial's draw
+            mask[..., t] = ~done
+            tokens[..., t] = torch.where(done, pad, drawn)
+            done |= drawn == eos
+            if t == T - 1:
+                break
+            if bool(done.view(Q, n_groups, G).all(dim=(0, 2)).any()):  # a call would have stopped here
+                generator.set_state(start)
+                return super().sample_groups(questions, n_groups, group_size, generator)
+            prefixes, rows = distinct(tokens[..., : t + 1])               # (Q, K', t+1), (Q, K) into K'
+            last = backend.extend(state, prefixes)[:, :, -1]             # (Q, K', V): after each distinct prefix
+            logits = last.gather(1, rows[..., None].expand(Q, K, V))     # (Q, K, V)
+        return Rollout(questions, tokens, mask)
+
     def log_softmax(self, rollout: Rollout) -> torch.Tensor:
         return self.completion_log_softmax(rollout.questions, rollout.tokens)  # (Q, G, T, V)
+
+    @torch.no_grad()
+    def token_log_probs(self, rollout: Rollout) -> torch.Tensor:
+        """log pi of the sampled tokens (Q, K, T), each distinct completion of a question run once.
+
+        A measurement's many groups repeat few completions (C1: 256 draws, about 20 distinct), so this
+        is several times cheaper than ``log_softmax``. Not bit-identical to it: a row's rounding
+        depends on its slot in the attention block (``lean.LeanLlama.extend``); the two agree to
+        float32 round-off.
+        """
+        tokens = rollout.tokens.to(self.device)
+        completions, rows = distinct(tokens)                                  # (Q, K', T), (Q, K)
+        logq = self.completion_log_softmax(rollout.questions, completions)   # (Q, K', T, V)
+        logp = logq.gather(-1, completions[..., None]).squeeze(-1)            # (Q, K', T)
+        return logp.gather(1, rows[..., None].expand(tokens.shape))           # (Q, K, T)
 
     @torch.no_grad()
     def answer_log_probs(self, questions: torch.Tensor) -> torch.Tensor:
@@ -133,6 +194,31 @@ class TransformerPolicy(Policy):
              device: str | torch.device = "auto") -> "TransformerPolicy":
         """Load a local HF causal-LM checkpoint (safetensors only); InputError naming the path if missing or corrupt."""
         return cls(task, load_checkpoint(directory, task), device)
+
+
+def distinct(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct rows of each question's K sequences: (Q, K', S) (padded by repeating the question's
+    first distinct row) and, for each of the K, its index among them, (Q, K)."""
+    Q, K, S = tokens.shape
+    n = int(tokens.max()) + 1 if tokens.numel() else 1
+    if S * math.log2(max(n, 2)) + math.log2(max(Q, 2)) < 62:  # one int64 code per (question, sequence): a fast 1-d unique
+        code = torch.arange(Q, device=tokens.device)[:, None]
+        for s in range(S):
+            code = code * n + tokens[..., s]                          # (Q, K)
+        keys, inverse = torch.unique(code.view(-1), return_inverse=True)  # sorted: by question, then sequence
+        owner = keys // n ** S                                          # (U,)
+        place = n ** torch.arange(S - 1, -1, -1, device=tokens.device)  # (S,): the code's digits, base n
+        rows_of = keys[:, None] // place % n                           # (U, S)
+    else:
+        keyed = torch.cat([torch.arange(Q, device=tokens.device)[:, None, None].expand(Q, K, 1), tokens], -1)
+        uniq, inverse = torch.unique(keyed.view(Q * K, S + 1), dim=0, return_inverse=True)
+        owner, rows_of = uniq[:, 0], uniq[:, 1:]
+    counts = torch.bincount(owner, minlength=Q)                        # (Q,): distinct sequences per question
+    offset = counts.cumsum(0) - counts
+    slot = torch.arange(len(owner), device=tokens.device) - offset[owner]  # (U,): index within its question
+    padded = rows_of[offset][:, None].repeat(1, int(counts.max()), 1)  # (Q, K', S)
+    padded[owner, slot] = rows_of
+    return padded, slot[inverse].view(Q, K)
 
 
 def _draw(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

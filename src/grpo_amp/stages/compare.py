@@ -4,7 +4,8 @@
 
 Reads only files the earlier rules wrote: every run's predict CSV, train metrics, C1 table and
 run.json. Writes ``outputs.runs``, ``outputs.claims_csv``, ``outputs.claims_md`` and
-``outputs.ladder`` (E5's gap ladder) and ``outputs.iterations`` (iterations.csv: per run and
+``outputs.ladder`` (E5's gap ladder), ``outputs.factorial`` and ``outputs.attribution`` (the same
+rungs as a 2 x 2 x 2 factorial and its parts, grpo_amp.analysis.factorial) and ``outputs.iterations`` (iterations.csv: per run and
 iteration, E_q |p_n - C3| and the mean PoS). Logs per-iteration PoS (mean, quantiles) and prediction
 errors to each run, and the claims table and ladder to the scale's study run.
 """
@@ -21,6 +22,7 @@ from grpo_amp.analysis.ladder import ladder_table
 from grpo_amp.analysis.summaries import summarise_run
 from grpo_amp.config import Config
 from grpo_amp.io import read_csv, read_json, write_csv, write_text
+from grpo_amp.analysis.factorial import attribution_table, factorial_table
 from grpo_amp.schema import (C1_COLUMNS, ITERATION_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, TIMING_COLUMNS,
                              TRAIN_METRICS_COLUMNS, VERDICTS)
 from grpo_amp.stages.common import output_path, stage_main
@@ -97,10 +99,13 @@ def run(cfg: Config) -> None:
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
     table = claims_table(Study(runs, predictions, c1, finite_group=_finite_groups(cfg)))
     ladder = ladder_table(runs, predictions)
+    factorial, attribution = factorial_table(runs, predictions), attribution_table(runs, predictions)
     per_iteration = pd.DataFrame([{"policy": policy, "run": name, **row} for (policy, name), pred in predictions.items()
                                   for row in iteration_metrics(pred)], columns=ITERATION_COLUMNS)
     write_csv(runs, output_path(cfg, "runs", paths.RUNS))
     write_csv(ladder, output_path(cfg, "ladder", paths.LADDER))
+    write_csv(factorial, output_path(cfg, "factorial", paths.FACTORIAL))
+    write_csv(attribution, output_path(cfg, "attribution", paths.ATTRIBUTION))
     write_csv(per_iteration, output_path(cfg, "iterations", paths.ITERATIONS))
     write_csv(table, output_path(cfg, "claims_csv", paths.CLAIMS_CSV))
     write_text(claims_markdown(table, cfg.scale.name, notes), output_path(cfg, "claims_md", paths.CLAIMS_MD))
@@ -138,7 +143,8 @@ def _track(cfg: Config, runs: pd.DataFrame, predictions: dict, run_ids: dict, ta
     tracking.log_metric_rows(uri, study_id, [{"iteration": 0, **{f"n_{v}": float(verdict_counts.get(v, 0))
                                                                     for v in VERDICTS}}])
     tracking.log_artifacts(uri, study_id, [output_path(cfg, key, pattern) for key, pattern in (
-        ("runs", paths.RUNS), ("ladder", paths.LADDER), ("claims_csv", paths.CLAIMS_CSV), ("claims_md", paths.CLAIMS_MD))])
+        ("runs", paths.RUNS), ("ladder", paths.LADDER), ("factorial", paths.FACTORIAL),
+        ("attribution", paths.ATTRIBUTION), ("claims_csv", paths.CLAIMS_CSV), ("claims_md", paths.CLAIMS_MD))])
     tracking.finish_run(uri, study_id)
 
 

@@ -25,9 +25,12 @@ def run(cfg: Config) -> None:
     finite_group = finite_group_advantage(cfg)
     if finite_group:
         log.info("finite-G prediction with the loop's own advantage: %s", finite_group)
-    write_csv(predict_frame(pos, cfg.variant, cfg.grpo.group_size, finite_group),
+    # the advantage the trainer computed (grpo_amp.estimators: the same row as grpo.loss.group_advantages)
+    est = cfg.advantage
+    write_csv(predict_frame(pos, cfg.variant, cfg.grpo.group_size, finite_group, estimator=est),
               output_path(cfg, "predict", paths.PREDICT))
-    write_csv(curves_frame(cfg.variant, cfg.grpo.group_size, finite_group), output_path(cfg, "curves", paths.CURVES))
+    write_csv(curves_frame(cfg.variant, cfg.grpo.group_size, finite_group, estimator=est),
+              output_path(cfg, "curves", paths.CURVES))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from grpo_amp import paths
-from grpo_amp.config import Config
+from grpo_amp.config import OPEN_ENDED_TASKS, Config
 from grpo_amp.io import atomic_path, sha256, write_json
 from grpo_amp.stages.common import device_for, stage_main
 
@@ -33,13 +33,14 @@ def _transformer(cfg: Config):
     from grpo_amp.policies.reference_training import train_reference
     from grpo_amp.tasks.modarith import ModArithTask
 
-    if cfg.task.name == "file":  # any local HF causal LM answers questions from a file, with its own tokenizer
+    if cfg.task.name in OPEN_ENDED_TASKS:  # any local HF causal LM answers open-ended questions with its own tokenizer
         from grpo_amp.policies.lm.checkpoint import load_causal_lm
         from grpo_amp.policies.hf import HFPolicy
-        from grpo_amp.tasks.file_task import FileTask
 
         model, tokenizer = load_causal_lm(cfg.policy.checkpoint, device=device_for(cfg))
-        task = FileTask.from_config(cfg.task, tokenizer)
+        from grpo_amp.tasks.file_task import open_ended_task
+
+        task = open_ended_task(cfg.task, tokenizer)
         return task, HFPolicy(task, model, temperature=cfg.policy.temperature, device=device_for(cfg))
     task = ModArithTask.generate(cfg.task)
     if cfg.policy.checkpoint:  # a local HF causal LM is pi_ref: nothing trained, nothing downloaded

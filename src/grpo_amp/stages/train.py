@@ -5,7 +5,8 @@
 Writes (paths named by the rule, ``outputs.train`` and ``outputs.pos``; standalone, from results/):
   train/{policy}/{run}/  seed_SS/iter_NNN (policy states: every iteration with policy.save_checkpoints,
                          else the last), metrics.csv, timing.csv (wall seconds per iteration, apart so that
-                         metrics.csv is the same bytes run to run), c1.csv (C1's sampled surrogate), run.json
+                         metrics.csv is the same bytes run to run), c1.csv (C1's sampled surrogate), run.json,
+                         redraws.csv (dynamic sampling only: redraws and drops per question)
   pos/{policy}/{run}.csv PoS of every question at every iteration and seed (POS_COLUMNS)
 A sampled policy repeats the run over ``scale.study.seeds`` seeds (cfg.seed, cfg.seed + 1, ...):
 ``grpo.seeds.train_seeds`` runs them, with the loop ``grpo.updates.LOOPS`` binds to the policy.
@@ -20,7 +21,7 @@ import pandas as pd
 from grpo_amp import paths
 from grpo_amp.config import Config, flatten
 from grpo_amp.io import atomic_path, write_csv, write_json
-from grpo_amp.schema import C1_COLUMNS, POS_COLUMNS, TIMING_COLUMNS, TRAIN_METRICS_COLUMNS
+from grpo_amp.schema import C1_COLUMNS, POS_COLUMNS, REDRAWS_COLUMNS, TIMING_COLUMNS, TRAIN_METRICS_COLUMNS
 from grpo_amp.grpo.seeds import train_seeds
 from grpo_amp.stages.common import device_for, output_path, stage_main
 from grpo_amp.study.runs import seeds_of
@@ -66,6 +67,9 @@ def run(cfg: Config) -> None:
         write_csv(metrics, tmp / "metrics.csv")
         write_csv(pd.concat(trained.timing, ignore_index=True)[TIMING_COLUMNS], tmp / "timing.csv")
         write_csv(pd.concat(trained.c1, ignore_index=True)[C1_COLUMNS], tmp / "c1.csv")
+        if trained.redraws:  # dynamic sampling (docs/theory.md E6): redraws per question, dropped questions
+            write_csv(pd.concat(trained.redraws, ignore_index=True)[REDRAWS_COLUMNS]
+                      .sort_values(["seed", "iteration", "question"]), tmp / "redraws.csv")
         write_json({"config": params, "mlflow_run_id": run_id, "tracking_uri": uri, "notes": notes}, tmp / "run.json")
         pos = pd.concat(trained.pos, ignore_index=True)[POS_COLUMNS].sort_values(["seed", "iteration", "question"])
         write_csv(pos, pos_out)  # inside the block: a failed run leaves neither output behind

@@ -25,7 +25,7 @@ from grpo_amp.config import CONF_DIR, StudyConfig
 from grpo_amp.io import InputError
 
 _RUN = re.compile(rf"^(?P<variant>{registry.VARIANT_PATTERN})"
-                  rf"(?:-(?P<tag>{'|'.join(map(re.escape, registry.SWEEP_OF_TAG))})(?P<value>[A-Za-z0-9.+-]+))?$")
+                  rf"(?:-(?P<tag>{'|'.join(map(re.escape, registry.SWEEP_OF_TAG))})(?P<value>[A-Za-z0-9_.+-]+))?$")
 
 
 def _fmt(value) -> str:

@@ -166,10 +166,13 @@ class FileTask(Task):
             out.append(row)
         return out
 
+    def score(self, completion: str, question: int) -> float:
+        """r(q, o) of one decoded completion: 1.0 where the verifier accepts it, else 0.0."""
+        return float(self.verify(completion, str(self.questions["answers"].iat[question])))
+
     def reward(self, rollout: Rollout) -> torch.Tensor:
-        answers = self.questions["answers"].to_numpy()
         texts = self.decode(rollout)
-        r = [[float(self.verify(t, answers[int(q)])) for t in row] for q, row in zip(rollout.questions.tolist(), texts)]
+        r = [[self.score(t, int(q)) for t in row] for q, row in zip(rollout.questions.tolist(), texts)]
         return torch.tensor(r, dtype=torch.float32, device=rollout.tokens.device)
 
     def save(self, directory: str | Path) -> None:
@@ -210,3 +213,11 @@ def _encode_prompts(tokenizer, prompts: list[str], source: str) -> list[list[int
                                  f"{source or 'the task'}: {one_line(exc, limit=120)}") from None
         raise
 
+
+def open_ended_task(task_cfg, tokenizer) -> FileTask:
+    """task=file (questions from a file) or task=reasoning_gym (generated offline), for the model's tokenizer."""
+    if task_cfg.name == "reasoning_gym":
+        from grpo_amp.tasks.reasoning_gym_task import ReasoningGymTask  # a FileTask: imports this module
+
+        return ReasoningGymTask.from_config(task_cfg, tokenizer)
+    return FileTask.from_config(task_cfg, tokenizer)

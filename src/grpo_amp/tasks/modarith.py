@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from grpo_amp.config import ConfigError, TaskConfig
+from grpo_amp.config import REASONING_GYM_FIELDS, ConfigError, TaskConfig
 from grpo_amp.io import InputError, one_line, read_csv, read_json, write_csv, write_json
 from grpo_amp.grpo.rollout import Rollout
 from grpo_amp.tasks.base import Task, load_tokenizer
@@ -208,7 +208,9 @@ class ModArithTask(Task):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         write_csv(self.questions[COLUMNS], directory / "questions.csv")
-        write_json({"task": dataclasses.asdict(self.cfg), "prompt_length": self.prompt_ids.shape[1],
+        # reasoning_gym's fields are not this task's: left out, so task.json keeps its bytes
+        own = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in REASONING_GYM_FIELDS}
+        write_json({"task": own, "prompt_length": self.prompt_ids.shape[1],
                     "max_new_tokens": self.max_new_tokens}, directory / "task.json")
         self.tokenizer.save_pretrained(directory)
 

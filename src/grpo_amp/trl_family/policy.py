@@ -22,7 +22,6 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 from grpo_amp.config import Config
@@ -70,8 +69,13 @@ def _reward_function(task, T: int):
 
 def train_trl(policy, ref, task, cfg: Config,
               save_iteration: Callable[[int, object], None] | None = None,
-              log_metrics: Callable[[int, dict], None] | None = None) -> History:
-    """Run ``cfg.grpo.iterations`` GRPO rounds of TRL's GRPOTrainer from ``policy`` (= pi_ref at the start)."""
+              log_metrics: Callable[[int, dict], None] | None = None,
+              output_dir: str | Path | None = None, save_steps: int | None = None) -> History:
+    """Run ``cfg.grpo.iterations`` GRPO rounds of TRL's GRPOTrainer from ``policy`` (= pi_ref at the start).
+
+    ``output_dir`` with ``save_steps``: TRL's own output directory and checkpoint-<step> folders (what a
+    user's run leaves behind: the audit reads them); otherwise TRL writes to a temporary directory, saving nothing.
+    """
     mapping = to_trl(cfg)  # one-line InputError for what TRL cannot express, before anything is imported
     if not hasattr(policy, "model") or not hasattr(ref, "save"):
         raise InputError("policy=trl needs a transformer policy (a Hugging Face causal LM)")
@@ -142,7 +146,7 @@ def train_trl(policy, ref, task, cfg: Config,
                 zero_spread_frac=float(zero_spread.double().mean()),
                 clip_frac=float(logs.get("clip_ratio/region_mean", math.nan)),
                 inner_steps_taken=int(cfg.grpo.inner_steps))  # TRL's mu steps per generation round
-            metrics = {"iteration": n, **asdict(reported), "seconds": time.perf_counter() - self.start}
+            metrics = {"iteration": n, **reported.values(), "seconds": time.perf_counter() - self.start}
             history.metrics.append(metrics)
             history.c1.append(c1.assign(iteration=n))
             if cfg.grpo.reset_optimizer:  # each iteration solves its own problem (C2): fresh Adam moments
@@ -168,8 +172,10 @@ def train_trl(policy, ref, task, cfg: Config,
             max_completion_length=T, max_steps=N * mu, logging_steps=mu,
             lr_scheduler_type="constant", warmup_steps=0, optim="adamw_torch", weight_decay=0.0, max_grad_norm=0.0,
             gradient_checkpointing=False, bf16=False, fp16=False, use_cpu=device.type == "cpu",
-            shuffle_dataset=False, dataloader_num_workers=0, save_strategy="no", report_to="none",
-            disable_tqdm=True, log_completions=False, seed=cfg.seed, output_dir=str(Path(tmp) / "trl"),
+            shuffle_dataset=False, dataloader_num_workers=0, report_to="none",
+            disable_tqdm=True, log_completions=False, seed=cfg.seed,
+            **({"output_dir": str(output_dir), "save_strategy": "steps", "save_steps": int(save_steps or mu)}
+               if output_dir is not None else {"output_dir": str(Path(tmp) / "trl"), "save_strategy": "no"}),
         )
         dataset = Dataset.from_dict({"prompt": prompts * N, "question": questions.tolist() * N})
         threads = torch.get_num_threads()

@@ -39,8 +39,9 @@ def e2a(study: Study, policy: str, t: Theory) -> Measure | None:
 def e2b(study: Study, policy: str, t: Theory) -> Measure | None:
     """Practice under-amplifies: the signed mean of p_n - prediction on the base run (negative: below it)."""
     spec = registry.policy(policy)
-    if not (spec.practice and spec.sampled and spec.rung in (None, "R6")):
-        return None  # practice itself: tabular_sgd (R6) and the transformer family, not the ladder's rungs
+    if not (spec.practice and spec.sampled and (spec.rung == "R6" or (spec.rung is None and spec.cell is None))):
+        return None  # practice itself: tabular_sgd (R6) and the transformer family, not the ladder's rungs or
+                     # the factorial's other cells (their bias is in factorial.csv)
     base = study.base(policy)
     if base.empty:
         return None

@@ -20,10 +20,13 @@ from grpo_amp.analysis.summaries import mean_gap
 
 def predictions_of(policy: str) -> tuple[str, ...]:
     """Which C3 a policy is judged by: population S for the closed form and R1, E1's S_G for the finite-G
-    rungs R2..R5, both for practice (so a reader sees how much of its gap E1 explains)."""
+    rungs R2..R5, both for practice (so a reader sees how much of its gap E1 explains); population S for the
+    factorial's true-p cells (grpo.rungs)."""
     spec = registry.policy(policy)
     if spec.rung in ("R2", "R3", "R4", "R5"):
         return (FINITE_G,)
+    if spec.cell is not None and spec.cell[0] == "true_p":
+        return (POPULATION,)  # E5's factorial: advantages from the true p_{n-1}, in expectation the population objective
     if spec.sampled:
         return (POPULATION, FINITE_G)
     return (POPULATION,)

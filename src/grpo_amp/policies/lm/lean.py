@@ -163,17 +163,18 @@ class LeanLlama(Backend):
         last = x.view(Q, P, -1)[:, -1]
         return self._logits(last, w), {"weights": w, "kv": kv}
 
-    def extend(self, state, tokens: torch.Tensor) -> torch.Tensor:
+    def extend(self, state, tokens: torch.Tensor, n_block: int | None = None) -> torch.Tensor:
         """Teacher-force K continuations of S tokens after each of Q prompts: logits (Q, K, S, V).
 
         Blocks of n_block continuations attend densely to their prompt and to their own tokens,
-        keys in the order (prompt, continuation, position).
+        keys in the order (prompt, continuation, position). A row's rounding depends on its slot in
+        its block: n_block = G lays out c groups of G (K = c*G) as c calls with K = G would, bit for bit.
         """
         w, prompt_kv = state["weights"], state["kv"]
         Q, K, S = tokens.shape
         nh, hs = self.n_head, self.head_dim
         P = prompt_kv[0][0].shape[2]
-        n_block = block_size(K, S)  # continuations per block
+        n_block = n_block or block_size(K, S)  # continuations per block
         n_blocks = K // n_block
         B = nh * Q * n_blocks  # attention batch: (head, prompt, block)
         x = self._embed(tokens, w)  # (Q*K*S, C)
@@ -191,10 +192,10 @@ class LeanLlama(Backend):
             x = self._out_mlp(x, y, layer_w)
         return self._logits(x, w).view(Q, K, S, -1)
 
-    def decode(self, state, tokens: torch.Tensor, cache, max_len: int):
+    def decode(self, state, tokens: torch.Tensor, cache, max_len: int, n_block: int | None = None):
         """Feed one more token (Q, K) to each continuation (no gradient): logits (Q, K, V) and the cache.
 
-        max_len fixes the block size. Keys and values stay in the order (prompt, position,
+        max_len fixes the block size (or n_block, as in ``extend``). Keys and values stay in the order (prompt, position,
         continuation), so each step appends n_block rows per block instead of rebuilding them.
         """
         w, prompt_kv = state["weights"], state["kv"]
@@ -202,7 +203,7 @@ class LeanLlama(Backend):
         nh, hs = self.n_head, self.head_dim
         P = prompt_kv[0][0].shape[2]
         if cache is None:
-            n_block = block_size(K, max_len)
+            n_block = n_block or block_size(K, max_len)
             B = nh * Q * (K // n_block)
             cache = {"t": 0, "n_block": n_block,
                      "kv": [(k_prompt[:, :, None].expand(nh, Q, K // n_block, P, hs).reshape(B, P, hs),
