@@ -287,6 +287,27 @@ def test_e3_heldout_gain_for_the_transformer():
     assert results[0]["verdict"] == "no power" and results[0]["value"] == 0.0 and results[0]["power"] == "0/1"
 
 
+def test_e3_effect_is_the_gain_minus_each_controls():
+    """E3 with its controls (issue 20): the held-out gain minus the shuffled-rewards run's gain and minus the
+    tempered pi_ref's gain, each in the evidence with its value; the control run gets no claim row of its own."""
+    rng = np.random.default_rng(0)
+    held0 = rng.uniform(0.2, 0.6, 30)
+    gained = np.vstack([held0, held0 + 0.02, held0 + 0.05 + rng.normal(0, 0.01, held0.size)])
+    gain = float(gained[-1].mean() - held0.mean())
+    v, c3 = VARIANTS["mean_std_ref"], _c3(P_EXACT, VARIANTS["mean_std_ref"], n_iters=2)
+    b = Builder(P_EXACT).add("transformer", "mean_std_ref", v, "variant", c3, heldout=gained)
+    b.add("transformer_shuffled", "mean_std_ref", v, "variant", c3, heldout=np.vstack([held0] * 2 + [held0 + 0.01]))
+    study = b.study()
+    study.e3[("transformer", "mean_std_ref")] = pd.DataFrame(
+        {"seed": [0], "temperature": [0.8], "heldout_p_ref": [0.4], "heldout_p_tempered": [0.43]})
+    table = claims_table(study)
+    assert "transformer_shuffled" not in set(table["policy"])
+    evidence = _row(table, "E3", "transformer")["evidence"]
+    assert f"effect minus transformer_shuffled's gain: {gain - 0.01:.3g}" in evidence
+    assert f"(T = 0.8, matched to the train entropy drop): {gain - 0.03:.3g}" in evidence
+    assert f"(p_ref {held0.mean():.3g})" in evidence
+
+
 # --------------------------------------------------------------------------- summaries and rendering
 def test_summarise_run_recovers_beta_eff():
     v = _variant("mean_std_ref", beta=0.7)
@@ -442,60 +463,98 @@ def test_ladder_main_chain_telescopes():
     assert ladder.loc["R6", ["part_lo", "part_hi"]].tolist() == pytest.approx([0.07 - half, 0.07 + half], abs=1e-12)
 
 
-def _transformer_ladder(with_r4: bool = True, with_control: bool = True, control_g: int = 8) -> pd.DataFrame:
-    """The table's R2, R4 (m = 4), R6 and the transformer family: control (m = 4), transformer, trl."""
+def _transformer_ladder(with_r1: bool = True, with_r2: bool = True, with_control: bool = True,
+                        control_g: int = 8, twin: bool = False) -> pd.DataFrame:
+    """The table's R2, R4 (m = 4), R6 and the transformer family: r1, r2, control (m = 4), transformer, trl."""
     v = VARIANTS["mean_std_ref"]
     b = Builder(P_PRACTICE)
     b.add("tabular_r2", "mean_std_ref", v, "variant", _drifted(0.02, spread=(0.0,))[0], c1=None)
     b.add("tabular_sgd", "mean_std_ref", v, "variant", _drifted(0.15), c1=None)
-    if with_r4:
-        b.add("tabular_r4", "mean_std_ref-m4", v, "groups_per_question", _drifted(0.08), c1=None, groups_per_question=4)
+    b.add("tabular_r4", "mean_std_ref-m4", v, "groups_per_question", _drifted(0.08), c1=None, groups_per_question=4)
+    if with_r1:
+        b.add("transformer_r1", "mean_std_ref", v, "variant", _drifted(0.04, spread=(0.0,))[0], c1=None)
+    if with_r2:
+        b.add("transformer_r2", "mean_std_ref", v, "variant", _drifted(0.05, spread=(0.0,))[0], c1=None)
     if with_control:
         b.add("transformer_control", "mean_std_ref", v, "variant", _drifted(0.11), c1=None, inner_steps=4,
               groups_per_question=4, group_size=control_g)
     b.add("transformer", "mean_std_ref", v, "variant", _drifted(0.17), c1=None, inner_steps=4)
     b.add("trl", "mean_std_ref", v, "variant", _drifted(0.16), c1=None, inner_steps=4)
+    if twin:  # the table's rungs on the transformer's questions
+        b.add("twin_r1", "mean_std_ref", v, "variant", _drifted(0.0, spread=(0.0,))[0], c1=None)
+        b.add("twin_r2", "mean_std_ref", v, "variant", _drifted(0.01, spread=(0.0,))[0], c1=None)
+        b.add("twin_r4", "mean_std_ref-m4", v, "groups_per_question", _drifted(0.07), c1=None, groups_per_question=4)
+        b.add("twin_sgd", "mean_std_ref", v, "variant", _drifted(0.12), c1=None)
     study = b.study()
     return ladder_table(study.runs, study.predictions).set_index("rung")
 
 
-def test_ladder_transformer_control_splits_parametrisation_from_sampling_and_optimisation():
-    """control - R4 (same G, m, beta) is the parametrisation part; transformer - control is sampling +
-    optimisation on the transformer; each part is the difference of the two gaps, and the two add up to
-    the transformer's gap minus the table's R4."""
+def test_ladder_transformer_chain_stays_on_its_own_questions():
+    """transformer r1 (root) -> r2 -> control -> transformer / trl, every part the difference of two gaps on
+    the modarith questions: no transformer row hangs off a table row (another question set), and the
+    parts from r1 down telescope to the transformer's gap minus r1's."""
     ladder = _transformer_ladder()
-    control, transformer, trl = ladder.loc["transformer control"], ladder.loc["transformer"], ladder.loc["trl"]
-    assert control["parent"] == "R4 (m = 4)" and transformer["parent"] == "transformer control"
-    assert trl["parent"] == "transformer control"
-    assert control["gap"] == pytest.approx(0.11, abs=1e-12) and transformer["gap"] == pytest.approx(0.17, abs=1e-12)
-    assert control["part"] == pytest.approx(control["gap"] - ladder.loc["R4 (m = 4)", "gap"], abs=1e-12)
-    assert control["part"] == pytest.approx(0.03, abs=1e-12)
-    assert transformer["part"] == pytest.approx(transformer["gap"] - control["gap"], abs=1e-12)
+    assert (ladder.loc[["R2", "R4 (m = 4)", "R6"], "questions"] == "tabular").all()
+    family = ["transformer r1", "transformer r2", "transformer control", "transformer", "trl"]
+    assert (ladder.loc[family, "questions"] == "modarith").all()
+    assert ladder.loc["transformer r1", "parent"] == "" and ladder.loc["transformer r2", "parent"] == "transformer r1"
+    assert ladder.loc["transformer control", "parent"] == "transformer r2"
+    assert ladder.loc["transformer", "parent"] == "transformer control" == ladder.loc["trl", "parent"]
+    r1, control, transformer = ladder.loc["transformer r1"], ladder.loc["transformer control"], ladder.loc["transformer"]
+    assert r1["part"] == pytest.approx(0.04, abs=1e-12) == r1["gap"]  # the root's part is its gap: parametrisation
+    assert control["part"] == pytest.approx(0.11 - 0.05, abs=1e-12)
     assert transformer["part"] == pytest.approx(0.06, abs=1e-12)
-    assert control["part"] + transformer["part"] == pytest.approx(transformer["gap"] - ladder.loc["R4 (m = 4)", "gap"],
-                                                                  abs=1e-12)
+    chain = ["transformer r2", "transformer control", "transformer"]
+    assert ladder.loc[chain, "part"].sum() == pytest.approx(transformer["gap"] - r1["gap"], abs=1e-12)
     half = stats.t.ppf(0.975, 2) * np.sqrt(2 * 0.005 ** 2 / 3)  # 3 seeds each with the same offsets
     assert [transformer["part_lo"], transformer["part_hi"]] == pytest.approx([0.06 - half, 0.06 + half], abs=1e-12)
-    assert control["cause"].startswith("parametrisation") and "shared parameters" in control["cause"]
+    assert r1["cause"].startswith("parametrisation, nothing else")
+    assert control["cause"].startswith("sampling") and "exact finite-G objective" in control["cause"]
     assert transformer["cause"].startswith("sampling + optimisation on the transformer")
-    assert "TRL" in trl["cause"]
+    assert "TRL" in ladder.loc["trl", "cause"]
 
 
-def test_ladder_transformer_control_falls_back_to_r2_and_the_transformer_to_r6():
-    """Without an R4 at the control's m the control hangs off R2 (the finite-G maximiser it approaches);
-    with no tabular rung at its G it is a root (no part across group sizes); without a control the
-    transformer keeps R6 as its parent, with the old, mixed cause."""
-    no_r4 = _transformer_ladder(with_r4=False)
-    assert no_r4.loc["transformer control", "parent"] == "R2"
-    assert no_r4.loc["transformer control", "part"] == pytest.approx(0.11 - 0.02, abs=1e-12)
-    other_g = _transformer_ladder(control_g=16)  # the table runs G = 8 only: no part across group sizes
-    assert other_g.loc["transformer control", "parent"] == "" and "G = 16" in other_g.loc["transformer control", "cause"]
-    assert other_g.loc["transformer control", "part"] == pytest.approx(other_g.loc["transformer control", "gap"])
+def test_ladder_twin_chain_and_what_the_shared_parameters_add():
+    """The twin's rungs form the table's chain on the twin's questions (R1 -> R2 -> R4 (m = 4) -> R6, no R3
+    there), never hanging off the drawn table's rows; each transformer row carries gap minus its twin
+    counterpart's (r1 - R1, r2 - R2, control - R4 at its m, transformer and trl - R6), Welch over seeds."""
+    ladder = _transformer_ladder(twin=True)
+    twin = ["twin R1", "twin R2", "twin R4 (m = 4)", "twin R6"]
+    assert (ladder.loc[twin, "questions"] == "twin").all()
+    assert ladder.loc["twin R1", "parent"] == "" and ladder.loc["twin R2", "parent"] == "twin R1"
+    assert ladder.loc["twin R4 (m = 4)", "parent"] == "twin R2" and ladder.loc["twin R6", "parent"] == "twin R4 (m = 4)"
+    assert ladder.loc["R6", "parent"] == "R4 (m = 4)" and ladder.loc["R2", "parent"] == ""  # the drawn table's own
+    assert ladder.loc["twin R6", "part"] == pytest.approx(0.12 - 0.07, abs=1e-12)
+    expected = {"transformer r1": ("twin R1", 0.04), "transformer r2": ("twin R2", 0.04),
+                "transformer control": ("twin R4 (m = 4)", 0.04), "transformer": ("twin R6", 0.05),
+                "trl": ("twin R6", 0.04)}
+    for rung, (counterpart, diff) in expected.items():
+        assert ladder.loc[rung, "twin"] == counterpart
+        assert ladder.loc[rung, "vs_twin"] == pytest.approx(diff, abs=1e-12), rung
+    half = stats.t.ppf(0.975, 2) * np.sqrt(2 * 0.005 ** 2 / 3)  # 3 seeds each with the same offsets
+    assert ladder.loc["transformer", ["vs_twin_lo", "vs_twin_hi"]].tolist() == pytest.approx([0.05 - half, 0.05 + half])
+    assert ladder.loc[twin + ["R6"], "vs_twin"].isna().all()  # only transformer rows have a twin
+    assert ladder.loc["transformer", "twin"] != "" and _transformer_ladder().loc["transformer", "twin"] == ""
+
+
+def test_ladder_transformer_rows_fall_back_within_their_questions_or_are_roots():
+    """Without r2 the control hangs off r1; a control at another G than r2's skips r2 (no part across
+    group sizes); with no exact rung the control is a root (never the table's R4); without a control
+    the transformer hangs off r2; with none of them it is a root with its whole gap as its part."""
+    no_r2 = _transformer_ladder(with_r2=False)
+    assert no_r2.loc["transformer control", "parent"] == "transformer r1"
+    other_g = _transformer_ladder(control_g=16)
+    assert other_g.loc["transformer control", "parent"] == "transformer r1"
+    no_exact = _transformer_ladder(with_r1=False, with_r2=False)
+    assert no_exact.loc["transformer control", "parent"] == ""
+    assert no_exact.loc["transformer control", "part"] == pytest.approx(no_exact.loc["transformer control", "gap"])
+    assert "no exact transformer rung" in no_exact.loc["transformer control", "cause"]
     no_control = _transformer_ladder(with_control=False)
-    assert "transformer control" not in no_control.index
-    assert no_control.loc["transformer", "parent"] == "R6" and no_control.loc["trl", "parent"] == "R6"
-    assert no_control.loc["transformer", "part"] == pytest.approx(0.17 - 0.15, abs=1e-12)
-    assert "no transformer control" in no_control.loc["transformer", "cause"]
+    assert no_control.loc["transformer", "parent"] == "transformer r2" == no_control.loc["trl", "parent"]
+    assert no_control.loc["transformer", "part"] == pytest.approx(0.17 - 0.05, abs=1e-12)
+    alone = _transformer_ladder(with_r1=False, with_r2=False, with_control=False)
+    assert alone.loc["transformer", "parent"] == "" and "no exact" in alone.loc["transformer", "cause"]
+    assert alone.loc["transformer", "part"] == pytest.approx(0.17, abs=1e-12)
 
 
 # --------------------------------------------------------------------------- E4 without an explicit penalty

@@ -289,11 +289,19 @@ def test_frozen_copy_matches_and_has_no_gradient(fresh):
 
 
 # ---- pi_ref ----------------------------------------------------------------------------------
+def test_reference_batch_never_draws_a_heldout_question(task):
+    """E3 (issue 20): pi_ref's training data holds train questions only, every one of them."""
+    questions, _, _ = task.reference_batch(4000, torch.Generator().manual_seed(0))
+    assert set(questions.tolist()) == set(task.split_ids("train").tolist())
+
+
 def test_train_reference_spreads_p_ref_by_noise(task, ref):
-    pos = exact_pos(ref, torch.arange(25))
-    clean = 1 - task.noise_rate
+    train = task.split_ids("train")  # held-out questions are not in pi_ref's data: their noise rates mean nothing
+    pos = exact_pos(ref, train)
+    noise = task.noise_rate[train]
+    clean = 1 - noise
     assert spearmanr(clean, pos).statistic > 0.3
-    low_noise = task.noise_rate < task.noise_rate.median()
+    low_noise = noise < noise.median()
     assert pos[low_noise].mean() > pos[~low_noise].mean() + 0.1
     assert 0 < pos.min() and pos.max() < 1
 

@@ -139,6 +139,9 @@ class GRPOConfig:
     argmax_tol: float = 1e-6
     # L-BFGS iterations per GRPO iteration at most; the default table needs ~50-150 (measured)
     argmax_max_iter: int = 500
+    # The transformer's R1/R2 (grpo.lm_rungs) read both keys differently (conf/sizing/*_modarith.yaml sets them):
+    # no certificate exists there (not concave), so argmax_tol is the largest move of a train question's p
+    # over 10 L-BFGS iterations below which it stops, and argmax_max_iter a budget; metrics.csv says what was reached.
 
     def __post_init__(self) -> None:
         _require(self.iterations >= 1, "grpo.iterations", self.iterations, ">= 1")
@@ -220,7 +223,7 @@ class PolicyConfig:
         _require(self.temperature > 0, "policy.temperature", self.temperature, "> 0")
 
 
-TASK_NAMES = ("tabular", "modarith", "file", "reasoning_gym")
+TASK_NAMES = ("tabular", "modarith", "file", "reasoning_gym", "twin")  # twin: the transformer's questions as a table
 REASONING_GYM_FIELDS = ("dataset", "size")  # TaskConfig's fields read by task=reasoning_gym only
 OPEN_ENDED_TASKS = ("file", "reasoning_gym")  # answers cannot be listed: PoS is Monte Carlo, the model is the user's
 VERIFIERS = ("exact", "numeric", "math_verify")  # tasks.file_task.make_verifier
@@ -337,6 +340,7 @@ class RuleFiles:
     curves: Optional[str] = None
     runs: Optional[str] = None
     ladder: Optional[str] = None
+    reference: Optional[str] = None  # the twin's reference rule reads the transformer's reference directory
     factorial: Optional[str] = None
     attribution: Optional[str] = None
     iterations: Optional[str] = None
@@ -420,6 +424,8 @@ def register_configs() -> None:
     cs.store(group="task", name="task_schema", node=TaskConfig)
     cs.store(group="scale", name="scale_schema", node=ScaleConfig)
     cs.store(group="grpo", name="grpo_schema", node=GRPOConfig)
+    # the twin task has no knobs of its own: its questions are the transformer's (stages.reference._twin)
+    cs.store(group="task", name="twin", node={"defaults": ["task_schema"], "name": "twin"})
     for spec in registry.POLICY_TABLE:  # policy=<name>: the registry entry, with its task and GRPO preset
         cs.store(group="policy", name=spec.name, node={
             "defaults": ["policy_schema", {"override /task@_global_.task": registry.FAMILIES[spec.family].tasks[0]},

@@ -32,6 +32,10 @@ FAMILY_TABLE = (
     # a causal LM: our Llama on modarith, or any local HF checkpoint on a file task (policy.checkpoint);
     # the loader reads which from the reference directory's task.json
     FamilySpec("transformer", ("modarith", "file", "reasoning_gym"), "transformer", seeds_as_rows=False),
+    # the transformer's tabular twin (issue 20): a table whose pi_ref per question is the trained transformer's
+    # pi_ref over its answer-shaped outputs (and one "other" outcome), read from results/{scale}/reference/
+    # transformer: the same questions, p_ref and correct sets, no shared parameters
+    FamilySpec("twin", ("twin",), "twin_r1", seeds_as_rows=True),
 )
 FAMILIES = {f.name: f for f in FAMILY_TABLE}
 
@@ -61,6 +65,7 @@ class PolicySpec:
     # whose group advantage the loop computes: "variant" (ours, as the variant says) or "trl" (TRL divides by
     # the sample std + 1e-4): the finite-G prediction uses the one really computed (stages.predict.ADVANTAGES)
     advantage: str = "variant"
+    control_of: str | None = None  # a control run of another policy's claim (E3): in no claim row and no ladder itself
     # E5's 2 x 2 x 2 factorial (grpo_amp.analysis.factorial): (advantage, optimiser, objective) levels, see FACTORS
     cell: tuple[str, str, str] | None = None
 
@@ -122,6 +127,32 @@ POLICY_TABLE = (  # plot order is table order
     PolicySpec("transformer_control", "transformer", PRACTICE, True, (),
                "transformer control: m groups, steps until the objective stops improving",
                grpo="transformer_control"),
+    # E5's exact rungs on the transformer (issue 20): each iteration maximises the exact objective, computed on
+    # every answer-shaped output (grpo.lm_rungs), over the model's parameters by L-BFGS. Their gap to C3 (C3 with
+    # E1's S_G) is the parametrisation part with no sampling in it. Not a certified maximiser (the problem is
+    # not concave): PRACTICE tolerance; the tolerance reached per iteration is in metrics.csv.
+    PolicySpec("transformer_r1", "transformer", PRACTICE,
+               False, ("beta",), "R1 on the transformer: L-BFGS on the exact population objective",
+               grpo="practice_token"),
+    PolicySpec("transformer_r2", "transformer", PRACTICE,
+               False, ("beta", "group_size"), "R2 on the transformer: L-BFGS on the exact finite-G objective",
+               grpo="practice_token"),
+    # the table's rungs on the transformer's twin (same questions as the transformer; the transformer's G, beta,
+    # iterations: conf/sizing/*_twin.yaml). transformer - twin R6, control - twin R4 and transformer_r2 - twin R2
+    # are what the shared parameters add on identical questions (grpo_amp.ladder)
+    PolicySpec("twin_r1", "twin", OPTIMISER, False, ("beta",),
+               "twin R1: L-BFGS on the population objective", rung="R1"),
+    PolicySpec("twin_r2", "twin", OPTIMISER, False,
+               ("beta", "group_size"), "twin R2: L-BFGS on the exact finite-G objective", rung="R2"),
+    PolicySpec("twin_r4", "twin", PRACTICE, True,
+               ("beta", "group_size", "inner_steps", "groups_per_question"), "twin R4: M steps on m sampled groups",
+               rung="R4"),
+    PolicySpec("twin_sgd", "twin", PRACTICE, True, _PRACTICE_SWEEPS,
+               "twin R6: sampled GRPO on the twin table", rung="R6"),
+    # E3's no-signal control (issue 20): `transformer` with each question's rewards shuffled among its outputs
+    PolicySpec("transformer_shuffled", "transformer", PRACTICE,
+               True, (), "E3 control: sampled GRPO with rewards shuffled within each question", grpo="practice_token",
+               control_of="transformer"),
     # TRL's own loop on the same checkpoint, task and GRPO settings as `transformer` (grpo_amp.trl_family.settings maps them)
     PolicySpec("trl", "transformer", PRACTICE, True, ("beta", "lr"), "TRL 1.16 GRPOTrainer on the transformer",
                grpo="practice_token", advantage="trl"),

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, fields
 
 from grpo_amp import registry
 
+NAN = float("nan")
+
 # results/{scale}/pos/{policy}/{run}.csv: one row per question and iteration.
 # ``seed`` is the training seed of the row (a sampled policy's run repeats over seeds; see runs.seeds_of).
 POS_COLUMNS = ["question", "seed", "split", "iteration", "pos", "pos_lo", "pos_hi", "method",
@@ -41,6 +43,15 @@ class IterationMetrics:
     zero_spread_frac: float
     clip_frac: float
     inner_steps_taken: float
+    # argmax_*: the transformer's exact rungs (grpo.lm_rungs), NaN elsewhere: L-BFGS iterations taken, the largest
+    # move of a train question's p over its last 10 iterations (the tolerance reached), the objective's gradient
+    # norm at the end, objective_deficit = mean_q (free table's maximum - the transformer's objective) >= 0, and
+    # other_mass = the mass outside the listed answer-shaped outputs.
+    argmax_iters: float = NAN
+    argmax_tol_reached: float = NAN
+    argmax_grad_norm: float = NAN
+    objective_deficit: float = NAN
+    other_mass: float = NAN
     # dynamic sampling only (docs/theory.md E6): per question (question, redraws, dropped), the groups drawn
     # again and whether it sat the iteration out; a table, not a metric: it goes to redraws.csv (REDRAWS_COLUMNS)
     redraws: "pd.DataFrame | None" = field(default=None, compare=False, repr=False)  # noqa: F821 (pandas not imported here)
@@ -56,6 +67,7 @@ class IterationMetrics:
 
 
 ITERATION_METRICS = tuple(f.name for f in fields(IterationMetrics) if f.name != "redraws")
+ARGMAX_METRICS = ["argmax_iters", "argmax_tol_reached", "argmax_grad_norm", "objective_deficit", "other_mass"]
 TRAIN_METRICS_COLUMNS = ["seed", "iteration", *ITERATION_METRICS]
 # results/{scale}/train/{policy}/{run}/timing.csv: wall seconds per iteration, kept out of metrics.csv
 # so that every data file is byte-identical between two runs of the same config on one machine.
@@ -64,6 +76,11 @@ TIMING_COLUMNS = ["seed", "iteration", "seconds"]
 # results/{scale}/train/{policy}/{run}/c1.csv: C1's sampled surrogate with fresh groups of pi_{n-1}
 # and the ratio pi_n/pi_{n-1}; compare puts the closed form w+_G p_n - w-_G (1 - p_n) beside it.
 C1_COLUMNS = ["question", "seed", "iteration", "surrogate", "surrogate_se", "n_groups"]
+
+# results/{scale}/train/{policy}/{run}/e3_controls.csv (a policy another one is a control of: transformer): per
+# seed, E3's tempering control (grpo.e3_controls.tempered_reference): T matched to the train entropy drop, p per split
+E3_CONTROL_COLUMNS = ["seed", "temperature", "entropy_ref", "entropy_n", "train_p_ref", "train_p_tempered", "train_p_n",
+                      "heldout_p_ref", "heldout_p_tempered", "heldout_p_n"]
 
 # results/{scale}/train/{policy}/{run}/redraws.csv (estimator with dynamic sampling, docs/theory.md E6):
 # per question and iteration, the groups drawn again because all G rewards were equal (uncapped mean
@@ -99,9 +116,13 @@ ITERATION_COLUMNS = ["policy", "run", "iteration", "pos_mean", "pos_q10", "pos_q
                      "abs_err_trajectory", "abs_err_one_step", "abs_err_trajectory_G", "heldout_pos_mean"]
 
 # results/{scale}/ladder.csv: E5's gap ladder, one row per (rung, run); see grpo_amp.analysis.ladder.
-LADDER_COLUMNS = ["rung", "policy", "run", "n_seeds", "gap", "gap_lo", "gap_hi", "gap_G", "gap_G_lo", "gap_G_hi",
+# questions: the question set the row was measured on (grpo_amp.analysis.ladder.QUESTIONS); a parent is on the same set.
+LADDER_COLUMNS = ["rung", "policy", "run", "questions", "n_seeds", "gap", "gap_lo", "gap_hi", "gap_G", "gap_G_lo", "gap_G_hi",
                   "bias", "bias_lo", "bias_hi", "bias_G", "bias_G_lo", "bias_G_hi",
-                  "parent", "part", "part_lo", "part_hi", "cause"]
+                  "parent", "part", "part_lo", "part_hi", "cause",
+                  # a transformer row's counterpart on its tabular twin (same questions) and gap - twin's gap, with
+                  # its Welch interval: what the shared parameters add (grpo_amp.analysis.ladder.TWIN_OF); empty elsewhere
+                  "twin", "vs_twin", "vs_twin_lo", "vs_twin_hi"]
 
 # results/{scale}/factorial.csv: E5's tabular ladder as a 2 x 2 x 2 factorial, one row per (variant, cell);
 # the factors' levels are registry.FACTORS; gap = mean |p_n - C3|, bias = mean (p_n - C3) (train, n >= 1),

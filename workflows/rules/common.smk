@@ -97,8 +97,16 @@ def lm_args(family):
 
 
 def lm_inputs(wildcards):
-    """The user's model directory and data file, so that a changed file re-runs the reference rule."""
+    """The user's model directory and data file, so that a changed file re-runs the reference rule; the
+    twin's: the transformer's reference directory it is read from."""
+    if wildcards.family == "twin":
+        return [fill(paths.REFERENCE, family="transformer")]
     return LM.inputs if wildcards.family == "transformer" else []
+
+
+def reference_args(wildcards):
+    """The twin's reference rule names the directory it reads (inputs.reference)."""
+    return f"'inputs.reference={fill(paths.REFERENCE, family='transformer')}'" if wildcards.family == "twin" else ""
 
 
 def run_args(wildcards):

@@ -29,6 +29,7 @@ rule reference:
         ENV
     threads: 2
     params:
-        cmd=lambda w: stage("reference", f"policy={registry.FAMILIES[w.family].reference_policy}", lm_args(w.family)),
+        cmd=lambda w: stage("reference", f"policy={registry.FAMILIES[w.family].reference_policy}", lm_args(w.family),
+                            reference_args(w)),
     shell:
         "OMP_NUM_THREADS={threads} {params.cmd} > {log} 2>&1"

@@ -430,13 +430,13 @@ def heldout(D: Path, runs: pd.DataFrame) -> Figure:
 
 
 RUNG_ORDER = ("R1", "R2", "R3", "R4", "R6", "R5")
-TRANSFORMER_ORDER = ("transformer control", "transformer", "trl")  # after the loss choices: the control first
+TRANSFORMER_ORDER = ("transformer r1", "transformer r2", "transformer control", "transformer", "trl")  # its own chain
 
 
 def _rung_sort_key(rung: str) -> tuple:
     """Chain order: R1, R2, R3 (its M points), R4 (largest m first), R6, R5, the loss choices, then the
     transformer control, the transformer and TRL."""
-    base, _, value = rung.partition(" (")
+    base, _, value = rung.removeprefix("twin ").partition(" (")
     number = float(value.split("= ")[-1].rstrip(")")) if value else np.inf
     if base in RUNG_ORDER:
         position = RUNG_ORDER.index(base)
@@ -462,8 +462,17 @@ def gap_ladder(D: Path, runs: pd.DataFrame) -> Figure:
     colors = {"gap": sns.color_palette("colorblind")[0], "gap_G": sns.color_palette("colorblind")[1]}
     for ax, variant in zip(axes[0], variants):
         sub = ladder[ladder["variant"] == variant]
-        sub = sub.iloc[sorted(range(len(sub)), key=lambda i: _rung_sort_key(sub["rung"].iloc[i]))]
+        # one block per question set (ladder.csv's questions), the table's first; a dotted line between blocks
+        sets = list(dict.fromkeys(sorted(sub["questions"], key=lambda q: (q != "tabular", q))))
+        sub = sub.iloc[sorted(range(len(sub)), key=lambda i: (sets.index(sub["questions"].iloc[i]),
+                                                              _rung_sort_key(sub["rung"].iloc[i])))]
         x = np.arange(len(sub))
+        for k, name in enumerate(sets):
+            at = np.flatnonzero(sub["questions"].to_numpy() == name)
+            if k:
+                ax.axvline(at[0] - 0.5, color="0.5", lw=0.8, ls=":")
+            ax.text(at.mean(), 1.0, f"{name} questions", transform=ax.get_xaxis_transform(), ha="center",
+                    va="bottom", fontsize="x-small", color="0.3")
         for offset, (col, color) in zip((-0.2, 0.2), colors.items()):
             err = np.vstack([sub[col] - sub[f"{col}_lo"], sub[f"{col}_hi"] - sub[col]])
             ax.bar(x + offset, sub[col], width=0.4, color=color, yerr=err, capsize=2, error_kw={"lw": 0.8})

@@ -1,6 +1,6 @@
 """A run over seeds: each seed's GRPO iterations from pi_ref, PoS measured after every iteration.
 
-    trained = train_seeds(cfg, n_seeds, ref_dir, out_dir, device="cpu")   # Trained: pos, metrics, c1, timing, redraws
+    trained = train_seeds(cfg, n_seeds, ref_dir, out_dir, device="cpu")   # Trained: pos, metrics, c1, timing, redraws, e3
 
 Seed s runs with cfg.seed + s. A family whose seeds share no parameters (``FamilySpec.seeds_as_rows``:
 the tabular one) trains every seed at once as one table of seeds x questions, row s*N + q being question
@@ -31,6 +31,7 @@ class Trained:
     c1: list[pd.DataFrame] = dataclasses.field(default_factory=list)
     timing: list[pd.DataFrame] = dataclasses.field(default_factory=list)
     redraws: list[pd.DataFrame] = dataclasses.field(default_factory=list)  # dynamic sampling only
+    e3: list[dict] = dataclasses.field(default_factory=list)  # E3's tempering control per seed (e3_controls.csv)
 
 
 def train_seeds(cfg: Config, n_seeds: int, ref_dir: Path, out_dir: Path, device: str = "cpu",
@@ -103,11 +104,23 @@ def _seed_by_seed(cfg: Config, loop: Loop, n_seeds: int, ref_dir: Path, out_dir:
         for frame in (*one.pos, *one.metrics, *one.c1, *one.timing, *one.redraws):
             frame["seed"] = cfg_s.seed
         out.redraws += one.redraws
+        if _has_e3_controls(cfg, task):
+            from grpo_amp.grpo.e3_controls import tempered_reference
+
+            out.e3.append({"seed": cfg_s.seed, **tempered_reference(ref, policy, task)})
         out.pos += one.pos
         out.metrics += one.metrics
         out.c1 += one.c1
         out.timing += one.timing
     return out
+
+
+def _has_e3_controls(cfg: Config, task) -> bool:
+    """E3's tempering control is measured for a policy some control run is a control of, on a listable modarith task."""
+    from grpo_amp.tasks.modarith import ModArithTask
+
+    name = cfg.policy.name.value
+    return isinstance(task, ModArithTask) and any(s.control_of == name for s in registry.POLICY_TABLE)
 
 
 def _per_seed(metrics: dict, seed: int) -> dict:

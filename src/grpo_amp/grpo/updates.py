@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from grpo_amp.grpo import rungs
+from grpo_amp.grpo import e3_controls, lm_rungs, rungs
 from grpo_amp.grpo.trainer import History, Update, exact_update, grpo_update, train
 
 Loop = Callable[..., History]  # (policy, ref, task, cfg, save_iteration=None, log_metrics=None) -> History
@@ -55,6 +55,14 @@ LOOPS: dict[str, Loop] = {
     "tabular_true_p_sgd": ours(rungs.true_p_group_steps),
     "transformer": ours(grpo_update),
     "transformer_control": ours(grpo_update),             # with grpo.inner_tol (conf/grpo/transformer_control.yaml)
+    "transformer_r1": ours(lm_rungs.transformer_population_argmax),    # E5 R1 on the transformer
+    "transformer_r2": ours(lm_rungs.transformer_finite_group_argmax),  # E5 R2 on the transformer
+    # the table's rungs on the transformer's twin (family twin: the same questions and p_ref)
+    "twin_r1": ours(rungs.population_argmax),
+    "twin_r2": ours(rungs.finite_group_argmax),
+    "twin_r4": ours(grpo_update),
+    "twin_sgd": ours(grpo_update),
+    "transformer_shuffled": ours(e3_controls.shuffled_reward_update),  # E3's no-signal control
     "trl": trl_loop,
 }
 

@@ -80,4 +80,5 @@ def _transformer(directory: Path, device: str, temperature: float):
     return task, load_lm_policy(directory, task, device=device, temperature=temperature)
 
 
-LOADERS: dict[str, Callable] = {"tabular": _tabular, "transformer": _transformer}
+# the twin is a table like the tabular family's (its reference rule builds it from the transformer's pi_ref)
+LOADERS: dict[str, Callable] = {"tabular": _tabular, "twin": _tabular, "transformer": _transformer}

@@ -23,7 +23,7 @@ from grpo_amp.analysis.summaries import summarise_run
 from grpo_amp.config import Config
 from grpo_amp.io import read_csv, read_json, write_csv, write_text
 from grpo_amp.analysis.factorial import attribution_table, factorial_table
-from grpo_amp.schema import (C1_COLUMNS, ITERATION_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, TIMING_COLUMNS,
+from grpo_amp.schema import (C1_COLUMNS, E3_CONTROL_COLUMNS, ITERATION_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, TIMING_COLUMNS,
                              TRAIN_METRICS_COLUMNS, VERDICTS)
 from grpo_amp.stages.common import output_path, stage_main
 from grpo_amp.study.runs import parse_run, runs_of_study
@@ -84,7 +84,7 @@ def _per_seed(row: dict) -> dict:
 
 
 def run(cfg: Config) -> None:
-    rows, predictions, c1, run_ids, notes = [], {}, {}, {}, []
+    rows, predictions, c1, run_ids, notes, e3 = [], {}, {}, {}, [], {}
     for policy in cfg.scale.study.policies:
         for name in runs_of_study(cfg.scale.study, policy):
             train_dir = paths.path(paths.TRAIN, cfg, policy=policy, run=name)
@@ -92,12 +92,14 @@ def run(cfg: Config) -> None:
             conf = meta["config"]
             pred = read_csv(paths.path(paths.PREDICT, cfg, policy=policy, run=name), PREDICT_COLUMNS)
             c1[(policy, name)] = read_csv(train_dir / "c1.csv", C1_COLUMNS)
+            if (train_dir / "e3_controls.csv").is_file():  # E3's tempering control (transformer runs)
+                e3[(policy, name)] = read_csv(train_dir / "e3_controls.csv", E3_CONTROL_COLUMNS)
             predictions[(policy, name)] = pred
             run_ids[(policy, name)] = meta.get("mlflow_run_id")
             notes += [f"`{policy}/{name}`: {note}" for note in meta.get("notes", [])]
             rows.append(run_row(policy, name, conf, pred))
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
-    table = claims_table(Study(runs, predictions, c1, finite_group=_finite_groups(cfg)))
+    table = claims_table(Study(runs, predictions, c1, finite_group=_finite_groups(cfg), e3=e3))
     ladder = ladder_table(runs, predictions)
     factorial, attribution = factorial_table(runs, predictions), attribution_table(runs, predictions)
     per_iteration = pd.DataFrame([{"policy": policy, "run": name, **row} for (policy, name), pred in predictions.items()

@@ -56,7 +56,35 @@ def _provenance(checkpoint: str) -> dict:
     return {"source": str(source), "sha256": {f.name: sha256(f) for f in sorted(source.iterdir()) if f.is_file()}}
 
 
-BUILDERS = {"tabular": _tabular, "transformer": _transformer}
+def _twin(cfg: Config):
+    """The transformer's tabular twin: its pi_ref over every answer-shaped output (and "other"), as a table.
+
+    Reads the transformer's reference directory (``inputs.reference``, else the scale's standard one).
+    """
+    import torch
+
+    from grpo_amp.grpo.lm_rungs import AnswerSpace
+    from grpo_amp.policies.tabular import TabularPolicy
+    from grpo_amp.policies.transformer import TransformerPolicy
+    from grpo_amp.stages.common import input_path
+    from grpo_amp.tasks.modarith import ModArithTask
+    from grpo_amp.tasks.tabular import TabularTask
+
+    source = input_path(cfg, "reference", paths.REFERENCE.replace("{family}", "transformer"))
+    lm_task = ModArithTask.load(source)
+    lm_ref = TransformerPolicy.load(source, lm_task, device="cpu")
+    space = AnswerSpace(lm_task)
+    questions = torch.arange(len(lm_task.questions))
+    with torch.no_grad():
+        logp = space.log_probs(lm_ref, questions)                       # (N, K + 1): pi_ref, "other" last
+    correct = space.correct(questions)
+    table = lm_task.questions[["question", "split", "prompt"]].copy()
+    table["answers"] = ["|".join(map(str, torch.nonzero(row)[:, 0].tolist())) for row in correct]
+    task = TabularTask(table, space.K + 1)
+    return task, TabularPolicy(task, logp)
+
+
+BUILDERS = {"tabular": _tabular, "transformer": _transformer, "twin": _twin}
 
 
 def run(cfg: Config) -> None:

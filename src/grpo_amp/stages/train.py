@@ -21,7 +21,7 @@ import pandas as pd
 from grpo_amp import paths
 from grpo_amp.config import Config, flatten
 from grpo_amp.io import atomic_path, write_csv, write_json
-from grpo_amp.schema import C1_COLUMNS, POS_COLUMNS, REDRAWS_COLUMNS, TIMING_COLUMNS, TRAIN_METRICS_COLUMNS
+from grpo_amp.schema import C1_COLUMNS, E3_CONTROL_COLUMNS, POS_COLUMNS, REDRAWS_COLUMNS, TIMING_COLUMNS, TRAIN_METRICS_COLUMNS
 from grpo_amp.grpo.seeds import train_seeds
 from grpo_amp.stages.common import device_for, output_path, stage_main
 from grpo_amp.study.runs import seeds_of
@@ -65,6 +65,8 @@ def run(cfg: Config) -> None:
         trained = train_seeds(cfg, n_seeds, ref_dir, tmp, device_for(cfg), log_metrics)
         metrics = pd.concat(trained.metrics, ignore_index=True)[TRAIN_METRICS_COLUMNS]
         write_csv(metrics, tmp / "metrics.csv")
+        if trained.e3:
+            write_csv(pd.DataFrame(trained.e3, columns=E3_CONTROL_COLUMNS), tmp / "e3_controls.csv")
         write_csv(pd.concat(trained.timing, ignore_index=True)[TIMING_COLUMNS], tmp / "timing.csv")
         write_csv(pd.concat(trained.c1, ignore_index=True)[C1_COLUMNS], tmp / "c1.csv")
         if trained.redraws:  # dynamic sampling (docs/theory.md E6): redraws per question, dropped questions

@@ -188,12 +188,14 @@ class ModArithTask(Task):
     def reference_batch(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """Noisy labelled answers for pi_ref: (questions (B,), answer ids (B, L), mask (B, L)), on the CPU.
 
-        Questions come from every split (pi_ref sees them all). Each is answered wrongly with its
+        Questions come from the train split only (issue 20): a held-out question never enters pi_ref's
+        training data, so E3's held-out gain measures generalisation. Each is answered wrongly with its
         noise_rate, by a uniformly random other residue; the spelling is uniform over the value's
         zero-padded forms, so pi_ref spreads its mass inside the correct set rather than on one form.
         """
-        n, m = len(self.questions), self.cfg.modulus
-        questions = torch.randint(n, (batch_size,), generator=generator)
+        m = self.cfg.modulus
+        train = self.split_ids("train")
+        questions = train[torch.randint(len(train), (batch_size,), generator=generator)]
         wrong = torch.rand(batch_size, generator=generator) < self.noise_rate[questions]
         shift = torch.randint(1, max(m, 2), (batch_size,), generator=generator)  # uniform over the m-1 others
         correct = self.values[questions]

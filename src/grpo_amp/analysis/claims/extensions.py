@@ -52,7 +52,7 @@ def e2b(study: Study, policy: str, t: Theory) -> Measure | None:
 
 def e3(study: Study, policy: str, t: Theory) -> Measure | None:
     """Held-out PoS gain (iteration N - 0) per seed, with the paired t over questions beside it."""
-    if registry.policy(policy).family == "tabular":
+    if registry.policy(policy).family in ("tabular", "twin"):
         return None  # tabular questions share no parameters: held-out PoS cannot move by construction
     base = study.select(policy, sweep="variant")
     if base.empty:
@@ -68,8 +68,30 @@ def e3(study: Study, policy: str, t: Theory) -> Measure | None:
         gain = wide.iloc[-1] - wide.iloc[0]
         gains.append(float(gain.mean()))
         ts.append(float(gain.mean() / (gain.std(ddof=1) / np.sqrt(len(gain)))) if gain.std() > 0 else 0.0)
-    return measure(gains, f"{run}: {held['question'].nunique()} held-out questions, paired t per seed "
-                    + ", ".join(fmt(x) for x in ts))
+    p_ref = float(held[held["iteration"] == 0]["pos"].mean())
+    evidence = (f"{run}: {held['question'].nunique()} held-out questions (p_ref {fmt(p_ref)}), paired t per seed "
+                + ", ".join(fmt(x) for x in ts))
+    return measure(gains, evidence + _e3_controls(study, policy, run, held, np.array(gains)))
+
+
+def _e3_controls(study: Study, policy: str, run: str, held: pd.DataFrame, gains: np.ndarray) -> str:
+    """E3's effects (grpo.e3_controls): the held-out gain minus the shuffled-rewards run's (Welch over seeds)
+    and minus the tempered pi_ref's (paired by seed), each with its 95% interval; "" without controls."""
+    out = ""
+    seeds = sorted(held["seed"].unique())
+    for control in [p for p, spec in registry.POLICIES.items() if spec.control_of == policy]:
+        if (control, run) in study.predictions:
+            c = study.predictions[(control, run)]
+            c = c[c["split"] != "train"]
+            c_gains = [float(g.loc[g["iteration"] == g["iteration"].max(), "pos"].mean()
+                             - g.loc[g["iteration"] == 0, "pos"].mean()) for _, g in c.groupby("seed", sort=True)]
+            out += f"; effect minus {control}'s gain: {fmt_interval(*difference_interval(c_gains, gains))}"
+    if (policy, run) in study.e3:
+        e = study.e3[(policy, run)].set_index("seed").loc[seeds]
+        tempered = (e["heldout_p_tempered"] - e["heldout_p_ref"]).to_numpy()
+        out += (f"; effect minus the tempered pi_ref's gain (T = {fmt(float(e['temperature'].mean()))}, matched to "
+                f"the train entropy drop): {fmt_interval(*seed_interval(gains - tempered))}")
+    return out
 
 
 def e4(study: Study, policy: str, t: Theory) -> Measure | None:

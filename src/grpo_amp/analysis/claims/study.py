@@ -23,7 +23,7 @@ def predictions_of(policy: str) -> tuple[str, ...]:
     rungs R2..R5, both for practice (so a reader sees how much of its gap E1 explains); population S for the
     factorial's true-p cells (grpo.rungs)."""
     spec = registry.policy(policy)
-    if spec.rung in ("R2", "R3", "R4", "R5"):
+    if spec.rung in ("R2", "R3", "R4", "R5") or policy == "transformer_r2":  # the transformer's exact R2 too
         return (FINITE_G,)
     if spec.cell is not None and spec.cell[0] == "true_p":
         return (POPULATION,)  # E5's factorial: advantages from the true p_{n-1}, in expectation the population objective
@@ -38,6 +38,8 @@ class Study:
     predictions: dict[tuple[str, str], pd.DataFrame]  # (policy, run) -> PREDICT_COLUMNS frame
     c1: dict[tuple[str, str], pd.DataFrame]           # (policy, run) -> C1_COLUMNS frame
     finite_group: dict[str, dict] = field(default_factory=dict)  # policy -> the loop's own advantage (TRL)
+    # (policy, run) -> E3_CONTROL_COLUMNS frame (train dir's e3_controls.csv: the tempered pi_ref per seed)
+    e3: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, repr=False)
 
     def select(self, policy: str, **where) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from grpo_amp import registry
 from grpo_amp.analysis.claims.criteria import CRITERIA, Criterion, right_theory
 from grpo_amp.analysis.claims.measure import Measure, tolerance
 from grpo_amp.analysis.claims.study import Study, predictions_of
@@ -70,6 +71,8 @@ def claims_table(study: Study) -> pd.DataFrame:
     rows = []
     for c in CRITERIA:
         for policy in study.runs["policy"].unique():
+            if registry.policy(policy).control_of is not None:
+                continue  # a control run enters its policy's E3 evidence, not a row of its own
             if c.applies(policy):
                 rows += _rows(c, study, policy)
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)

@@ -1,0 +1,196 @@
+"""E5's exact rungs on the transformer: R1 and R2 with the transformer's parameters as the variable.
+
+    space = AnswerSpace(task)                                   # every answer-shaped output, listed
+    logp = space.log_probs(policy, questions)                   # (Q, K + 1): log pi(o|q), last = "other"
+    metrics = transformer_population_argmax(policy, old, ref, task, questions, cfg, generator)   # R1
+    metrics = transformer_finite_group_argmax(...)                                                # R2
+
+A modarith output is at most ``answer_digits`` digits then <eos>: with two digits 1 + 10 + 100 = 111
+answer-shaped outputs per question. Their probabilities come from one teacher-forced pass over the
+10^D full-length digit strings (every shorter answer's path is a prefix of one of them), the
+next-token log-softmax taken in float64 so that the listed masses and the rest sum to 1 to round-off.
+Everything else the model can emit (a non-digit token, D digits without <eos>) is wrong and gets one
+lumped outcome, "other" (its mass under pi is ``other_mass`` in the metrics; pi_ref puts ~1e-3 there).
+
+Each iteration maximises, over all of the transformer's parameters, THEORY.md's iteration objective
+on the train questions, computed exactly on that list (no sampling):
+
+    J(theta) = mean_q [ sum_o pi_theta(o|q) A(o) - beta KL(pi_theta || pi_ref) [- beta_prev KL(pi_theta || pi_old)] ]
+
+with A the population advantage at p_old (R1) or E1's finite-G expectation (R2,
+``grpo.rungs.finite_group_advantage``), and the KL the sequence KL over the K + 1 outcomes (exact
+on the listed outputs; on "other" it is the KL of the lumped mass, a lower bound on the sequence KL
+there). The maximiser is found by L-BFGS (strong Wolfe). Unlike the table the problem is not
+concave, so there is no certificate: the optimiser stops once no train question's p moved by more
+than ``grpo.argmax_tol`` over the last CHUNK iterations, or after ``grpo.argmax_max_iter``
+iterations. What it reached is in the metrics: ``argmax_iters``, ``argmax_tol_reached`` (that largest
+move of p over the last chunk) and ``argmax_grad_norm`` (the objective's gradient norm at the end).
+Their gap to C3 (R1) and C3 with E1's S_G (R2) is what the parametrisation costs, with no sampling
+and no optimiser-schedule error in it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import itertools
+
+import torch
+
+from grpo_amp.config import Config
+from grpo_amp.schema import IterationMetrics
+from grpo_amp.grpo.rungs import (NAN, ArgmaxError, _kl_terms, _metrics, exact_objective, expected_zero_spread,
+                                 finite_group_advantage, maximise, population_advantage)
+
+CHUNK = 10  # L-BFGS iterations between two looks at how far p still moves
+
+
+class AnswerSpace:
+    """Every answer-shaped output of a modarith task (k = 0..D digits then <eos>) and its value."""
+
+    def __init__(self, task):
+        D = task.cfg.answer_digits
+        self.task, self.D, self.T = task, D, D + 1
+        digit_ids = task.tokenizer.convert_tokens_to_ids(list("0123456789"))
+        eos, pad = task.eos_id, task.pad_id
+        outputs = [digits for k in range(D + 1) for digits in itertools.product(range(10), repeat=k)]
+        self.K = len(outputs)
+        tokens = torch.full((self.K, self.T), pad, dtype=torch.long)     # (K, T): digits, <eos>, pad
+        mask = torch.zeros((self.K, self.T), dtype=torch.bool)
+        src = torch.zeros(self.K, dtype=torch.long)   # the full-length path whose prefix o is
+        value = torch.full((self.K,), -1, dtype=torch.long)  # -1: no digits (<eos> alone), never correct
+        for j, digits in enumerate(outputs):
+            k = len(digits)
+            tokens[j, :k] = torch.tensor([digit_ids[d] for d in digits], dtype=torch.long)
+            tokens[j, k] = eos
+            mask[j, : k + 1] = True
+            src[j] = sum(d * 10 ** (D - 1 - i) for i, d in enumerate(digits))
+            if k:
+                value[j] = int("".join(map(str, digits)))
+        self.tokens, self.mask, self.src, self.value = tokens, mask, src, value
+        # the 10^D full-length digit strings, <eos> last: teacher forcing them visits every prefix
+        full = torch.tensor([[digit_ids[d] for d in digits] + [eos]
+                             for digits in itertools.product(range(10), repeat=D)], dtype=torch.long)  # (F, T)
+        self.full = full
+        self.labels = ["".join(map(str, d)) + "<eos>" for d in outputs] + ["other"]
+
+    def correct(self, questions: torch.Tensor) -> torch.Tensor:
+        """(Q, K + 1) bool: the verifier on the list ("other" is never correct)."""
+        target = self.task.values[questions.cpu()][:, None]                  # (Q, 1)
+        listed = self.value[None, :] == target                               # (Q, K)
+        return torch.cat([listed, torch.zeros(len(questions), 1, dtype=torch.bool)], 1)
+
+    def log_probs(self, policy, questions: torch.Tensor) -> torch.Tensor:
+        """log pi(o|q) for the K listed outputs and "other", (Q, K + 1) float64 (with gradient)."""
+        questions = questions.to(policy.device)
+        Q, F = len(questions), len(self.full)
+        backend = policy.backend()
+        first, state = backend.prompt(policy.prompt_ids[questions])             # (Q, V)
+        full = self.full.to(policy.device)
+        rest = backend.extend(state, full[None, :, :-1].expand(Q, F, self.T - 1))  # (Q, F, T-1, V)
+        logits = torch.cat([first[:, None, None].expand(Q, F, 1, first.shape[-1]), rest], 2)  # (Q, F, T, V)
+        logq = logits.double().log_softmax(-1)                                  # float64: the masses sum to 1
+        src, tokens, mask = (x.to(policy.device) for x in (self.src, self.tokens, self.mask))
+        token_logp = logq[:, src].gather(-1, tokens[None, ..., None].expand(Q, -1, -1, 1)).squeeze(-1)  # (Q, K, T)
+        logp = torch.where(mask, token_logp, 0.0).sum(-1)                        # (Q, K)
+        listed = torch.logsumexp(logp, -1, keepdim=True)                         # (Q, 1): log of the listed mass
+        log_other = torch.log(-torch.expm1(listed.clamp(max=0.0)))               # log(1 - listed mass)
+        return torch.cat([logp, log_other], 1).cpu()
+
+
+def _space(task) -> AnswerSpace:
+    if getattr(task, "_answer_space", None) is None:
+        task._answer_space = AnswerSpace(task)  # built once per task: the list never changes
+    return task._answer_space
+
+
+def _argmax(policy, space: AnswerSpace, questions, adv, log_ref, log_old, cfg: Config):
+    """L-BFGS on the transformer's parameters; returns (final terms, iterations, dpos reached, grad norm)."""
+    v, g = cfg.variant, cfg.grpo
+    b = sum(coef for coef, _ in _kl_terms(v))
+    correct = space.correct(questions)
+    params = [p for p in policy.parameters() if p.requires_grad]
+
+    def terms():
+        return exact_objective(space.log_probs(policy, questions), adv, log_ref, log_old, v)
+
+    def closure():
+        lbfgs.zero_grad()
+        loss = -terms()["objective"].mean() / b  # per unit of KL strength, as the table's R1
+        loss.backward()
+        return loss
+
+    def pos():
+        with torch.no_grad():
+            return (space.log_probs(policy, questions).exp() * correct).sum(-1)  # (Q,)
+
+    lbfgs = torch.optim.LBFGS(params, lr=1.0, max_iter=CHUNK, max_eval=2 * CHUNK, history_size=20,
+                              tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
+    p_prev, iters, reached = pos(), 0, float("inf")
+    while iters < g.argmax_max_iter:
+        asked = lbfgs.param_groups[0]["max_iter"] = min(CHUNK, g.argmax_max_iter - iters)
+        before = lbfgs.state[params[0]].get("n_iter", 0)
+        lbfgs.step(closure)
+        # the iterations really taken (a chunk ends early on a non-descent direction or its evaluation budget)
+        taken = lbfgs.state[params[0]]["n_iter"] - before
+        iters += max(taken, 1)
+        p_now = pos()
+        reached = float((p_now - p_prev).abs().max())
+        p_prev = p_now
+        if taken < asked:
+            lbfgs.state.clear()  # stalled: a fresh curvature history (steepest descent first), not "converged"
+        elif reached <= g.argmax_tol:
+            break
+    for p in params:
+        p.grad = None
+    out = terms()
+    (-out["objective"].mean() / b).backward()
+    grad_norm = float(torch.sqrt(sum((p.grad.double() ** 2).sum() for p in params)))
+    for p in params:
+        p.grad = None
+    return {k: t.detach() for k, t in out.items()}, iters, reached, grad_norm
+
+
+def _rung(policy, old, ref, task, questions, cfg: Config, finite_g: bool) -> IterationMetrics:
+    v, g = cfg.variant, cfg.grpo
+    space = _space(task)
+    with torch.no_grad():
+        log_old = space.log_probs(old, questions)                                # (Q, K + 1)
+        log_ref = space.log_probs(ref, questions)
+    correct = space.correct(questions)
+    pi_old = log_old.exp()
+    p, q = (pi_old * correct).sum(-1), (pi_old * ~correct).sum(-1)              # (Q,): 1 - p on its own set
+    a_plus, a_minus = finite_group_advantage(p, q, g.group_size, v) if finite_g else population_advantage(p, q, v)
+    adv = torch.where(correct, a_plus[:, None], a_minus[:, None])                # (Q, K + 1)
+    terms, iters, reached, grad_norm = _argmax(policy, space, questions, adv, log_ref, log_old, cfg)
+    zero_spread = expected_zero_spread(p, q, g.group_size).mean() if finite_g else NAN
+    with torch.no_grad():
+        other = float(space.log_probs(policy, questions)[:, -1].exp().mean())
+    return dataclasses.replace(_metrics(terms, p.mean(), zero_spread), argmax_iters=iters, argmax_tol_reached=reached,
+                               argmax_grad_norm=grad_norm, objective_deficit=_deficit(terms, adv, log_ref, log_old, cfg),
+                               other_mass=other)
+
+
+def _deficit(terms: dict, adv, log_ref, log_old, cfg: Config) -> float:
+    """mean_q (J_table*(q) - J(theta, q)) >= 0: how far below the unconstrained maximum the transformer stopped.
+
+    J_table* is the same objective on the same K + 1 outcomes maximised by a free table (the tabular R1/R2
+    optimiser, certified to grpo.rungs' own tolerance): optimisation shortfall and what the shared
+    parameters cannot represent, together, in the objective's units.
+    """
+    try:
+        z = maximise(adv, log_ref, log_old, cfg.variant, 1e-6, 500, "table")
+    except ArgmaxError:
+        return NAN
+    best = exact_objective(z, adv, log_ref, log_old, cfg.variant)["objective"]
+    return float((best - terms["objective"]).mean())
+
+
+def transformer_population_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> IterationMetrics:
+    """R1 on the transformer: the exact population objective, maximised over the model's parameters."""
+    return _rung(policy, old, ref, task, questions, cfg, finite_g=False)
+
+
+def transformer_finite_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> IterationMetrics:
+    """R2 on the transformer: the exact expected finite-G objective (E1's weights), maximised over the parameters."""
+    return _rung(policy, old, ref, task, questions, cfg, finite_g=True)
