@@ -344,7 +344,7 @@ def test_reasoning_gym_questions_and_binary_reward(fake_run, tmp_path):
     """reasoning_gym.create_dataset offline: the questions, the reward 1 only for full credit (countdown gives
     0.01 to a wrong answer: 0 here), and the saved task reloads to the same questions."""
     pytest.importorskip("reasoning_gym")
-    from grpo_amp.tasks.lm import LMTask
+    from grpo_amp.policies import load_lm_task
     from grpo_amp.tasks.reasoning_gym_task import ReasoningGymTask
     cfg = compose(expand([f"base={fake_run / 'base'}", "task=reasoning_gym", "task.dataset=countdown", "task.size=5",
                           "task.seed=3"]), "smoke")
@@ -354,7 +354,7 @@ def test_reasoning_gym_questions_and_binary_reward(fake_run, tmp_path):
         assert task.data.score_answer(answer="zzz", entry=task.entries[q]) == 0.01  # partial credit for a wrong one
         assert task.score("zzz", q) == 0.0 and task.score(task.entries[q]["answer"], q) == 1.0
     task.save(tmp_path / "ref")
-    again = LMTask.load(tmp_path / "ref")
+    again = load_lm_task(tmp_path / "ref")
     assert isinstance(again, ReasoningGymTask) and again.questions.equals(task.questions)
 
 

@@ -8,8 +8,8 @@ import torch
 from grpo_amp import paths
 from grpo_amp.config import ModelConfig, compose_config
 from grpo_amp.io import InputError
-from grpo_amp.policies.lm.checkpoint import check_checkpoint_dir, load_causal_lm, reference_from_checkpoint
-from grpo_amp.policies.transformer import TransformerPolicy
+from grpo_amp.policies.lm.checkpoint import check_checkpoint_dir, load_causal_lm
+from grpo_amp.policies.transformer import TransformerPolicy, reference_from_checkpoint
 from grpo_amp.tasks.modarith import ModArithTask
 
 

@@ -44,6 +44,17 @@ def hydra_compose():
     GlobalHydra.instance().clear()
 
 
+def _preset(name: str):
+    """A conf/grpo/ preset's keys as its file sets them over those of the presets in its defaults list
+    (transformer_control composes practice_token), read from the YAML, not through Hydra."""
+    raw = OmegaConf.load(CONF_DIR / "grpo" / f"{name}.yaml")
+    merged = OmegaConf.create()
+    for parent in raw.get("defaults", []):
+        if parent not in ("_self_", "grpo_schema"):
+            merged = OmegaConf.merge(merged, _preset(parent))
+    return OmegaConf.merge(merged, {k: v for k, v in raw.items() if k != "defaults"})
+
+
 def _leaves(node, prefix=""):
     """Dotted leaf keys of a plain dict (lists are leaves)."""
     out = {}
@@ -113,7 +124,7 @@ def test_every_policy_composes_with_its_own_task(hydra_compose, policy):
     spec = registry.policy(policy)
     assert cfg.policy.name.value == policy and cfg.policy.family == spec.family
     assert cfg.task.name == TASK_OF_POLICY[policy]  # the policy picks its task
-    preset = OmegaConf.load(CONF_DIR / "grpo" / f"{spec.grpo}.yaml")  # ... and its GRPO preset
+    preset = _preset(spec.grpo)  # ... and its GRPO preset
     assert (cfg.grpo.ratio_level.value, cfg.grpo.loss_agg.value) == (preset.ratio_level, preset.loss_agg)
 
 

@@ -14,6 +14,7 @@ from grpo_amp import registry
 from grpo_amp.analysis import factorial as F
 from grpo_amp.config import Config, GRPOConfig
 from grpo_amp.grpo import rungs as R
+from grpo_amp.grpo import updates
 from grpo_amp.io import InputError
 from grpo_amp.grpo.pos import pos_exact
 from grpo_amp.schema import ATTRIBUTION_COLUMNS, FACTORIAL_COLUMNS
@@ -49,9 +50,10 @@ def test_every_cell_has_one_policy_and_the_five_rungs_sit_where_e5_puts_them():
 
 # --------------------------------------------------------------------------- the cells on a table
 def test_true_p_argmax_exact_cell_is_c3():
-    """The (true_p, argmax, exact) cell, resolved through the registry, lands on C3 to the optimiser's 1e-6."""
+    """The (true_p, argmax, exact) cell, its update found through the registry and updates.LOOPS, lands on C3
+    to the optimiser's 1e-6."""
     v = _variant("ref", "mean_std", 0.0)
-    update = registry.resolve(registry.POLICIES[registry.CELLS[("true_p", "argmax", "exact")]].update)
+    update = updates.LOOPS[registry.CELLS[("true_p", "argmax", "exact")]].keywords["update"]
     pi, old, ref, _, qs, _ = _apply(update, v)
     err = np.abs(pos_exact(pi, qs)[0] - _c3(old, ref, qs, v))
     assert err.max() < 1e-6

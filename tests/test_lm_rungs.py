@@ -79,11 +79,11 @@ def test_one_exact_iteration_raises_the_objective_and_stays_below_the_free_table
     assert float(start.abs().max()) < 1e-9  # E_ref[A] = 0, KL = 0
 
     metrics = getattr(lm_rungs, rung)(policy, ref.frozen_copy(), ref, task, questions, cfg, None)
-    assert 10 < metrics["argmax_iters"] <= 20 and metrics["argmax_tol_reached"] >= 0  # the budget (nearly) all used
-    assert -metrics["loss"] > 1e-3  # the objective rose (R2 less: E1's weights are small where p_old is)
-    assert metrics["objective_deficit"] >= -1e-9                                  # a free table does at least as well
-    assert math.isfinite(metrics["argmax_grad_norm"]) and 0 < metrics["other_mass"] < 1
-    assert metrics["mean_reward"] == pytest.approx(float(p.mean()), abs=1e-12)
+    assert 10 < metrics.argmax_iters <= 20 and metrics.argmax_tol_reached >= 0  # the budget (nearly) all used
+    assert -metrics.loss > 1e-3  # the objective rose (R2 less: E1's weights are small where p_old is)
+    assert metrics.objective_deficit >= -1e-9                                  # a free table does at least as well
+    assert math.isfinite(metrics.argmax_grad_norm) and 0 < metrics.other_mass < 1
+    assert metrics.mean_reward == pytest.approx(float(p.mean()), abs=1e-12)
     with torch.no_grad():
         moved = (space.log_probs(policy, questions).exp() * correct).sum(-1)
     assert float((moved - p).mean()) > 0  # GRPO's direction: the correct mass went up on average

@@ -16,8 +16,8 @@ from grpo_amp.grpo.loss import group_advantages
 from grpo_amp.grpo.trainer import grpo_update
 from grpo_amp.policies.tabular import make_reference
 from grpo_amp.grpo.pos import pos_exact
+from grpo_amp.schema import IterationMetrics
 
-KEYS = {"loss", "pg_objective", "kl_ref", "kl_prev", "mean_reward", "zero_spread_frac", "clip_frac", "inner_steps_taken"}
 
 
 def _variant(kl, norm, eps, beta=0.8, beta_prev=0.6, std="population"):
@@ -71,7 +71,7 @@ def test_r1_matches_c2_and_c3(kl, norm, eps, beta, seed):
     np.testing.assert_allclose(pi.probs(), c2, rtol=0, atol=1e-6)
     if kl != "both":  # C3's PoS-only form needs pi_old/pi_ref flat on each set under kl=both (docs/theory.md, C3)
         np.testing.assert_allclose(pos_exact(pi, qs)[0], _c3(old, ref, qs, v), rtol=0, atol=1e-6)
-    assert set(metrics) == KEYS and math.isnan(metrics["clip_frac"])
+    assert isinstance(metrics, IterationMetrics) and math.isnan(metrics.clip_frac)
     assert np.abs(pi.probs() - old.probs()).max() > 1e-2  # the step does move pi
 
 
@@ -100,7 +100,7 @@ def test_r2_matches_c3_with_finite_group_weights(kl, norm, eps, std, G, seed):
     # and the population prediction is a different number (the check can tell S_G from S)
     assert np.abs(pos_exact(pi, qs)[0] - _c3(old, ref, qs, v)).max() > 1e-3
     p_old = pos_exact(old, qs)[0]
-    assert metrics["zero_spread_frac"] == pytest.approx(np.mean(p_old ** G + (1 - p_old) ** G), rel=1e-10)
+    assert metrics.zero_spread_frac == pytest.approx(np.mean(p_old ** G + (1 - p_old) ** G), rel=1e-10)
 
 
 @pytest.mark.parametrize("norm,eps,std", [("mean_std", 0.0, "population"), ("mean_std", 0.05, "sample"),
@@ -144,7 +144,7 @@ def test_r5_closed_form_is_the_one_group_maximiser(kl):
     a = R.one_group_advantage(rollout, adv, log_old)
     numeric = torch.softmax(R.maximise(a, log_ref, log_old, v, 1e-7, 2000), -1).numpy()
     np.testing.assert_allclose(pi.probs()[qs.numpy()], numeric, rtol=0, atol=1e-6)
-    assert 0 < float(zero.double().mean()) < 1 and metrics["zero_spread_frac"] == float(zero.double().mean())
+    assert 0 < float(zero.double().mean()) < 1 and metrics.zero_spread_frac == float(zero.double().mean())
     if kl == "ref":  # a zero-spread group gives pi_ref back
         np.testing.assert_allclose(pi.probs()[qs.numpy()][zero.numpy()], ref.probs()[qs.numpy()][zero.numpy()], atol=1e-12)
 

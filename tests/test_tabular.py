@@ -11,9 +11,9 @@ from safetensors.torch import save_file
 
 from grpo_amp import theory
 from grpo_amp.config import Config, GRPOConfig, KLEstimator, KLTarget, Norm, PolicyConfig, PolicyName, TaskConfig, VariantConfig
-from grpo_amp.grpo.trainer import train
+from grpo_amp.grpo.updates import loop_of
 from grpo_amp.io import InputError
-from grpo_amp.policies import load_policy, load_task
+from grpo_amp.policies import load_reference
 from grpo_amp.policies.tabular import WEIGHTS, TabularPolicy, make_reference
 from grpo_amp.analysis.stats import wilson_interval
 from grpo_amp.grpo.pos import pos_exact, pos_mc
@@ -39,7 +39,7 @@ def _run(task_cfg: TaskConfig, variant: VariantConfig, policy: str, seed: int = 
         p, k = pos_exact(policy, qs, ref_logp)
         pos.append(p), kl.append(k)
 
-    history = train(pi, ref, task, cfg, save_iteration=save)
+    history = loop_of(cfg.policy.name.value)(pi, ref, task, cfg, save_iteration=save)
     return pos_exact(ref, qs)[0], np.array(pos), np.array(kl), history, pi
 
 
@@ -86,12 +86,11 @@ def test_task_save_load_round_trip(tmp_path):
     assert back.questions[["question", "split", "prompt", "answers"]].astype(str).equals(
         task.questions[["question", "split", "prompt", "answers"]].astype(str))
     assert torch.equal(back.split_ids("heldout"), torch.arange(10, 15))
-    assert torch.equal(load_task("tabular", tmp_path).correct, task.correct)
 
 
 def test_task_load_errors(tmp_path):
     with pytest.raises(InputError, match="missing reference directory"):
-        load_task("tabular", tmp_path / "nowhere")
+        load_reference("tabular", tmp_path / "nowhere")
     task, _ = make_reference(_task())
     task.save(tmp_path)
     (tmp_path / "task.json").write_text("{not json")
@@ -108,7 +107,9 @@ def test_policy_save_load_round_trip(tmp_path):
     assert [p.name for p in (tmp_path / "ref").iterdir()] == [WEIGHTS]  # safetensors only, no temporary left
     back = TabularPolicy.load(tmp_path / "ref", task)
     assert back.logits.dtype == torch.float64 and torch.equal(back.logits, ref.logits)  # bit for bit
-    assert torch.equal(load_policy("tabular", tmp_path / "ref", task).logits, ref.logits)
+    task.save(tmp_path / "ref")
+    task_back, ref_back = load_reference("tabular", tmp_path / "ref")  # the family loader: (task, pi_ref)
+    assert torch.equal(task_back.correct, task.correct) and torch.equal(ref_back.logits, ref.logits)
 
 
 def test_policy_load_errors_name_the_path(tmp_path):
@@ -116,8 +117,6 @@ def test_policy_load_errors_name_the_path(tmp_path):
     path = tmp_path / WEIGHTS
     with pytest.raises(InputError, match=f"missing tabular policy file: {path}"):
         TabularPolicy.load(tmp_path, task)
-    with pytest.raises(InputError, match="missing policy checkpoint directory"):
-        load_policy("tabular", tmp_path / "nowhere", task)
     path.write_bytes(b"\x00\xff garbage that is not a safetensors header" * 3)
     with pytest.raises(InputError, match=f"corrupt tabular policy file {path}"):
         TabularPolicy.load(tmp_path, task)

@@ -575,7 +575,7 @@ def test_control_update_averages_m_groups_of_G(task, ref, monkeypatch):
     old = policy.frozen_copy()
     questions = task.split_ids("train")
     metrics = trainer.grpo_update(policy, old, ref, task, questions, cfg, torch.Generator().manual_seed(1))
-    assert seen["n"] == m * G and metrics["inner_steps_taken"] >= cfg.grpo.inner_steps
+    assert seen["n"] == m * G and metrics.inner_steps_taken >= cfg.grpo.inner_steps
     logq, old_logq, ref_logq, tokens, mask, adv, v, g = seen["args"]
     rewards = task.reward(seen["rollout"])                                         # (Q, m*G)
     Q = len(questions)
@@ -603,7 +603,7 @@ def test_control_update_steps_until_the_objective_stops_improving(task, ref):
         cfg = _control_cfg(groups_per_question=2, **grpo)
         policy = ref.frozen_copy().requires_grad_(True)
         return grpo_update(policy, policy.frozen_copy(), ref, task, questions, cfg,
-                           torch.Generator().manual_seed(2))["inner_steps_taken"]
+                           torch.Generator().manual_seed(2)).inner_steps_taken
     # a learning rate too small to move the objective: it stops as soon as it may (M and the window)
     assert steps(inner_steps=2, lr=1e-9, inner_tol=1e-4, max_inner_steps=40) == max(2, STOP_WINDOW)
     # a real step: past M, below the cap, and the cap binds where the tolerance is out of reach

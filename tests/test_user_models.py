@@ -107,7 +107,7 @@ def test_lm_overrides_are_checked_and_name_their_own_results_root(user):
 def test_reference_copies_the_checkpoint_and_loads_back_the_file_task(user, tmp_path):
     from safetensors.torch import load_file
 
-    from grpo_amp.policies import load_policy, load_task
+    from grpo_amp.policies import load_reference
     from grpo_amp.policies.hf import HFPolicy
     from grpo_amp.stages import reference
 
@@ -115,11 +115,10 @@ def test_reference_copies_the_checkpoint_and_loads_back_the_file_task(user, tmp_
                           "policy.device=cpu", "policy.temperature=0.5"])
     reference.run(cfg)
     out = paths.path(paths.REFERENCE, cfg)
-    task = load_task("transformer", out)
+    task, policy = load_reference("transformer", out, device="cpu", temperature=0.5)
     assert isinstance(task, FileTask) and task.verifier_name == "numeric" and task.max_new_tokens == 3
     assert list(task.questions["prompt"]) == [q for q, _, _ in QUESTIONS]
     assert list(task.questions["split"]) == ["train"] * 4 + ["heldout"]
-    policy = load_policy("transformer", out, task, device="cpu", temperature=0.5)
     assert isinstance(policy, HFPolicy) and policy.temperature == 0.5
     mine, theirs = load_file(out / "model.safetensors"), load_file(user["model"] / "model.safetensors")
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)  # copied, not trained

@@ -199,7 +199,7 @@ class PolicyConfig:
     name: PolicyName = PolicyName.tabular_exact
     pos_method: PosMethod = PosMethod.exact
     mc_samples: int = 256      # per question, for pos_method=mc and the exact-vs-mc cross-check
-    save_checkpoints: bool = True  # per-iteration states; the pos rule measures from them
+    save_checkpoints: bool = True  # every iteration's state on disk (else the last only); PoS is measured in training
     device: str = "auto"       # auto: cuda when available
     # a local HF causal-LM directory (with its tokenizer) to start from instead of our pi_ref; "" = ours
     checkpoint: str = ""

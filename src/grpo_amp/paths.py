@@ -24,7 +24,6 @@ REPORT = "{results}/{scale}/report.html"
 LOG = "{results}/{scale}/logs/{rule}/{name}.log"
 BENCHMARK = "{results}/{scale}/benchmarks/{rule}/{name}.tsv"
 
-POS_MEASURED_IN_TRAINING = "pos.csv"  # in a train dir, when per-iteration checkpoints are off
 
 LADDER = "{results}/{scale}/ladder.csv"
 FACTORIAL = "{results}/{scale}/factorial.csv"      # E5's ladder as a 2 x 2 x 2 factorial, per cell

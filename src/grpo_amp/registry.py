@@ -5,7 +5,8 @@
     POLICIES["tabular_sgd"].sampled     # True: repeated over seeds, G/M/estimator sweeps apply
     SWEEPS["group_size"].tag            # "G": the run name mean_std_ref-G32 sets grpo.group_size=32
 
-Adding a policy is one ``PolicySpec`` below plus the module that holds its update: Hydra's
+Adding a policy is one ``PolicySpec`` below plus one entry in ``grpo_amp.grpo.updates.LOOPS``, which binds
+its name to the code it runs (that module's docstring says how). Hydra's
 ``policy=<name>`` option, the config's enum, the Snakemake wildcards, the claims columns, the plot
 order and the ladder all come from this table. Ground layer: no torch, no pandas, nothing of ours.
 """
@@ -19,26 +20,22 @@ from dataclasses import dataclass
 # --------------------------------------------------------------------------- families
 @dataclass(frozen=True)
 class FamilySpec:
-    """A kind of policy: which task and policy classes read the reference directory it shares."""
+    """A kind of policy sharing one reference directory (``policies.load_reference`` reads it)."""
     name: str
-    task_class: str            # "module:Class" with a ``load(directory)`` classmethod
-    policy_class: str          # "module:Class" with ``load(directory, task, device=...)``
     tasks: tuple[str, ...]     # the conf/task/ options it can run (the first is its default)
     reference_policy: str      # whose config builds pi_ref (the `reference` rule)
+    seeds_as_rows: bool        # seeds train as one policy of seeds x questions (they share no parameters)
 
 
 FAMILY_TABLE = (
-    FamilySpec("tabular", "grpo_amp.tasks.tabular:TabularTask", "grpo_amp.policies.tabular:TabularPolicy",
-               ("tabular",), "tabular_exact"),
+    FamilySpec("tabular", ("tabular",), "tabular_exact", seeds_as_rows=True),
     # a causal LM: our Llama on modarith, or any local HF checkpoint on a file task (policy.checkpoint);
-    # the loaders read which from the reference directory's task.json
-    FamilySpec("transformer", "grpo_amp.tasks.lm:LMTask", "grpo_amp.policies.lm_family:LMPolicy",
-               ("modarith", "file", "reasoning_gym"), "transformer"),
+    # the loader reads which from the reference directory's task.json
+    FamilySpec("transformer", ("modarith", "file", "reasoning_gym"), "transformer", seeds_as_rows=False),
     # the transformer's tabular twin (issue 20): a table whose pi_ref per question is the trained transformer's
     # pi_ref over its answer-shaped outputs (and one "other" outcome), read from results/{scale}/reference/
     # transformer: the same questions, p_ref and correct sets, no shared parameters
-    FamilySpec("twin", "grpo_amp.tasks.tabular:TabularTask", "grpo_amp.policies.tabular:TabularPolicy",
-               ("twin",), "twin_r1"),
+    FamilySpec("twin", ("twin",), "twin_r1", seeds_as_rows=True),
 )
 FAMILIES = {f.name: f for f in FAMILY_TABLE}
 
@@ -52,21 +49,22 @@ PRACTICE = "practice"    # anything that optimises approximately or from samples
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """One way of running a GRPO iteration: a family (the model), an update and what to expect of it."""
+    """One way of running a GRPO iteration: a family (the model) and what to expect of it.
+
+    The code it runs is bound to ``name`` in ``grpo_amp.grpo.updates.LOOPS``.
+    """
     name: str
     family: str
-    update: str | None            # "module:function", the per-iteration update trainer.train calls (None: own loop)
     tolerance: str                # ROUNDOFF, OPTIMISER or PRACTICE
     sampled: bool                 # draws groups: repeated over seeds, its numbers carry seed intervals
     sweeps: tuple[str, ...]       # the SWEEPS that change what this policy does
     label: str                    # a few words for figures and the claims table
     rung: str | None = None       # docs/theory.md's E5 rung (R1 ... R6), if the policy is one
     grpo: str = "paper"           # the conf/grpo/ preset it runs with (the algorithm's choices)
-    loop: str = "grpo_amp.grpo.trainer:train"  # the iteration loop ("module:function")
     pos_method: str = "exact"
-    # "module:function" (cfg -> finite_group_weights kwargs) where the loop's advantage is not the variant's
-    # (TRL divides by sample std + 1e-4): the finite-G prediction must use the advantage really computed
-    finite_group_advantage: str | None = None
+    # whose group advantage the loop computes: "variant" (ours, as the variant says) or "trl" (TRL divides by
+    # the sample std + 1e-4): the finite-G prediction uses the one really computed (stages.predict.ADVANTAGES)
+    advantage: str = "variant"
     control_of: str | None = None  # a control run of another policy's claim (E3): in no claim row and no ladder itself
     # E5's 2 x 2 x 2 factorial (grpo_amp.analysis.factorial): (advantage, optimiser, objective) levels, see FACTORS
     cell: tuple[str, str, str] | None = None
@@ -89,76 +87,75 @@ FACTORS = {"advantage": ("true_p", "group"), "optimiser": ("argmax", "steps"), "
 _PRACTICE_SWEEPS = ("beta", "group_size", "inner_steps", "kl_estimator", "clip_eps", "estimator")
 
 POLICY_TABLE = (  # plot order is table order
-    PolicySpec("tabular_exact", "tabular", "grpo_amp.grpo.trainer:exact_update", ROUNDOFF, False, ("beta",),
+    PolicySpec("tabular_exact", "tabular", ROUNDOFF, False, ("beta",),
                "C2's closed form in the loop (self-check)"),
-    PolicySpec("tabular_r1", "tabular", "grpo_amp.grpo.rungs:population_argmax", OPTIMISER, False, ("beta",),
+    PolicySpec("tabular_r1", "tabular", OPTIMISER, False, ("beta",),
                "R1: L-BFGS on the population objective", rung="R1",
                cell=("true_p", "argmax", "exact")),
-    PolicySpec("tabular_r2", "tabular", "grpo_amp.grpo.rungs:finite_group_argmax", OPTIMISER, False,
+    PolicySpec("tabular_r2", "tabular", OPTIMISER, False,
                ("beta", "group_size", "estimator"), "R2: L-BFGS on the exact finite-G objective", rung="R2",
                cell=("group", "argmax", "exact")),
-    PolicySpec("tabular_r3", "tabular", "grpo_amp.grpo.rungs:exact_objective_steps", PRACTICE, False,
+    PolicySpec("tabular_r3", "tabular", PRACTICE, False,
                ("beta", "group_size", "inner_steps"), "R3: M Adam steps on the exact finite-G objective", rung="R3",
                cell=("group", "steps", "exact")),
-    PolicySpec("tabular_r4", "tabular", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True,
+    PolicySpec("tabular_r4", "tabular", PRACTICE, True,
                ("beta", "group_size", "inner_steps", "groups_per_question"),
                "R4: M steps on m sampled groups", rung="R4"),
-    PolicySpec("tabular_r5", "tabular", "grpo_amp.grpo.rungs:one_group_argmax", PRACTICE, True,
+    PolicySpec("tabular_r5", "tabular", PRACTICE, True,
                ("beta", "group_size"), "R5: one group's own maximiser", rung="R5",
                cell=("group", "argmax", "one_group")),
-    PolicySpec("tabular_sgd", "tabular", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True, _PRACTICE_SWEEPS,
+    PolicySpec("tabular_sgd", "tabular", PRACTICE, True, _PRACTICE_SWEEPS,
                "R6: sampled GRPO on a table", rung="R6",
                cell=("group", "steps", "one_group")),
     # the factorial's other three cells (no chain rung: grpo_amp.analysis.ladder leaves them out, grpo_amp.analysis.factorial reads them):
     # R3, R5 and R6 with the true p_{n-1}'s advantage A(r; p_{n-1}) in place of the group's
-    PolicySpec("tabular_true_p_steps", "tabular", "grpo_amp.grpo.rungs:true_p_exact_steps", PRACTICE, False,
+    PolicySpec("tabular_true_p_steps", "tabular", PRACTICE, False,
                ("beta", "inner_steps"), "factorial: M Adam steps on the exact population objective",
                cell=("true_p", "steps", "exact")),
-    PolicySpec("tabular_true_p_group_argmax", "tabular", "grpo_amp.grpo.rungs:true_p_one_group_argmax", PRACTICE, True,
+    PolicySpec("tabular_true_p_group_argmax", "tabular", PRACTICE, True,
                ("beta", "group_size"), "factorial: one group, true-p advantages, its own maximiser",
                cell=("true_p", "argmax", "one_group")),
-    PolicySpec("tabular_true_p_sgd", "tabular", "grpo_amp.grpo.rungs:true_p_group_steps", PRACTICE, True,
+    PolicySpec("tabular_true_p_sgd", "tabular", PRACTICE, True,
                ("beta", "group_size", "inner_steps"), "factorial: sampled GRPO on a table with true-p advantages",
                cell=("true_p", "steps", "one_group")),
-    PolicySpec("transformer", "transformer", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True, _PRACTICE_SWEEPS,
+    PolicySpec("transformer", "transformer", PRACTICE, True, _PRACTICE_SWEEPS,
                "sampled GRPO on a transformer", grpo="practice_token"),
-    # the transformer as close to each iteration's maximiser as the model allows (issue 10): the same
+    # the transformer as close to each iteration's maximiser as the model allows: the same
     # grpo_update with m groups per question and inner steps until the sampled objective stops improving.
     # transformer - control = sampling + optimisation on the transformer; control - tabular R4 at the same
     # G, m, beta = parametrisation (grpo_amp.analysis.ladder)
-    PolicySpec("transformer_control", "transformer", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True, (),
+    PolicySpec("transformer_control", "transformer", PRACTICE, True, (),
                "transformer control: m groups, steps until the objective stops improving",
                grpo="transformer_control"),
     # E5's exact rungs on the transformer (issue 20): each iteration maximises the exact objective, computed on
     # every answer-shaped output (grpo.lm_rungs), over the model's parameters by L-BFGS. Their gap to C3 (C3 with
     # E1's S_G) is the parametrisation part with no sampling in it. Not a certified maximiser (the problem is
     # not concave): PRACTICE tolerance; the tolerance reached per iteration is in metrics.csv.
-    PolicySpec("transformer_r1", "transformer", "grpo_amp.grpo.lm_rungs:transformer_population_argmax", PRACTICE,
+    PolicySpec("transformer_r1", "transformer", PRACTICE,
                False, ("beta",), "R1 on the transformer: L-BFGS on the exact population objective",
                grpo="practice_token"),
-    PolicySpec("transformer_r2", "transformer", "grpo_amp.grpo.lm_rungs:transformer_finite_group_argmax", PRACTICE,
+    PolicySpec("transformer_r2", "transformer", PRACTICE,
                False, ("beta", "group_size"), "R2 on the transformer: L-BFGS on the exact finite-G objective",
                grpo="practice_token"),
     # the table's rungs on the transformer's twin (same questions as the transformer; the transformer's G, beta,
     # iterations: conf/sizing/*_twin.yaml). transformer - twin R6, control - twin R4 and transformer_r2 - twin R2
     # are what the shared parameters add on identical questions (grpo_amp.ladder)
-    PolicySpec("twin_r1", "twin", "grpo_amp.grpo.rungs:population_argmax", OPTIMISER, False, ("beta",),
+    PolicySpec("twin_r1", "twin", OPTIMISER, False, ("beta",),
                "twin R1: L-BFGS on the population objective", rung="R1"),
-    PolicySpec("twin_r2", "twin", "grpo_amp.grpo.rungs:finite_group_argmax", OPTIMISER, False,
+    PolicySpec("twin_r2", "twin", OPTIMISER, False,
                ("beta", "group_size"), "twin R2: L-BFGS on the exact finite-G objective", rung="R2"),
-    PolicySpec("twin_r4", "twin", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True,
+    PolicySpec("twin_r4", "twin", PRACTICE, True,
                ("beta", "group_size", "inner_steps", "groups_per_question"), "twin R4: M steps on m sampled groups",
                rung="R4"),
-    PolicySpec("twin_sgd", "twin", "grpo_amp.grpo.trainer:grpo_update", PRACTICE, True, _PRACTICE_SWEEPS,
+    PolicySpec("twin_sgd", "twin", PRACTICE, True, _PRACTICE_SWEEPS,
                "twin R6: sampled GRPO on the twin table", rung="R6"),
     # E3's no-signal control (issue 20): `transformer` with each question's rewards shuffled among its outputs
-    PolicySpec("transformer_shuffled", "transformer", "grpo_amp.grpo.e3_controls:shuffled_reward_update", PRACTICE,
+    PolicySpec("transformer_shuffled", "transformer", PRACTICE,
                True, (), "E3 control: sampled GRPO with rewards shuffled within each question", grpo="practice_token",
                control_of="transformer"),
     # TRL's own loop on the same checkpoint, task and GRPO settings as `transformer` (grpo_amp.trl_family.settings maps them)
-    PolicySpec("trl", "transformer", None, PRACTICE, True, ("beta", "lr"), "TRL 1.16 GRPOTrainer on the transformer",
-               grpo="practice_token", loop="grpo_amp.trl_family.policy:train_trl",
-               finite_group_advantage="grpo_amp.trl_family.settings:finite_group_advantage"),
+    PolicySpec("trl", "transformer", PRACTICE, True, ("beta", "lr"), "TRL 1.16 GRPOTrainer on the transformer",
+               grpo="practice_token", advantage="trl"),
 )
 POLICIES = {p.name: p for p in POLICY_TABLE}
 POLICY_NAMES = tuple(POLICIES)
@@ -176,14 +173,6 @@ def policy(name: str) -> PolicySpec:
 
 def family_of(policy_name: str) -> str:
     return policy(policy_name).family
-
-
-def resolve(target: str):
-    """The object a "module:name" string names (imported on first use: a tabular run never loads transformers)."""
-    import importlib
-
-    module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)
 
 
 # --------------------------------------------------------------------------- sweeps

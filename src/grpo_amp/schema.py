@@ -3,7 +3,11 @@
 README's "Output contract" documents the same; ``io.read_csv(path, COLUMNS)`` enforces it.
 """
 
+from dataclasses import dataclass, field, fields
+
 from grpo_amp import registry
+
+NAN = float("nan")
 
 # results/{scale}/pos/{policy}/{run}.csv: one row per question and iteration.
 # ``seed`` is the training seed of the row (a sampled policy's run repeats over seeds; see runs.seeds_of).
@@ -25,13 +29,46 @@ CURVE_COLUMNS = ["p", "step_gain", "limit", "step_gain_G", "limit_G"]
 # seed -1: the policy trains several seeds in one table (tabular), so the row is pooled over them.
 # inner_steps_taken: grpo_update's optimiser steps in the iteration (grpo.inner_steps, or more
 # where grpo.inner_tol lets them go on: the transformer control); NaN for the closed forms and E5's rungs.
-# argmax_*: the transformer's exact rungs (grpo.lm_rungs), NaN elsewhere: L-BFGS iterations taken, the largest
-# move of a train question's p over its last 10 iterations (the tolerance reached), the objective's gradient
-# norm at the end, objective_deficit = mean_q (free table's maximum - the transformer's objective) >= 0, and
-# other_mass = the mass outside the listed answer-shaped outputs.
+@dataclass(frozen=True)
+class IterationMetrics:
+    """What one GRPO iteration reports: every update (grpo.updates.LOOPS) and TRL's loop return one.
+
+    NaN where a quantity has no meaning for the update (the closed forms have no loss, no sample).
+    """
+    loss: float
+    pg_objective: float
+    kl_ref: float
+    kl_prev: float
+    mean_reward: float
+    zero_spread_frac: float
+    clip_frac: float
+    inner_steps_taken: float
+    # argmax_*: the transformer's exact rungs (grpo.lm_rungs), NaN elsewhere: L-BFGS iterations taken, the largest
+    # move of a train question's p over its last 10 iterations (the tolerance reached), the objective's gradient
+    # norm at the end, objective_deficit = mean_q (free table's maximum - the transformer's objective) >= 0, and
+    # other_mass = the mass outside the listed answer-shaped outputs.
+    argmax_iters: float = NAN
+    argmax_tol_reached: float = NAN
+    argmax_grad_norm: float = NAN
+    objective_deficit: float = NAN
+    other_mass: float = NAN
+    # dynamic sampling only (docs/theory.md E6): per question (question, redraws, dropped), the groups drawn
+    # again and whether it sat the iteration out; a table, not a metric: it goes to redraws.csv (REDRAWS_COLUMNS)
+    redraws: "pd.DataFrame | None" = field(default=None, compare=False, repr=False)  # noqa: F821 (pandas not imported here)
+
+    def values(self) -> dict:
+        """The metrics.csv numbers, by name (ITERATION_METRICS)."""
+        return {name: getattr(self, name) for name in ITERATION_METRICS}
+
+    @classmethod
+    def undefined(cls) -> "IterationMetrics":
+        """Every value NaN: an update with no sample and no objective (C2's closed form)."""
+        return cls(**dict.fromkeys(ITERATION_METRICS, float("nan")))
+
+
+ITERATION_METRICS = tuple(f.name for f in fields(IterationMetrics) if f.name != "redraws")
 ARGMAX_METRICS = ["argmax_iters", "argmax_tol_reached", "argmax_grad_norm", "objective_deficit", "other_mass"]
-TRAIN_METRICS_COLUMNS = ["seed", "iteration", "loss", "pg_objective", "kl_ref", "kl_prev", "mean_reward",
-                         "zero_spread_frac", "clip_frac", "inner_steps_taken", *ARGMAX_METRICS]
+TRAIN_METRICS_COLUMNS = ["seed", "iteration", *ITERATION_METRICS]
 # results/{scale}/train/{policy}/{run}/timing.csv: wall seconds per iteration, kept out of metrics.csv
 # so that every data file is byte-identical between two runs of the same config on one machine.
 TIMING_COLUMNS = ["seed", "iteration", "seconds"]

@@ -18,6 +18,7 @@ from grpo_amp.config import VariantConfig
 from grpo_amp.estimators import Estimator, resolve
 from grpo_amp.io import InputError
 from grpo_amp.schema import CURVE_COLUMNS, PREDICT_COLUMNS
+from grpo_amp.trl_family import settings as trl_settings
 
 
 def _theory_kwargs(variant: VariantConfig) -> dict:
@@ -134,3 +135,16 @@ def curves_frame(variant: VariantConfig, group_size: int, finite_group: dict | N
         out[f"step_gain{suffix}"] = (w_plus + w_minus) / variant.beta
         out[f"limit{suffix}"] = theory.predicted_limit(CURVE_GRID, **kw_g)
     return pd.DataFrame(out)[CURVE_COLUMNS]
+
+
+# PolicySpec.advantage -> the finite_group_weights kwargs (norm, std, eps) of the advantage the policy's loop
+# really computes ({}: the variant's own); the predict stage's _G columns and the claims' C3_G use it
+ADVANTAGES = {
+    "variant": lambda cfg: {},
+    "trl": trl_settings.finite_group_advantage,
+}
+
+
+def finite_group_advantage(cfg) -> dict:
+    """The (norm, std, eps) of the advantage ``cfg.policy``'s loop really computes, where not the variant's."""
+    return ADVANTAGES[cfg.policy.spec.advantage](cfg)

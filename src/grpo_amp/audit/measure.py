@@ -34,13 +34,13 @@ def audit_task(cfg: Config):
     base = Path(cfg.audit.base)
     if cfg.task.name in OPEN_ENDED_TASKS:
         from grpo_amp.tasks.base import load_tokenizer
-        from grpo_amp.tasks.lm import open_ended_task
+        from grpo_amp.tasks.file_task import open_ended_task
 
         return open_ended_task(cfg.task, load_tokenizer(base))
     from grpo_amp.tasks.modarith import ModArithTask
 
     if (base / "task.json").is_file() and (base / "questions.csv").is_file():
-        from grpo_amp.tasks.lm import task_kind
+        from grpo_amp.policies import task_kind
 
         if task_kind(base) == "modarith":
             return ModArithTask.load(base)
@@ -100,7 +100,7 @@ def successes_vllm(path: Path, task, n_samples: int, seed: int, temperature: flo
 def measure_point(cfg: Config, point: Point, iteration: int, task=None) -> pd.DataFrame:
     """PoS of every question under the weights of ``point``: AUDIT_POS_COLUMNS, one row per question."""
     from grpo_amp.devices import resolve_device
-    from grpo_amp.policies.lm_family import LMPolicy
+    from grpo_amp.policies import load_lm_policy
 
     task = task if task is not None else audit_task(cfg)
     device = resolve_device(cfg.policy.device)
@@ -111,7 +111,7 @@ def measure_point(cfg: Config, point: Point, iteration: int, task=None) -> pd.Da
     if backend == "vllm":
         k = successes_vllm(point.path, task, n, cfg.seed, cfg.policy.temperature)
     else:
-        policy = LMPolicy.load(point.path, task, device=device, temperature=cfg.policy.temperature)
+        policy = load_lm_policy(point.path, task, device=device, temperature=cfg.policy.temperature)
         policy.requires_grad_(False)
         k = successes_hf(policy, task, n, cfg.seed, cfg.audit.max_batch)
     lo, hi = wilson_interval(k, n)

@@ -1,11 +1,12 @@
-"""Benchmarks behind ``grpo-amp bench <name>``: one registry, name -> "module:function".
+"""Benchmarks behind ``grpo-amp bench <name>``: one table, name -> function.
 
     grpo-amp bench theory --repeat 5
     grpo-amp bench trl --repeat 20 --threads 2
     grpo-amp bench scaling --repeat 3 --threads 1
 
 A benchmark is a function ``(repeat, threads) -> text`` (the report the CLI prints); a new one is
-a module and an entry in :data:`BENCHMARKS`. Entries are imported on first use, so that
+a module, a two-line function below that imports it, and an entry in :data:`BENCHMARKS`. Each
+function imports its module when called, so that
 ``grpo-amp bench theory`` (and every other command, which builds the parser from this table)
 never pays for transformers or TRL.
 
@@ -17,14 +18,35 @@ never pays for transformers or TRL.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
-BENCHMARKS: dict[str, str] = {
-    "theory": "grpo_amp.bench.theory:report",
-    "trl": "grpo_amp.trl_family.bench:report",
-    "audit": "grpo_amp.bench.audit:report",
-    "scaling": "grpo_amp.bench.scaling:report",
+
+def _theory(repeat: int, threads: int | None) -> str:
+    from grpo_amp.bench.theory import report
+
+    return report(repeat, threads)
+
+
+def _trl(repeat: int, threads: int | None) -> str:
+    from grpo_amp.trl_family.bench import report  # imports transformers and TRL
+
+    return report(repeat, threads)
+
+
+def _audit(repeat: int, threads: int | None) -> str:
+    from grpo_amp.bench.audit import report
+
+    return report(repeat, threads)
+
+
+def _scaling(repeat: int, threads: int | None) -> str:
+    from grpo_amp.bench.scaling import report  # its runs import transformers and TRL
+
+    return report(repeat, threads)
+
+
+BENCHMARKS: dict[str, Callable[[int, int | None], str]] = {
+    "theory": _theory, "trl": _trl, "audit": _audit, "scaling": _scaling,
 }
 
 
@@ -32,8 +54,7 @@ def benchmark(name: str) -> Callable[[int, int | None], str]:
     """The function registered as ``name``; ValueError naming the choices if there is none."""
     if name not in BENCHMARKS:
         raise ValueError(f"benchmark must be one of {', '.join(BENCHMARKS)}; got {name!r}")
-    module, func = BENCHMARKS[name].split(":")
-    return getattr(importlib.import_module(module), func)
+    return BENCHMARKS[name]
 
 
 def check_repeat(repeat) -> int:

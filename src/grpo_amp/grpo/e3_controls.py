@@ -24,6 +24,7 @@ import torch
 
 from grpo_amp.grpo.lm_rungs import AnswerSpace
 from grpo_amp.grpo.trainer import grpo_update
+from grpo_amp.schema import IterationMetrics
 
 
 class _ShuffledRewards:
@@ -38,7 +39,7 @@ class _ShuffledRewards:
         return rewards.gather(1, keys.argsort(1).to(rewards.device))                  # a permutation per row
 
 
-def shuffled_reward_update(policy, old, ref, task, questions, cfg, generator) -> dict:
+def shuffled_reward_update(policy, old, ref, task, questions, cfg, generator) -> IterationMetrics:
     """grpo_update with each question's rewards shuffled among its m*G outputs (E3's no-signal control)."""
     return grpo_update(policy, old, ref, _ShuffledRewards(task, generator), questions, cfg, generator)
 

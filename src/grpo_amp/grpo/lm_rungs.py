@@ -31,11 +31,14 @@ and no optimiser-schedule error in it.
 
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 
 import torch
 
 from grpo_amp.config import Config
+from grpo_amp.schema import IterationMetrics
 from grpo_amp.grpo.rungs import (NAN, ArgmaxError, _kl_terms, _metrics, exact_objective, expected_zero_spread,
                                  finite_group_advantage, maximise, population_advantage)
 
@@ -148,7 +151,7 @@ def _argmax(policy, space: AnswerSpace, questions, adv, log_ref, log_old, cfg: C
     return {k: t.detach() for k, t in out.items()}, iters, reached, grad_norm
 
 
-def _rung(policy, old, ref, task, questions, cfg: Config, finite_g: bool) -> dict:
+def _rung(policy, old, ref, task, questions, cfg: Config, finite_g: bool) -> IterationMetrics:
     v, g = cfg.variant, cfg.grpo
     space = _space(task)
     with torch.no_grad():
@@ -163,9 +166,9 @@ def _rung(policy, old, ref, task, questions, cfg: Config, finite_g: bool) -> dic
     zero_spread = expected_zero_spread(p, q, g.group_size).mean() if finite_g else NAN
     with torch.no_grad():
         other = float(space.log_probs(policy, questions)[:, -1].exp().mean())
-    return {**_metrics(terms, p.mean(), zero_spread), "argmax_iters": iters, "argmax_tol_reached": reached,
-            "argmax_grad_norm": grad_norm, "objective_deficit": _deficit(terms, adv, log_ref, log_old, cfg),
-            "other_mass": other}
+    return dataclasses.replace(_metrics(terms, p.mean(), zero_spread), argmax_iters=iters, argmax_tol_reached=reached,
+                               argmax_grad_norm=grad_norm, objective_deficit=_deficit(terms, adv, log_ref, log_old, cfg),
+                               other_mass=other)
 
 
 def _deficit(terms: dict, adv, log_ref, log_old, cfg: Config) -> float:
@@ -183,11 +186,11 @@ def _deficit(terms: dict, adv, log_ref, log_old, cfg: Config) -> float:
     return float((best - terms["objective"]).mean())
 
 
-def transformer_population_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
+def transformer_population_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> IterationMetrics:
     """R1 on the transformer: the exact population objective, maximised over the model's parameters."""
     return _rung(policy, old, ref, task, questions, cfg, finite_g=False)
 
 
-def transformer_finite_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
+def transformer_finite_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> IterationMetrics:
     """R2 on the transformer: the exact expected finite-G objective (E1's weights), maximised over the parameters."""
     return _rung(policy, old, ref, task, questions, cfg, finite_g=True)

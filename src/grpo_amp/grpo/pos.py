@@ -63,8 +63,8 @@ def pos_mc(policy: Policy, task: Task, questions: torch.Tensor, n_samples: int,
 class PosMeter:
     """The pos table's rows for one policy at one iteration, against one pi_ref.
 
-    The train rule (checkpoints off) and the pos rule both build it from the same config, so
-    they draw the same seeded Monte Carlo stream and give the same numbers.
+    The train stage builds one per seed (grpo.seeds) from the run's config: its Monte Carlo stream is
+    seeded, so the same config gives the same numbers.
     """
 
     def __init__(self, ref: Policy, task: Task, method: str, n_samples: int, seed: int):

@@ -53,8 +53,9 @@ import torch
 from grpo_amp import estimators
 from grpo_amp.config import Config, VariantConfig
 from grpo_amp.estimators import Estimator
-from grpo_amp.grpo.loss import group_advantages
+from grpo_amp.grpo.loss import KL_TARGETS, group_advantages
 from grpo_amp.io import InputError
+from grpo_amp.schema import IterationMetrics
 from grpo_amp.grpo.rollout import Rollout
 
 NAN = float("nan")
@@ -168,8 +169,8 @@ def expected_zero_spread(p: torch.Tensor, q: torch.Tensor, group_size: int) -> t
 
 # --------------------------------------------------------------------------- the exact objective
 def _kl_terms(variant: VariantConfig) -> list[tuple[float, str]]:
-    return {"ref": [(variant.beta, "ref")], "mirror": [(variant.beta, "old")],
-            "both": [(variant.beta, "ref"), (variant.beta_prev, "old")]}[variant.kl.value]
+    """(coefficient, "ref" or "old") of each KL term of the variant: loss.KL_TARGETS's table, with its values."""
+    return [(getattr(variant, coef_field), target) for coef_field, target in KL_TARGETS[variant.kl.value]]
 
 
 def exact_objective(logits: torch.Tensor, adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor,
@@ -197,11 +198,11 @@ def exact_objective(logits: torch.Tensor, adv: torch.Tensor, log_ref: torch.Tens
     return {"pg": pg, "kl_ref": kl["ref"], "kl_old": kl["old"], "objective": pg - penalty}
 
 
-def _metrics(terms: dict[str, torch.Tensor], mean_reward, zero_spread, clip_frac=NAN) -> dict:
-    return {"loss": float(-terms["objective"].mean()), "pg_objective": float(terms["pg"].mean()),
-            "kl_ref": float(terms["kl_ref"].mean()), "kl_prev": float(terms["kl_old"].mean()),
-            "mean_reward": float(mean_reward), "zero_spread_frac": float(zero_spread), "clip_frac": float(clip_frac),
-            "inner_steps_taken": NAN}  # not grpo_update's inner loop
+def _metrics(terms: dict[str, torch.Tensor], mean_reward, zero_spread, clip_frac=NAN) -> IterationMetrics:
+    return IterationMetrics(loss=float(-terms["objective"].mean()), pg_objective=float(terms["pg"].mean()),
+                            kl_ref=float(terms["kl_ref"].mean()), kl_prev=float(terms["kl_old"].mean()),
+                            mean_reward=float(mean_reward), zero_spread_frac=float(zero_spread),
+                            clip_frac=float(clip_frac), inner_steps_taken=NAN)  # not grpo_update's inner loop
 
 
 # --------------------------------------------------------------------------- R1/R2's optimiser
@@ -396,7 +397,7 @@ def _write(policy, questions, logits: torch.Tensor) -> None:
         policy.logits[questions] = torch.where(torch.isfinite(logits), logits, top - ZERO_MASS_LOGIT)
 
 
-def population_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
+def population_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> IterationMetrics:
     """R1: maximise the exact population objective numerically; must equal C2 (and so C3)."""
     v, g = cfg.variant, cfg.grpo
     correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
@@ -407,7 +408,7 @@ def population_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Conf
     return _metrics(terms, p.mean(), NAN)
 
 
-def finite_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
+def finite_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> IterationMetrics:
     """R2: maximise the exact expected finite-G objective E_groups[(1/G) sum_i ratio_i A_G,i] - KL.
 
     E[ratio_i A_G,i] = sum_o pi(o) E[A_G,i | r_i = r(o)] (o_i ~ pi_old), so the expectation is the
@@ -436,7 +437,7 @@ def finite_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Co
     return _metrics(terms, p.mean(), expected_zero_spread(p, q, g.group_size).mean())
 
 
-def exact_objective_steps(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
+def exact_objective_steps(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> IterationMetrics:
     """R3: M steps of the trainer's optimiser on R2's exact objective (mean over questions, as the loss)."""
     correct, log_ref, log_old, p, q = _tables(policy, old, ref, questions)
     adv = _per_output(correct, *finite_group_advantage(p, q, cfg.grpo.group_size, cfg.variant, cfg.advantage))
@@ -446,7 +447,7 @@ def exact_objective_steps(policy, old, ref, task, questions: torch.Tensor, cfg: 
     return _metrics(terms, p.mean(), expected_zero_spread(p, q, cfg.grpo.group_size).mean())
 
 
-def true_p_exact_steps(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
+def true_p_exact_steps(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> IterationMetrics:
     """Factorial cell (true_p, steps, exact): M steps of the trainer's optimiser on R1's population objective.
 
     R3 with A(r; p_{n-1}) in place of E1's finite-G weights; it tends to R1 as M grows, as R3 tends to R2.
@@ -480,7 +481,7 @@ def one_group_advantage(rollout: Rollout, adv: torch.Tensor, log_old: torch.Tens
     return torch.where(summed != 0, summed / (G * log_old.exp()), 0.0)    # unsampled outputs: a = 0
 
 
-def one_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
+def one_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> IterationMetrics:
     """R5: one sampled group per question; pi_n = the maximiser of that group's objective with the exact KL.
 
     J(pi) = sum_o pi(o) a(o) - beta KL(pi||pi_ref) [- beta_prev KL(pi||pi_old)] is strictly concave on
@@ -494,7 +495,7 @@ def one_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Confi
                                 lambda rewards: group_advantages(rewards, **cfg.advantage.loss_kwargs()))
 
 
-def true_p_one_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
+def true_p_one_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> IterationMetrics:
     """Factorial cell (true_p, argmax, one_group): R5 with A_i = A(r_i; p_{n-1}) in place of the group's A_G,i.
 
     The group is drawn as R5 draws it (same generator calls); a zero-spread group no longer gives pi_ref
@@ -505,7 +506,7 @@ def true_p_one_group_argmax(policy, old, ref, task, questions: torch.Tensor, cfg
                                 true_p_advantages(p, q, cfg.variant))
 
 
-def true_p_group_steps(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> dict:
+def true_p_group_steps(policy, old, ref, task, questions: torch.Tensor, cfg: Config, generator) -> IterationMetrics:
     """Factorial cell (true_p, steps, one_group): the trainer's own ``grpo_update`` (R6, draw for draw) with
     A_i = A(r_i; p_{n-1}) in place of the group's A_G,i; nothing else changes (loss, optimiser, M, m)."""
     from grpo_amp.grpo.trainer import grpo_update  # lazy, as in _exact_steps
@@ -530,7 +531,7 @@ def true_p_advantages(p: torch.Tensor, q: torch.Tensor, variant: VariantConfig):
     return advantages
 
 
-def _one_group_maximiser(policy, old, ref, task, questions, cfg: Config, generator, advantages) -> dict:
+def _one_group_maximiser(policy, old, ref, task, questions, cfg: Config, generator, advantages) -> IterationMetrics:
     """One sampled group per question, its advantages from ``advantages(rewards)``, and the closed-form
     maximiser of that group's objective (``one_group_argmax``'s docstring)."""
     v, g = cfg.variant, cfg.grpo
@@ -547,11 +548,3 @@ def _one_group_maximiser(policy, old, ref, task, questions, cfg: Config, generat
     _write(policy, questions, logits)
     terms = exact_objective(logits, a, log_ref, log_old, v)
     return _metrics(terms, rewards.mean(), zero_spread.double().mean())
-
-
-RUNGS = {
-    "R1": population_argmax,
-    "R2": finite_group_argmax,
-    "R3": exact_objective_steps,
-    "R5": one_group_argmax,
-}

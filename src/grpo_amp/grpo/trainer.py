@@ -1,10 +1,9 @@
 """The GRPO iteration loop, over any policy.
 
-    history = train(policy, ref, task, cfg, save_iteration=lambda n, pi: pi.save(out / f"iter_{n:03d}"))
+    history = train(policy, ref, task, cfg, update=grpo_update, save_iteration=lambda n, pi: pi.save(out / f"iter_{n:03d}"))
 
-Per iteration n (docs/theory.md, Setting): freeze pi_{n-1}; run the update of the policy kind
-(the registry's ``PolicySpec.update``: C2's closed form for tabular_exact, an E5 rung, sampled
-GRPO steps); measure C1's
+Per iteration n (docs/theory.md, Setting): freeze pi_{n-1}; run the policy's update (bound to its name in
+``grpo.updates.LOOPS``: C2's closed form for tabular_exact, an E5 rung, sampled GRPO steps); measure C1's
 sampled surrogate on fresh groups of pi_{n-1}; hand pi_n to ``save_iteration``. The trainer knows
 nothing of the prediction: C1's closed form is put beside the measurement by ``compare``.
 """
@@ -19,12 +18,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from grpo_amp import registry
 from grpo_amp.config import Config
 from grpo_amp.grpo.adam import Adam
 from grpo_amp.grpo.loss import LossTerms, group_advantages, grpo_loss, sequence_sum, token_logp
 from grpo_amp.grpo.rollout import Rollout
 from grpo_amp.policies.base import Policy
+from grpo_amp.schema import IterationMetrics
 from grpo_amp.tasks.base import Task
 
 
@@ -54,7 +53,7 @@ class History:
 # --------------------------------------------------------------------------- the two updates
 def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions: torch.Tensor,
                 cfg: Config, generator: torch.Generator,
-                advantages: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict:
+                advantages: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None) -> IterationMetrics:
     """M inner optimiser steps on the sampled, group-normalised, KL-penalised objective.
 
     m = grpo.groups_per_question groups of G per question, the objective averaged over them,
@@ -84,9 +83,9 @@ def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions:
         adv = adv[kept]
     if rollout.tokens.shape[0] == 0:  # every question dropped: nothing to optimise
         nan = float("nan")
-        return {"loss": nan, "pg_objective": nan, "kl_ref": nan, "kl_prev": nan, "mean_reward": float(rewards.mean()),
-                "zero_spread_frac": float(zero_spread.double().mean()), "clip_frac": nan, "inner_steps_taken": 0,
-                "per_question": _redraw_frame(questions, redraw_info)}
+        return IterationMetrics(loss=nan, pg_objective=nan, kl_ref=nan, kl_prev=nan, mean_reward=float(rewards.mean()),
+                                zero_spread_frac=float(zero_spread.double().mean()), clip_frac=nan, inner_steps_taken=0,
+                                redraws=_redraw_frame(questions, redraw_info))
     with torch.no_grad():
         ref_logq = ref.log_softmax(rollout)                             # (Q, m*G, T, V)
     optimiser = _optimiser(policy, cfg)
@@ -104,14 +103,12 @@ def grpo_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions:
         optimiser.step()
         taken += 1
         if g.inner_tol is None and taken == g.inner_steps:
-            break  # practice: M steps; the loss reported is the one of the last step's start, as before
-    out = {"loss": float(terms.loss.detach()), "pg_objective": float(terms.pg_objective), "kl_ref": float(terms.kl_ref),
-           "kl_prev": float(terms.kl_prev), "mean_reward": float(rewards.mean()),
-           "zero_spread_frac": float(zero_spread.double().mean()), "clip_frac": float(terms.clip_frac),
-           "inner_steps_taken": taken}
-    if redraw_info is not None:
-        out["per_question"] = _redraw_frame(questions, redraw_info)
-    return out
+            break  # practice: M steps; the loss reported is the one at the last step's start
+    return IterationMetrics(loss=float(terms.loss.detach()), pg_objective=float(terms.pg_objective),
+                            kl_ref=float(terms.kl_ref), kl_prev=float(terms.kl_prev), mean_reward=float(rewards.mean()),
+                            zero_spread_frac=float(zero_spread.double().mean()), clip_frac=float(terms.clip_frac),
+                            inner_steps_taken=taken,
+                            redraws=None if redraw_info is None else _redraw_frame(questions, redraw_info))
 
 
 def redraw_equal_groups(old: Policy, task: Task, rollout: Rollout, rewards: torch.Tensor, group_size: int,
@@ -181,15 +178,13 @@ def inner_stopping(min_steps: int, tol: float | None, max_steps: int,
 
 
 def exact_update(policy: Policy, old: Policy, ref: Policy, task: Task, questions: torch.Tensor,
-                 cfg: Config, generator: torch.Generator) -> dict:
+                 cfg: Config, generator: torch.Generator) -> IterationMetrics:
     """C2's closed-form optimum (tabular policies only): no sampling, no optimiser."""
     policy.set_exact_optimum(old, ref, questions, cfg.variant)
-    nan = float("nan")
-    return {"loss": nan, "pg_objective": nan, "kl_ref": nan, "kl_prev": nan, "mean_reward": nan,
-            "zero_spread_frac": nan, "clip_frac": nan, "inner_steps_taken": nan}
+    return IterationMetrics.undefined()
 
 
-Update = Callable[..., dict]  # (policy, old, ref, task, questions, cfg, generator) -> metrics of the iteration
+Update = Callable[..., IterationMetrics]  # (policy, old, ref, task, questions, cfg, generator) -> the iteration's
 
 def _optimiser(policy: Policy, cfg: Config) -> Adam:
     """A fresh Adam per iteration, or (reset_optimizer=false) one kept on the policy, moments and all."""
@@ -233,29 +228,27 @@ def sampled_surrogate(policy: Policy, old: Policy, task: Task, questions: torch.
 
 
 # --------------------------------------------------------------------------- the loop
-def train(policy: Policy, ref: Policy, task: Task, cfg: Config,
+def train(policy: Policy, ref: Policy, task: Task, cfg: Config, *, update: Update,
           save_iteration: Callable[[int, Policy], None] | None = None,
-          log_metrics: Callable[[int, dict], None] | None = None, update: Update | None = None) -> History:
+          log_metrics: Callable[[int, dict], None] | None = None) -> History:
     """Run ``cfg.grpo.iterations`` GRPO iterations from ``policy`` (= pi_ref at the start).
 
-    ``update`` is one iteration's step; by default the registry's entry for ``cfg.policy.name``.
+    ``update`` is one iteration's step (``grpo.updates.LOOPS`` binds each policy's).
     """
     torch.manual_seed(cfg.seed)
     generator = torch.Generator(device=_device_of(policy)).manual_seed(cfg.seed)
     questions = task.split_ids("train").to(_device_of(policy))
-    update = update or registry.resolve(cfg.policy.spec.update)
     history = History()
     bar = tqdm(range(1, cfg.grpo.iterations + 1), desc=f"{cfg.policy.name.value}/{cfg.run_name or cfg.variant.name}",
                unit="iter", mininterval=1.0)
     for n in bar:
         start = time.perf_counter()
         old = policy.frozen_copy()  # pi_{n-1}: frozen for the whole iteration
-        metrics = update(policy, old, ref, task, questions, cfg, generator)
-        per_question = metrics.pop("per_question", None)
-        if per_question is not None:
-            history.redraws.append(per_question.assign(iteration=n))
+        reported = update(policy, old, ref, task, questions, cfg, generator)
+        if reported.redraws is not None:
+            history.redraws.append(reported.redraws.assign(iteration=n))
         c1 = sampled_surrogate(policy, old, task, questions, cfg, generator)
-        metrics = {"iteration": n, **metrics, "seconds": time.perf_counter() - start}
+        metrics = {"iteration": n, **reported.values(), "seconds": time.perf_counter() - start}
         history.metrics.append(metrics)
         history.c1.append(c1.assign(iteration=n))
         if save_iteration is not None:

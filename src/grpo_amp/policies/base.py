@@ -24,8 +24,6 @@ from grpo_amp.grpo.rollout import Rollout
 class Policy(torch.nn.Module, ABC):
     """pi(o|q) over a task's outputs. Subclasses are torch modules: parameters() is what trains."""
 
-    family: str  # "tabular" or "transformer": names the reference directory
-
     @abstractmethod
     def sample(self, questions: torch.Tensor, group_size: int, generator: torch.Generator) -> Rollout:
         """Draw ``group_size`` outputs per question from the current policy (no gradient)."""

@@ -31,8 +31,6 @@ def temperature_note(temperature: float) -> str | None:
 
 
 class HFPolicy(Policy):
-    family = "hf"
-
     def __init__(self, task, model, temperature: float = 1.0, device: str | torch.device = "cpu"):
         super().__init__()
         self.task, self.model, self.temperature = task, model, float(temperature)

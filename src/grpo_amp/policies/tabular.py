@@ -28,8 +28,6 @@ WEIGHTS = "policy.safetensors"
 
 
 class TabularPolicy(Policy):
-    family = "tabular"
-
     def __init__(self, task: TabularTask, logits: torch.Tensor):
         super().__init__()
         if logits.shape != task.correct.shape:

@@ -28,7 +28,7 @@ from grpo_amp.config import ModelConfig
 from grpo_amp.devices import resolve_device
 from grpo_amp.policies.base import Policy
 from grpo_amp.policies.lm.backend import Backend
-from grpo_amp.policies.lm.checkpoint import load_checkpoint, save_checkpoint
+from grpo_amp.policies.lm.checkpoint import check_checkpoint_dir, load_checkpoint, save_checkpoint
 from grpo_amp.policies.lm.hf import HFBackend
 from grpo_amp.policies.lm.lean import LeanLlama
 from grpo_amp.policies.lm.model import build_model
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 
 class TransformerPolicy(Policy):
     """pi(o|q) = a causal LM's probability of the completion tokens o (digits then <eos>) after q's prompt."""
-
-    family = "transformer"
 
     def __init__(self, task: ModArithTask, model: "PreTrainedModel", device: str | torch.device = "auto",
                  lean: bool = True):
@@ -230,3 +228,10 @@ def _draw(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         probs = probs.to(generator.device)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
+
+def reference_from_checkpoint(task: ModArithTask, path: str | Path, device: str = "auto") -> TransformerPolicy:
+    """pi_ref for ``task`` from a local checkpoint (policy.checkpoint); its tokenizer must be the task's."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return TransformerPolicy.load(check_checkpoint_dir(path), task, device=device)

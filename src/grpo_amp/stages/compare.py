@@ -66,13 +66,13 @@ def run_row(policy: str, name: str, conf: dict, pred: pd.DataFrame) -> dict:
 def _finite_groups(cfg: Config) -> dict[str, dict]:
     """policy -> the (norm, std, eps) of the advantage its loop really computes, where not the variant's (TRL):
     the predict stage puts it in the _G columns; the claims need it for C3_G's limits and fits."""
+    from grpo_amp.analysis.predict import finite_group_advantage
+    from grpo_amp.config import compose_config
+
     out = {}
     for policy in cfg.scale.study.policies:
-        hook = registry.policy(policy).finite_group_advantage
-        if hook:
-            from grpo_amp.config import compose_config
-
-            out[policy] = registry.resolve(hook)(compose_config([f"policy={policy}", f"scale={cfg.scale.name}"]))
+        if registry.policy(policy).advantage != "variant":
+            out[policy] = finite_group_advantage(compose_config([f"policy={policy}", f"scale={cfg.scale.name}"]))
     return out
 
 

@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import logging
 
-from grpo_amp import paths, registry
+from grpo_amp import paths
 from grpo_amp.config import Config
 from grpo_amp.io import read_csv, write_csv
-from grpo_amp.analysis.predict import curves_frame, predict_frame
+from grpo_amp.analysis.predict import curves_frame, finite_group_advantage, predict_frame
 from grpo_amp.schema import POS_COLUMNS
 from grpo_amp.stages.common import input_path, output_path, stage_main
 
 log = logging.getLogger(__name__)
-
-
-def finite_group_advantage(cfg: Config) -> dict:
-    """The (norm, std, eps) of the advantage the policy's loop really computes, where not the variant's."""
-    hook = cfg.policy.spec.finite_group_advantage
-    return registry.resolve(hook)(cfg) if hook else {}
 
 
 def run(cfg: Config) -> None:

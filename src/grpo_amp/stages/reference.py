@@ -38,13 +38,13 @@ def _transformer(cfg: Config):
         from grpo_amp.policies.hf import HFPolicy
 
         model, tokenizer = load_causal_lm(cfg.policy.checkpoint, device=device_for(cfg))
-        from grpo_amp.tasks.lm import open_ended_task
+        from grpo_amp.tasks.file_task import open_ended_task
 
         task = open_ended_task(cfg.task, tokenizer)
         return task, HFPolicy(task, model, temperature=cfg.policy.temperature, device=device_for(cfg))
     task = ModArithTask.generate(cfg.task)
     if cfg.policy.checkpoint:  # a local HF causal LM is pi_ref: nothing trained, nothing downloaded
-        from grpo_amp.policies.lm.checkpoint import reference_from_checkpoint
+        from grpo_amp.policies.transformer import reference_from_checkpoint
 
         return task, reference_from_checkpoint(task, cfg.policy.checkpoint, device=device_for(cfg))
     return task, train_reference(task, cfg.policy.model, cfg.policy.reference, seed=cfg.seed, device=device_for(cfg))

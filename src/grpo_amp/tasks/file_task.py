@@ -213,3 +213,11 @@ def _encode_prompts(tokenizer, prompts: list[str], source: str) -> list[list[int
                                  f"{source or 'the task'}: {one_line(exc, limit=120)}") from None
         raise
 
+
+def open_ended_task(task_cfg, tokenizer) -> FileTask:
+    """task=file (questions from a file) or task=reasoning_gym (generated offline), for the model's tokenizer."""
+    if task_cfg.name == "reasoning_gym":
+        from grpo_amp.tasks.reasoning_gym_task import ReasoningGymTask  # a FileTask: imports this module
+
+        return ReasoningGymTask.from_config(task_cfg, tokenizer)
+    return FileTask.from_config(task_cfg, tokenizer)

@@ -28,6 +28,7 @@ from grpo_amp.config import Config
 from grpo_amp.grpo.loss import group_advantages
 from grpo_amp.grpo.trainer import History, sampled_surrogate
 from grpo_amp.io import InputError
+from grpo_amp.schema import IterationMetrics
 from grpo_amp.trl_family.settings import format_mapping, to_trl
 
 log = logging.getLogger(__name__)
@@ -137,14 +138,15 @@ def train_trl(policy, ref, task, cfg: Config,
             c1 = sampled_surrogate(policy, self.old, task, train_questions, cfg, generator)
             logs = logs or {}
             kl_tok = logs.get("kl", 0.0 if not mapping.explicit_ref_penalty else math.nan)
-            metrics = {"iteration": n, "loss": float(logs["loss"]), "pg_objective": math.nan,
-                       # TRL logs the token-mean k3; times the mean length: per sequence, like ours
-                       "kl_ref": float(kl_tok) * float(logs.get("completions/mean_length", math.nan)),
-                       "kl_prev": math.nan, "mean_reward": float(rewards.mean()),
-                       "zero_spread_frac": float(zero_spread.double().mean()),
-                       "clip_frac": float(logs.get("clip_ratio/region_mean", math.nan)),
-                       "inner_steps_taken": int(cfg.grpo.inner_steps),  # TRL's mu steps per generation round
-                       "seconds": time.perf_counter() - self.start}
+            reported = IterationMetrics(
+                loss=float(logs["loss"]), pg_objective=math.nan,
+                # TRL logs the token-mean k3; times the mean length: per sequence, like ours
+                kl_ref=float(kl_tok) * float(logs.get("completions/mean_length", math.nan)),
+                kl_prev=math.nan, mean_reward=float(rewards.mean()),
+                zero_spread_frac=float(zero_spread.double().mean()),
+                clip_frac=float(logs.get("clip_ratio/region_mean", math.nan)),
+                inner_steps_taken=int(cfg.grpo.inner_steps))  # TRL's mu steps per generation round
+            metrics = {"iteration": n, **reported.values(), "seconds": time.perf_counter() - self.start}
             history.metrics.append(metrics)
             history.c1.append(c1.assign(iteration=n))
             if cfg.grpo.reset_optimizer:  # each iteration solves its own problem (C2): fresh Adam moments

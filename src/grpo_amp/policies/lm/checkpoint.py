@@ -114,14 +114,6 @@ def check_checkpoint_dir(path: str | os.PathLike) -> Path:
     return directory
 
 
-def reference_from_checkpoint(task, path: str | os.PathLike, device: str = "auto"):
-    """pi_ref for ``task`` (ModArithTask) from a local checkpoint; its tokenizer must be the task's."""
-    from grpo_amp.policies.transformer import TransformerPolicy
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    return TransformerPolicy.load(check_checkpoint_dir(path), task, device=device)
-
-
 def load_causal_lm(path: str | os.PathLike, device: str = "cpu"):
     """(model, tokenizer) of a local checkpoint, fp32, eval mode; InputError naming the path on any failure."""
     directory = check_checkpoint_dir(path)
