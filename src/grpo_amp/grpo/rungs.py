@@ -367,7 +367,9 @@ def _natural_gradient(z: torch.Tensor, support: torch.Tensor, loss_of, tol: floa
             trial = clamp(z + step[:, None] * direction)
             with torch.no_grad():
                 trial_loss = loss_of(trial)
-            ok = ~accepted & torch.isfinite(trial_loss) & (trial_loss <= loss)
+            # a rise within the loss's own rounding counts as no rise: near the maximiser a Newton-size step
+            # changes the loss by g^2 ~ 1e-18, below its last digit, and must still be taken
+            ok = ~accepted & torch.isfinite(trial_loss) & (trial_loss <= loss + 1e-14 * (1 + loss.abs()))
             new = torch.where(ok[:, None], trial, new)
             accepted |= ok
             if accepted.all():
