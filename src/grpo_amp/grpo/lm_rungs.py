@@ -12,7 +12,7 @@ next-token log-softmax taken in float64 so that the listed masses and the rest s
 Everything else the model can emit (a non-digit token, D digits without <eos>) is wrong and gets one
 lumped outcome, "other" (its mass under pi is ``other_mass`` in the metrics; pi_ref puts ~1e-3 there).
 
-Each iteration maximises, over all of the transformer's parameters, THEORY.md's iteration objective
+Each iteration maximises, over all of the transformer's parameters, docs/theory.md's iteration objective
 on the train questions, computed exactly on that list (no sampling):
 
     J(theta) = mean_q [ sum_o pi_theta(o|q) A(o) - beta KL(pi_theta || pi_ref) [- beta_prev KL(pi_theta || pi_old)] ]
