@@ -141,7 +141,8 @@ def test_every_run_writes_its_train_pos_and_predict_files(smoke):
         assert set(c1.columns) == set(C1_COLUMNS), where
         assert len(c1) and c1["iteration"].between(1, n_iter).all() and (c1["surrogate_se"] >= 0).all(), where
         n_seeds = config["seeds"]
-        assert metrics["seed"].nunique() == (1 if registry.policy(policy).family == "tabular" else n_seeds), where
+        seeds_as_rows = registry.FAMILIES[registry.policy(policy).family].seeds_as_rows  # tabular, twin: one table
+        assert metrics["seed"].nunique() == (1 if seeds_as_rows else n_seeds), where
         assert n_seeds == (2 if registry.policy(policy).sampled else 1), where  # scale smoke: study.seeds = 2
         for s in range(n_seeds):
             for n in range(1, n_iter + 1) if config["policy.save_checkpoints"] else [n_iter]:
@@ -258,8 +259,9 @@ def test_figures_and_report(smoke):
 
 
 def test_every_job_has_a_log_and_a_benchmark(smoke):
-    jobs = [("tracking", "tracking"), ("reference", "tabular"), ("reference", "transformer"),
-            ("compare", "compare"), ("figures", "figures")]
+    families = sorted({registry.policy(policy).family for policy, _ in study()})  # one reference job each
+    jobs = [("tracking", "tracking"), ("compare", "compare"), ("figures", "figures")]
+    jobs += [("reference", family) for family in families]
     jobs += [(rule, f"{policy}/{run}") for rule in ("train", "predict") for policy, run in study()]
     for rule, name in jobs:
         assert fill(paths.LOG, smoke, rule=rule, name=name).is_file(), f"log of {rule} {name}"
