@@ -226,7 +226,7 @@ def _support(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor,
 
 
 def maximise(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor, variant: VariantConfig,
-             tol: float, max_iter: int, rung: str = "R1", stats: dict | None = None) -> torch.Tensor:
+             tol: float, max_iter: int, rung: str = "R1") -> torch.Tensor:
     """argmax_pi J(pi) per question by L-BFGS (strong Wolfe); returns the maximiser's logits (Q, K).
 
     Parametrisation: pi = w^2 / |w|^2 per question (w = sqrt(pi) up to scale). In w the Fisher metric
@@ -243,8 +243,7 @@ def maximise(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor, va
 
     Questions the joint L-BFGS run leaves short of the tolerance (a few, where A spans 1e12 and more:
     eps = 0 with p_old within 1e-24 of 0 or 1, whose optimum puts e^-1e12 on some outputs, past what
-    w or float64 can follow) go on alone by ``_natural_gradient``; ``stats`` (a dict, if given) gets
-    how many did (``fallback_questions``).
+    w or float64 can follow) go on alone by ``_natural_gradient``.
     """
     support, adv = _support(adv, log_ref, log_old, variant)
     b = sum(coef for coef, _ in _kl_terms(variant))
@@ -294,8 +293,6 @@ def maximise(adv: torch.Tensor, log_ref: torch.Tensor, log_old: torch.Tensor, va
             lbfgs.state.clear()  # a fresh curvature history: a stalled line search often moves again
         best = min(best, worst)
     bad = ~(g1 <= tol)  # NaN counts as not converged
-    if stats is not None:
-        stats["fallback_questions"] = int(bad.sum())
     if bad.any():
         idx = torch.nonzero(bad)[:, 0]
         # a question whose w left float64's range (a NaN or +inf logit) starts again from its anchor
