@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.user_model import char_tokenizer, one_line
 import torch
 
 from grpo_amp import theory
@@ -26,24 +27,6 @@ from grpo_amp.schema import PREDICT_COLUMNS
 ROOT = Path(__file__).resolve().parents[1]
 N_SAMPLES = 64
 TRAIN_KW = dict(group_size=4, inner_steps=1, lr=3e-2, beta=0.1)
-
-
-def char_tokenizer(chars: str = string.printable[:95]):
-    """test_file_task's stand-in for a user's tokenizer, over ``chars``."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {t: i for i, t in enumerate(["<pad>", "<bos>", "<eos>", *chars])}
-    core = Tokenizer(models.WordLevel(vocab))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
-    core.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
-
-
-def one_line(exc) -> str:
-    assert "\n" not in str(exc.value)
-    return str(exc.value)
 
 
 # --------------------------------------------------------------------------- a real TRL run

@@ -3,11 +3,11 @@ and a local HF model + the shipped file through HFPolicy and TRL."""
 
 from __future__ import annotations
 
-import string
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.user_model import char_tokenizer, one_line
 import torch
 
 from grpo_amp.config import (Config, GRPOConfig, ModelConfig, PolicyConfig, PolicyName, RatioLevel,
@@ -15,24 +15,6 @@ from grpo_amp.config import (Config, GRPOConfig, ModelConfig, PolicyConfig, Poli
 from grpo_amp.io import InputError
 from grpo_amp.grpo.pos import pos_exact, pos_mc
 from grpo_amp.tasks.file_task import FileTask, exact_match, make_verifier, numeric_match, read_questions, shipped_file
-
-
-def char_tokenizer():
-    """One token per printable character plus <pad>, <bos>, <eos>; <bos> prepended: a stand-in for a user's tokenizer."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {t: i for i, t in enumerate(["<pad>", "<bos>", "<eos>", *string.printable[:95]])}
-    core = Tokenizer(models.WordLevel(vocab))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
-    core.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
-
-
-def one_line(exc) -> str:
-    assert "\n" not in str(exc.value)
-    return str(exc.value)
 
 
 # ---- reading and verifying -------------------------------------------------------------------

@@ -21,7 +21,7 @@ from grpo_amp.config import ConfigError, PosMethod, compose_config
 from grpo_amp.io import InputError
 from grpo_amp.study.runs import lm_overrides, lm_results
 from grpo_amp.tasks.file_task import FileTask, shipped_file
-from test_file_task import char_tokenizer
+from helpers.user_model import char_tokenizer
 from test_pipeline import run_snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
