@@ -166,6 +166,39 @@ def test_how_a_number_was_made_follows_the_registry():
     assert published.how_made("twin_r1") == "optimiser"
 
 
+def test_claims_whose_measure_samples_groups_are_judged_as_sampled_for_every_policy(tmp_path):
+    """C1/E1 draw their own groups even for an exact rung: twin_r1's C1 ratio moved 2e-5 between AVX512 and
+    the unvectorised kernels (one sample flipped), far past round-off and inside sampling's tolerance,
+    while the same policy's C3 value (no draw) is still held to the optimiser's 2e-6."""
+    pub = [claim("C1", policy="twin_r1", value=1.0131, tolerance=1.5, interval=(1.0131, 1.0131)),
+           claim("C3", policy="twin_r1", value=0.3)]
+    fresh = [claim("C1", policy="twin_r1", value=1.0131 + 2e-5, tolerance=1.5, interval=(1.01312, 1.01312)),
+             claim("C3", policy="twin_r1", value=0.3 + 2e-5)]
+    comps, _, _ = compare(tmp_path, pub, [run("twin_r1")], fresh, [run("twin_r1")])
+    c1 = comps[("claims", ("C1", "twin_r1"))]
+    assert c1.reproduced and c1.checks == (published.CHECK_TOLERANCE, published.CHECK_ROUND_OFF)
+    c3 = comps[("claims", ("C3", "twin_r1"))]
+    assert not c3.reproduced and c3.checks == (published.CHECK_OPTIMISER, published.CHECK_ROUND_OFF)
+    assert published.draws_groups("E1a") and published.draws_groups("E1b") and not published.draws_groups("C3_G")
+
+
+@pytest.mark.parametrize("pub_verdict, fresh_verdict, fresh_value, status", [
+    ("holds", "inconclusive", 0.101, "reproduced"),     # the interval now touches the tolerance
+    ("inconclusive", "fails", 0.101, "reproduced"),
+    ("holds", "fails", 0.101, "verdict changed"),       # two decided verdicts: always a change
+    ("holds", "inconclusive", 0.30, "verdict changed"),  # the number itself moved: no threshold excuse
+])
+def test_a_verdict_at_its_threshold(tmp_path, pub_verdict, fresh_verdict, fresh_value, status):
+    pub = [claim(value=0.10, interval=(0.08, 0.12), verdict=pub_verdict)]
+    fresh = [claim(value=fresh_value, interval=(fresh_value - 0.02, fresh_value + 0.02), verdict=fresh_verdict)]
+    c = only(compare(tmp_path, pub, [run()], fresh, [run()])[0])
+    assert c.status == status
+    if status == "reproduced":
+        assert published.CHECK_AT_THRESHOLD in c.checks
+    else:
+        assert c.problems[0] == f"verdict {pub_verdict!r} -> {fresh_verdict!r}"
+
+
 def test_nan_matches_only_nan(tmp_path):
     comps, _, _ = compare(tmp_path, [claim(value=math.nan), claim("C4", value=math.nan)], [run()],
                           [claim(value=math.nan), claim("C4", value=0.2)], [run()])

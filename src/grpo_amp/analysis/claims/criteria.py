@@ -56,6 +56,8 @@ class Criterion:
     right: Callable[[str], Theory] | None = None   # the theory the row is judged by (default: the policy's own)
     wrong: Callable[[Theory], tuple[Theory, ...]] = wrong_theories
     applies: Callable[[str], bool] = _everyone
+    draws_groups: bool = False                     # the measure samples its own groups (C1, E1): a sampled
+                                                   # value for every policy, the exact rungs' included
 
 
 def _finite_g(policy: str) -> Theory:
@@ -68,7 +70,8 @@ def _population(policy: str) -> Theory:
 
 CRITERIA: tuple[Criterion, ...] = (
     Criterion("C1", c1, "RMS(sampled surrogate - closed form) / RMS(its SE) with the trainer's finite-G weights, "
-              "pooled over seeds", "<=", "noise_ratio", power="named", right=_finite_g, wrong=wrong_weights),
+              "pooled over seeds", "<=", "noise_ratio", power="named", right=_finite_g, wrong=wrong_weights,
+              draws_groups=True),
     Criterion("C2", c2, "largest median KL(pi_N | correct || pi_ref | correct), nats", "<=", "kl_in_correct",
               power="theory-free"),
     Criterion("C3", c3, "largest mean |p_n - trajectory| over variants (train, n >= 1)", "<=", "pos_gap",
@@ -90,10 +93,10 @@ CRITERIA: tuple[Criterion, ...] = (
               "limit_gap", per_prediction=True),
     Criterion("E1a", c1, "C1's noise ratio with E1's finite-G weights (as C1)", "<=", "noise_ratio",
               right=_finite_g, wrong=lambda right: (replace(right, name="population weights", finite_g=False),),
-              applies=_sampled),
+              applies=_sampled, draws_groups=True),
     Criterion("E1b", c1, "C1's noise ratio with the population weights (must be rejected)", ">=", "noise_ratio",
               right=_population, wrong=lambda right: (replace(right, name="E1's finite-G weights", finite_g=True),),
-              applies=_sampled),
+              applies=_sampled, draws_groups=True),
     Criterion("E2a", e2a, "change of the C3 gap from the smallest to the largest G (a measurement)", "", "effect",
               power="none", right=_population),
     Criterion("E2b", e2b, "signed mean of p_n - trajectory on the base run (negative: practice under-amplifies)",
@@ -117,6 +120,12 @@ CRITERIA: tuple[Criterion, ...] = (
     Criterion("E6b", e6_order, "Spearman rho(predicted C3_G final PoS, measured) over estimators, per seed", ">=",
               "effect", power="null", right=_finite_g, applies=_sampled),
 )
+
+
+def draws_groups(claim: str) -> bool:
+    """Whether a claims.csv row's value comes from groups its measure samples (``claim`` as written
+    there, ``_G`` suffix included): such a value is judged as sampled whatever policy it is about."""
+    return any(c.draws_groups for c in CRITERIA if c.claim == claim.removesuffix("_G"))
 
 
 def right_theory(c: Criterion, policy: str, prediction: str) -> Theory:
