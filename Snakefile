@@ -18,5 +18,5 @@ rule all:
     input:
         # --config audit="...": the audit of a finished run (audit.smk) instead of the study
         list(AUDIT_FILES.values()) if AUDIT.overrides else [CLAIMS_CSV, CLAIMS_MD, LADDER_CSV, FACTORIAL_CSV, ATTRIBUTION_CSV,
-                                                        ITERATIONS_CSV, *FIGURES],
+                                                        ITERATIONS_CSV, DRAWS_CSV, *FIGURES],
     default_target: True

@@ -36,6 +36,7 @@ def fake_run(root: Path) -> Path:
     (run / "ladder.csv").write_text("rung,policy,pos_final\nR6,tabular_sgd,0.5\n")
     (run / "factorial.csv").write_text("variant,advantage,optimiser,objective,gap\nmean_std_ref,group,steps,one_group,0.2\n")
     (run / "attribution.csv").write_text("variant,factor,kind,effect\nmean_std_ref,total,total,0.2\n")
+    (run / "draws.csv").write_text("policy,run,metric,n_draws,mean\ntabular_sgd,mean_std_ref,gap,1,0.2\n")
     (run / "figures" / "trajectories.png").write_bytes(b"\x89PNG fake")
     for (rule, job), s in JOB_SECONDS.items():
         tsv = run / "benchmarks" / rule / f"{job}.tsv"
@@ -105,7 +106,7 @@ def test_archive_is_reproducible_and_its_checksums_verify(published, tmp_path, c
     names = [m.name for m in members if m.isfile()]
     assert names[0] == f"{prefix}/{SUMS_FILE}" and names[1:] == sorted(names[1:])
     expected = {f"{prefix}/this-machine/smoke/{n}" for n in
-                ("claims.csv", "claims.md", "runs.csv", "ladder.csv", "factorial.csv", "attribution.csv", "benchmarks.csv", "pip-freeze.txt", "COMMAND.txt",
+                ("claims.csv", "claims.md", "runs.csv", "ladder.csv", "factorial.csv", "attribution.csv", "draws.csv", "benchmarks.csv", "pip-freeze.txt", "COMMAND.txt",
                  "figures/trajectories.png")}
     assert set(names[1:]) == expected
     sums = dict(reversed(ln.split("  ", 1)) for ln in files[f"{prefix}/{SUMS_FILE}"].decode().splitlines())

@@ -256,9 +256,13 @@ class TaskConfig:
     # reasoning_gym: questions generated offline by reasoning_gym.create_dataset(dataset, size=size, seed=seed)
     dataset: str = ""
     size: int = 64
+    # issue 20's task draws: draw k >= 1 is another task and pi_ref, made with the seeds draw_seed(., k) (the
+    # reference stage applies it); set by a draw run's name (mean_std_ref-draw2), 0 = the plain study
+    draw: int = 0
 
     def __post_init__(self) -> None:
         _require(self.name in TASK_NAMES, "task.name", self.name, " or ".join(TASK_NAMES))
+        _require(self.draw >= 0, "task.draw", self.draw, ">= 0")
         _require(self.n_train >= 1, "task.n_train", self.n_train, ">= 1")
         _require(self.n_heldout >= 0, "task.n_heldout", self.n_heldout, ">= 0")
         _require(self.n_outputs >= 2, "task.n_outputs", self.n_outputs, ">= 2")
@@ -275,6 +279,18 @@ class TaskConfig:
             _require(bool(self.dataset), "task.dataset", self.dataset, "a reasoning-gym dataset name")
             _require(self.size >= 1, "task.size", self.size, ">= 1")
             _require(self.max_new_tokens >= 1, "task.max_new_tokens", self.max_new_tokens, ">= 1")
+
+
+# Task draw k's seeds: the task's (split, label-noise rates, tabular correct sets and p_ref table) and pi_ref's
+# training seed both move by DRAW_SEED_STRIDE * k. Draw 0 is the seeds as configured (every existing file unchanged);
+# the stride keeps draw k's seeds clear of draw 0's neighbours (the table draws p_ref with seed + 1, GRPO seeds
+# run seed .. seed + seeds - 1).
+DRAW_SEED_STRIDE = 1000
+
+
+def draw_seed(seed: int, draw: int) -> int:
+    """The seed that ``seed`` becomes in task draw ``draw`` (the one rule; stages.reference applies it)."""
+    return seed + DRAW_SEED_STRIDE * draw
 
 
 @dataclass
@@ -299,9 +315,16 @@ class StudyConfig:
     # (trl: mean_std_mirror for the lr sweep, TRL's own beta = 0, whose runs then never enter C3's checks)
     sweep_variant_of: dict[str, str] = field(default_factory=dict)
     seeds: int = 1  # repeats of every sampled policy's run (seed, seed + 1, ...): intervals over seeds
+    # issue 20: task draws (draw 0 = the study's own task and pi_ref; draws 1 .. task_draws - 1 more of them, each its
+    # own reference). Only the base variant (sweep_variant) of draw_policies runs on the other draws: draws.csv
+    task_draws: int = 1
+    draw_policies: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _require(self.seeds >= 1, "scale.study.seeds", self.seeds, ">= 1")
+        _require(self.task_draws >= 1, "scale.study.task_draws", self.task_draws, ">= 1")
+        for p in self.draw_policies:
+            _require(p in registry.POLICIES, "scale.study.draw_policies", p, "one of " + ", ".join(registry.POLICIES))
         for p in [*self.policies, *self.variants_of, *self.sweeps_of]:
             _require(p in registry.POLICIES, "scale.study.policies", p, "one of " + ", ".join(registry.POLICIES))
         for name in self.advantage_sweep:
@@ -346,6 +369,7 @@ class RuleFiles:
     iterations: Optional[str] = None
     claims_csv: Optional[str] = None
     claims_md: Optional[str] = None
+    draws: Optional[str] = None
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Where every stage reads and writes: one table shared by the Snakefile and the stages.
 
-Patterns take ``results`` (root), ``scale``, ``family`` (tabular | transformer), ``policy`` and
+Patterns take ``results`` (root), ``scale``, ``family`` (tabular | transformer | twin, with ``-draw<k>`` for task
+draw k: reference_name), ``policy`` and
 ``run`` (a run name, see ``grpo_amp.study.runs``). The Snakefile fills them with wildcards.
 """
 
@@ -29,6 +30,19 @@ LADDER = "{results}/{scale}/ladder.csv"
 FACTORIAL = "{results}/{scale}/factorial.csv"      # E5's ladder as a 2 x 2 x 2 factorial, per cell
 ATTRIBUTION = "{results}/{scale}/attribution.csv"  # its main effects, Shapley parts and interactions
 ITERATIONS = "{results}/{scale}/iterations.csv"  # per run and iteration: E_q |p_n - C3|, mean PoS
+DRAWS = "{results}/{scale}/draws.csv"  # per draw policy: its numbers over task draws (grpo_amp.analysis.draws)
+
+
+def reference_name(family: str, draw: int = 0) -> str:
+    """The reference directory's name (REFERENCE's ``family`` field): ``transformer``, or ``transformer-draw2``
+    for task draw 2 (its own task and pi_ref, config.draw_seed)."""
+    return family if not draw else f"{family}-draw{draw}"
+
+
+def parse_reference_name(name: str) -> tuple[str, int]:
+    """(family, draw) of a reference directory's name: the inverse of reference_name."""
+    family, _, draw = name.partition("-draw")
+    return family, int(draw or 0)
 
 
 def iteration_dir(train_dir: str | Path, n: int, seed_index: int = 0) -> Path:
@@ -41,6 +55,7 @@ def path(pattern: str, cfg=None, **fields) -> Path:
     if cfg is not None:
         policy = cfg.policy.name.value
         defaults = {"results": cfg.results, "scale": cfg.scale.name, "policy": policy,
-                    "run": cfg.run_name or cfg.variant.name, "family": registry.family_of(fields.get("policy", policy))}
+                    "run": cfg.run_name or cfg.variant.name,
+                    "family": reference_name(registry.family_of(fields.get("policy", policy)), cfg.task.draw)}
         fields = {**defaults, **fields}
     return Path(pattern.format(**fields))

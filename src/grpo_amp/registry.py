@@ -187,6 +187,7 @@ class Sweep:
     key: str
     values_field: str
     value_pattern: str = r"[0-9.]+"
+    column: bool = True  # runs.csv has a column of it (the draw has none: its runs are draws.csv's, not runs.csv's)
 
 
 SWEEP_TABLE = (
@@ -200,6 +201,10 @@ SWEEP_TABLE = (
     Sweep("lr", "lr", "grpo.lr", "lr_sweep", r"[0-9.]+(?:e-?[0-9]+)?"),
     # E6: the advantage estimator (grpo_amp.estimators); mean_std_ref-estdapo sets estimator.name=dapo
     Sweep("estimator", "est", "estimator.name", "advantage_sweep", r"[a-z][a-z0-9_]*"),
+    # issue 20: another task draw (split, label noise or p_ref table, and pi_ref; config.draw_seed says how the
+    # seeds move); mean_std_ref-draw2 sets task.draw=2. Draw 0 is the plain run: no draw0. Its runs are the base
+    # variant's of StudyConfig.draw_policies only (study.runs.draw_runs_of_study) and feed draws.csv alone.
+    Sweep("draw", "draw", "task.draw", "task_draws", r"[1-9][0-9]*", column=False),
 )
 SWEEPS = {s.name: s for s in SWEEP_TABLE}
 SWEEP_OF_TAG = {s.tag: s.name for s in SWEEP_TABLE}

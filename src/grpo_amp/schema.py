@@ -97,7 +97,7 @@ SUMMARY_NUMBERS = ["final_pos_mean", "pred_final_mean", "gap_trajectory", "gap_o
                    "shape_slope", "shape_r2"]
 # the variant's fields, then every sweep of grpo_amp.registry.SWEEP_TABLE (beta is the variant's), the iterations
 RUN_SETTINGS = ["variant", "sweep", "norm", "kl", "beta", "beta_prev", "eps", "std",
-                *[s.name for s in registry.SWEEP_TABLE if s.name != "beta"], "iterations"]
+                *[s.name for s in registry.SWEEP_TABLE if s.name != "beta" and s.column], "iterations"]
 RUN_COLUMNS = (["policy", "run", *RUN_SETTINGS, "n_seeds"]
                + [c for x in SUMMARY_NUMBERS for c in (x, f"{x}_lo", f"{x}_hi")])
 
@@ -134,3 +134,11 @@ FACTORIAL_COLUMNS = ["variant", "advantage", "optimiser", "objective", "policy",
 # chain parts: the marginal changes in the ladder's order R1 -> R2 -> R3 -> R6), paired over seeds.
 ATTRIBUTION_COLUMNS = ["variant", "factor", "kind", "effect", "effect_lo", "effect_hi", "shapley", "shapley_lo",
                        "shapley_hi", "chain", "chain_lo", "chain_hi", "n_seeds"]
+
+# results/{scale}/draws.csv: one row per (policy, metric) of the study's draw policies (StudyConfig.draw_policies)
+# over its task draws (draw 0 = the study's own task and pi_ref; draw k its reference/{family}-draw{k}): per_draw
+# = each draw's mean over its seeds (|-joined, draw 0 first); mean with lo/hi its 95% t interval over the draw
+# means (n_draws - 1 degrees of freedom); between_draw_sd their SD; within_draw_sd the pooled SD of seeds about
+# their draw's mean. metric: final_pos, gap, gap_G, bias, bias_G, gap_vs_<twin policy>. See grpo_amp.analysis.draws.
+DRAWS_COLUMNS = ["policy", "run", "metric", "n_draws", "n_seeds", "per_draw", "mean", "lo", "hi", "between_draw_sd",
+                 "within_draw_sd"]

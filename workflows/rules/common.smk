@@ -14,7 +14,8 @@ validate(config, "../schemas/config.schema.yaml")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, even without pip install -e
 from grpo_amp import paths, registry  # noqa: E402
-from grpo_amp.study.runs import load_study, lm_overrides, lm_results, run_overrides, runs_of_study  # noqa: E402
+from grpo_amp.study.runs import (draw_of, draw_runs_of_study, load_study, lm_overrides, lm_results,  # noqa: E402
+                                 run_overrides, runs_of_study)
 from grpo_amp.audit.plan import audit_plan, audit_results  # noqa: E402
 from grpo_amp.io import InputError  # noqa: E402
 
@@ -53,8 +54,18 @@ if AUDIT.overrides:
           f"against the base {AUDIT.points[0].path}: results in {AUDIT_ROOT}, MLflow runs in {AUDIT_TRACKING_URI}",
           file=sys.stderr)
 STUDY = load_study(SCALE)  # conf/scale/<scale>.yaml, checked against its schema (StudyConfig)
+# --config task_draws=N: the scale's study with N task draws (issue 20; the stages get scale.study.task_draws=N)
+TASK_DRAWS = [f"scale.study.task_draws={int(config['task_draws'])}"] if "task_draws" in config else []
+if TASK_DRAWS:
+    import dataclasses
+
+    STUDY = dataclasses.replace(STUDY, task_draws=int(config["task_draws"]))
 RUNS = {policy: runs_of_study(STUDY, policy) for policy in registry.POLICY_NAMES}
 RUNS = {policy: runs for policy, runs in RUNS.items() if runs}
+# the draw runs (mean_std_ref-draw1, ...): the base run of each draw policy on task draws 1 .. task_draws - 1, each
+# from its own reference/{family}-draw{k}; compare reads them for draws.csv only
+DRAW_RUNS = {policy: draw_runs_of_study(STUDY, policy) for policy in registry.POLICY_NAMES}
+DRAW_RUNS = {policy: runs for policy, runs in DRAW_RUNS.items() if runs}
 ENV = "../../environment.yml"
 
 
@@ -74,6 +85,8 @@ FIGURES = [fill(paths.FIGURE, name=name) for name in registry.FIGURE_NAMES]
 ALL_PREDICT = [fill(paths.PREDICT, policy=p, run=r) for p, runs in RUNS.items() for r in runs]
 ALL_CURVES = [fill(paths.CURVES, policy=p, run=r) for p, runs in RUNS.items() for r in runs]
 ALL_TRAIN = [fill(paths.TRAIN, policy=p, run=r) for p, runs in RUNS.items() for r in runs]
+DRAWS_CSV = fill(paths.DRAWS)
+DRAW_PREDICT = [fill(paths.PREDICT, policy=p, run=r) for p, runs in DRAW_RUNS.items() for r in runs]
 
 
 def log_path(rule, name):
@@ -87,7 +100,7 @@ def bench_path(rule, name):
 def stage(module, *overrides):
     """The shell command of a stage: Hydra overrides shared by every rule, then the rule's own."""
     common = [f"scale={SCALE}", f"results={RESULTS}", f"tracking.uri='{TRACKING_URI}'",
-              f"tracking.enabled={str(flag('tracking')).lower()}"]
+              f"tracking.enabled={str(flag('tracking')).lower()}", *TASK_DRAWS]
     return f"python -m grpo_amp.stages.{module} " + " ".join(common + list(overrides))
 
 
@@ -98,15 +111,23 @@ def lm_args(family):
 
 def lm_inputs(wildcards):
     """The user's model directory and data file, so that a changed file re-runs the reference rule; the
-    twin's: the transformer's reference directory it is read from."""
-    if wildcards.family == "twin":
-        return [fill(paths.REFERENCE, family="transformer")]
-    return LM.inputs if wildcards.family == "transformer" else []
+    twin's: the transformer's reference directory (of the same task draw) it is read from."""
+    family, draw = paths.parse_reference_name(wildcards.reference)
+    if family == "twin":
+        return [fill(paths.REFERENCE, family=paths.reference_name("transformer", draw))]
+    return LM.inputs if family == "transformer" else []
 
 
 def reference_args(wildcards):
-    """The twin's reference rule names the directory it reads (inputs.reference)."""
-    return f"'inputs.reference={fill(paths.REFERENCE, family='transformer')}'" if wildcards.family == "twin" else ""
+    """The reference job's own overrides: its family's policy and lm overrides, its task draw (task.draw=k, none
+    for draw 0), and for the twin the directory it reads (inputs.reference)."""
+    family, draw = paths.parse_reference_name(wildcards.reference)
+    out = [f"policy={registry.FAMILIES[family].reference_policy}", lm_args(family)]
+    if family == "twin":
+        out.append(f"'inputs.reference={fill(paths.REFERENCE, family=paths.reference_name('transformer', draw))}'")
+    if draw:
+        out.append(f"task.draw={draw}")
+    return " ".join(out)
 
 
 def run_args(wildcards):
@@ -114,12 +135,14 @@ def run_args(wildcards):
 
 
 def reference_of(wildcards):
-    return fill(paths.REFERENCE, family=registry.family_of(wildcards.policy))
+    """The train job's pi_ref: its family's, of the task draw its run name is on (draw_of)."""
+    return fill(paths.REFERENCE, family=paths.reference_name(registry.family_of(wildcards.policy),
+                                                            draw_of(wildcards.variant)))
 
 
 wildcard_constraints:
     policy="|".join(registry.POLICY_NAMES),
-    family="|".join(registry.FAMILIES),
+    reference="(?:" + "|".join(registry.FAMILIES) + r")(?:-draw[1-9][0-9]*)?",  # paths.reference_name
     variant=registry.RUN_PATTERN,
 
 

@@ -3,6 +3,7 @@ rule compare:
     input:
         predict=ALL_PREDICT,
         train=ALL_TRAIN,
+        draws=DRAW_PREDICT,
     output:
         runs=RUNS_CSV,
         ladder=report(LADDER_CSV, caption="../report/ladder.rst", category="Claims"),
@@ -11,6 +12,7 @@ rule compare:
         iterations=ITERATIONS_CSV,
         claims_csv=report(CLAIMS_CSV, caption="../report/claims.rst", category="Claims"),
         claims_md=CLAIMS_MD,
+        draws=DRAWS_CSV,
     log:
         log_path("compare", "compare"),
     benchmark:
@@ -21,4 +23,5 @@ rule compare:
         cmd=stage("compare"),
     shell:
         "{params.cmd} 'outputs.runs={output.runs}' 'outputs.ladder={output.ladder}' "
-        "'outputs.iterations={output.iterations}' 'outputs.claims_csv={output.claims_csv}' 'outputs.claims_md={output.claims_md}' > {log} 2>&1"
+        "'outputs.iterations={output.iterations}' 'outputs.claims_csv={output.claims_csv}' 'outputs.claims_md={output.claims_md}' "
+        "'outputs.draws={output.draws}' > {log} 2>&1"

@@ -16,20 +16,19 @@ rule tracking:
 
 rule reference:
     """pi_ref and the task of a policy family (tabular: drawn; transformer: trained from scratch, or the
-    model of policy.checkpoint copied with its provenance, checkpoint.json)."""
+    model of policy.checkpoint copied with its provenance, checkpoint.json); {family}-draw{k}: task draw k's."""
     input:
         lm_inputs,
     output:
-        directory(fill(paths.REFERENCE, family="{family}")),
+        directory(fill(paths.REFERENCE, family="{reference}")),
     log:
-        log_path("reference", "{family}"),
+        log_path("reference", "{reference}"),
     benchmark:
-        bench_path("reference", "{family}")
+        bench_path("reference", "{reference}")
     conda:
         ENV
     threads: 2
     params:
-        cmd=lambda w: stage("reference", f"policy={registry.FAMILIES[w.family].reference_policy}", lm_args(w.family),
-                            reference_args(w)),
+        cmd=lambda w: stage("reference", reference_args(w)),
     shell:
         "OMP_NUM_THREADS={threads} {params.cmd} > {log} 2>&1"

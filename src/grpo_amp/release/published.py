@@ -92,7 +92,8 @@ from grpo_amp.schema import CLAIM_COLUMNS, RUN_COLUMNS, RUN_SETTINGS
 
 COMMAND_FILE = "COMMAND.txt"
 BENCHMARKS_FILE = "benchmarks.csv"
-SUMMARY_FILES = ("claims.csv", "claims.md", "runs.csv", "ladder.csv", "factorial.csv", "attribution.csv")  # copied as they are
+SUMMARY_FILES = ("claims.csv", "claims.md", "runs.csv", "ladder.csv", "factorial.csv", "attribution.csv",
+                 "draws.csv")  # copied as they are (check-published compares claims.csv and runs.csv only)
 REQUIRED_PUBLISHED = ("claims.csv", "runs.csv", COMMAND_FILE)
 FIGURES_DIR = "figures"
 

@@ -6,7 +6,8 @@ Reads only files the earlier rules wrote: every run's predict CSV, train metrics
 run.json. Writes ``outputs.runs``, ``outputs.claims_csv``, ``outputs.claims_md`` and
 ``outputs.ladder`` (E5's gap ladder), ``outputs.factorial`` and ``outputs.attribution`` (the same
 rungs as a 2 x 2 x 2 factorial and its parts, grpo_amp.analysis.factorial) and ``outputs.iterations`` (iterations.csv: per run and
-iteration, E_q |p_n - C3| and the mean PoS). Logs per-iteration PoS (mean, quantiles) and prediction
+iteration, E_q |p_n - C3| and the mean PoS) and ``outputs.draws`` (draws.csv: the draw policies' numbers over
+task draws, grpo_amp.analysis.draws; the draw runs enter nothing else). Logs per-iteration PoS (mean, quantiles) and prediction
 errors to each run, and the claims table and ladder to the scale's study run.
 """
 
@@ -18,6 +19,7 @@ import pandas as pd
 
 from grpo_amp import paths, registry
 from grpo_amp.analysis.claims import Study, claims_markdown, claims_table
+from grpo_amp.analysis.draws import draws_table
 from grpo_amp.analysis.ladder import ladder_table
 from grpo_amp.analysis.summaries import summarise_run
 from grpo_amp.config import Config
@@ -26,14 +28,14 @@ from grpo_amp.analysis.factorial import attribution_table, factorial_table
 from grpo_amp.schema import (C1_COLUMNS, E3_CONTROL_COLUMNS, ITERATION_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, TIMING_COLUMNS,
                              TRAIN_METRICS_COLUMNS, VERDICTS)
 from grpo_amp.stages.common import output_path, stage_main
-from grpo_amp.study.runs import parse_run, runs_of_study
+from grpo_amp.study.runs import draw_of, draw_runs_of_study, parse_run, runs_of_study
 from grpo_amp.tracking import mlflow_store as tracking
 
 log = logging.getLogger(__name__)
 
 # runs.csv column -> flattened config key: the variant's fields, every sweep's key, the iterations
 SETTINGS = {**{f: f"variant.{f}" for f in ("norm", "kl", "beta", "beta_prev", "eps", "std")},
-            **{s.name: s.key for s in registry.SWEEP_TABLE if s.name != "beta"}, "iterations": "grpo.iterations"}
+            **{s.name: s.key for s in registry.SWEEP_TABLE if s.name != "beta" and s.column}, "iterations": "grpo.iterations"}
 
 
 def iteration_metrics(pred: pd.DataFrame) -> list[dict]:
@@ -109,11 +111,26 @@ def run(cfg: Config) -> None:
     write_csv(factorial, output_path(cfg, "factorial", paths.FACTORIAL))
     write_csv(attribution, output_path(cfg, "attribution", paths.ATTRIBUTION))
     write_csv(per_iteration, output_path(cfg, "iterations", paths.ITERATIONS))
+    write_csv(_draws(cfg, predictions), output_path(cfg, "draws", paths.DRAWS))
     write_csv(table, output_path(cfg, "claims_csv", paths.CLAIMS_CSV))
     write_text(claims_markdown(table, cfg.scale.name, notes), output_path(cfg, "claims_md", paths.CLAIMS_MD))
     log.info("claims at scale %s:\n%s", cfg.scale.name, table[["claim", "policy", "verdict", "value"]].to_string())
     if cfg.tracking.enabled:
         _track(cfg, runs, predictions, run_ids, table)
+
+
+def _draws(cfg: Config, predictions: dict) -> pd.DataFrame:
+    """draws.csv: each draw policy's base run (draw 0, already read) and its draw runs' predict frames."""
+    study = cfg.scale.study
+    frames = {}
+    for policy in study.draw_policies:
+        if (policy, study.sweep_variant) not in predictions:
+            continue  # the study does not run this policy's base variant
+        frames[(policy, 0)] = predictions[(policy, study.sweep_variant)]
+        for name in draw_runs_of_study(study, policy):
+            frames[(policy, draw_of(name))] = read_csv(paths.path(paths.PREDICT, cfg, policy=policy, run=name),
+                                                       PREDICT_COLUMNS)
+    return draws_table(frames, study.sweep_variant)
 
 
 def _track(cfg: Config, runs: pd.DataFrame, predictions: dict, run_ids: dict, table: pd.DataFrame) -> None:

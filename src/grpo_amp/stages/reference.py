@@ -6,17 +6,21 @@
         task.path=/data/q.jsonl policy.checkpoint=/models/m              # copies the user's model: no training
 
 Written to results/{scale}/reference/{family}/ atomically: a killed run leaves no directory behind.
+Task draw k >= 1 (``task.draw=k``, issue 20) goes to reference/{family}-draw{k}/ and is made with the task seed
+and the seed moved by ``config.draw_seed`` (another split, label-noise rates or p_ref table, and another pi_ref);
+the twin of draw k reads the transformer's reference of draw k.
 With ``policy.checkpoint`` the directory holds a copy of that model (safetensors, re-saved) and
 ``checkpoint.json``: where it came from and the SHA-256 of every file read there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 from grpo_amp import paths
-from grpo_amp.config import OPEN_ENDED_TASKS, Config
+from grpo_amp.config import OPEN_ENDED_TASKS, Config, draw_seed
 from grpo_amp.io import atomic_path, sha256, write_json
 from grpo_amp.stages.common import device_for, stage_main
 
@@ -70,7 +74,8 @@ def _twin(cfg: Config):
     from grpo_amp.tasks.modarith import ModArithTask
     from grpo_amp.tasks.tabular import TabularTask
 
-    source = input_path(cfg, "reference", paths.REFERENCE.replace("{family}", "transformer"))
+    source = input_path(cfg, "reference", paths.REFERENCE.replace("{family}", paths.reference_name("transformer",
+                                                                                                   cfg.task.draw)))
     lm_task = ModArithTask.load(source)
     lm_ref = TransformerPolicy.load(source, lm_task, device="cpu")
     space = AnswerSpace(lm_task)
@@ -87,9 +92,19 @@ def _twin(cfg: Config):
 BUILDERS = {"tabular": _tabular, "transformer": _transformer, "twin": _twin}
 
 
+def for_draw(cfg: Config) -> Config:
+    """``cfg`` with the seeds of its task draw (config.draw_seed): the task's and pi_ref's training seed.
+    Draw 0 is ``cfg`` itself."""
+    k = cfg.task.draw
+    if k == 0:
+        return cfg
+    return dataclasses.replace(cfg, seed=draw_seed(cfg.seed, k), task=dataclasses.replace(cfg.task, seed=draw_seed(cfg.task.seed, k)))
+
+
 def run(cfg: Config) -> None:
     import torch
 
+    cfg = for_draw(cfg)
     torch.manual_seed(cfg.seed)
     out = paths.path(paths.REFERENCE, cfg)
     task, ref = BUILDERS[cfg.policy.family](cfg)

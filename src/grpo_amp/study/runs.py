@@ -9,6 +9,7 @@ A run is a named variant, optionally with one swept knob appended (``grpo_amp.re
     mean_std_ref-klk3       ... with grpo.kl_estimator=k3            (E2 estimator sweep)
     mean_std_ref-clip0.2    ... with grpo.clip_eps=0.2               (E2 clipping sweep)
     mean_std_ref-m4         ... with grpo.groups_per_question=4      (E5 R4: groups per question)
+    mean_std_ref-draw2      ... with task.draw=2: task draw 2's task and pi_ref (issue 20; draws.csv only)
 
 The Snakefile lists the runs of a scale with ``study_runs``; a stage turns its run name back into
 overrides with ``run_overrides``. Both read the same table, so they cannot disagree.
@@ -104,6 +105,20 @@ def runs_of_study(study: StudyConfig, policy: str) -> list[str]:
         if sweep.name in sweeps and sweep.name in spec.sweeps:
             names += [run_name(base, sweep.name, v) for v in getattr(study, sweep.values_field)]
     return list(dict.fromkeys(names))
+
+
+def draw_runs_of_study(study: StudyConfig, policy: str) -> list[str]:
+    """The run names of ``policy`` on task draws 1 .. task_draws - 1: its base variant's (``sweep_variant``) only,
+    and only for a policy of ``draw_policies`` the study runs. Draw 0 is the plain run (in runs_of_study)."""
+    if policy not in study.policies or policy not in study.draw_policies:
+        return []
+    return [run_name(study.sweep_variant, "draw", k) for k in range(1, study.task_draws)]
+
+
+def draw_of(name: str) -> int:
+    """The task draw a run name is on (0 for every run that is not a draw run)."""
+    _, sweep, value = parse_run(name)
+    return int(value) if sweep == "draw" else 0
 
 
 def seeds_of(study: StudyConfig, policy: str) -> int:
