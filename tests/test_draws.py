@@ -155,3 +155,32 @@ def test_one_draw_is_a_point_with_no_spread():
     row = over_draws([np.array([0.1, 0.3])])
     assert (row["mean"], row["lo"], row["hi"]) == pytest.approx((0.2, 0.2, 0.2))
     assert np.isnan(row["between_draw_sd"]) and row["n_draws"] == 1
+
+
+# --------------------------------------------------------------------------- the pipeline
+@pytest.mark.slow
+def test_a_smoke_study_with_two_draws_writes_draws_csv_and_leaves_every_other_summary_alone(tmp_path, smoke_study):
+    """``--config task_draws=2`` at smoke: every draw policy's base run on draw 1 from its own reference, draws.csv
+    with 2 draws each, and runs.csv, claims.csv and ladder.csv the same bytes as the plain smoke study's (the draw
+    runs enter draws.csv only; draw 0 is the plain run)."""
+    from test_pipeline import CORES, run_snakemake
+
+    rc, out = run_snakemake(tmp_path, "--cores", CORES, config=("tracking=false", "task_draws=2"))
+    assert rc == 0, out[-3000:]
+    scale_dir = tmp_path / "results" / "smoke"
+    study = runs.load_study("smoke")
+    for family in ("tabular", "transformer", "twin"):
+        assert (scale_dir / "reference" / f"{family}-draw1" / "questions.csv").is_file()
+    table = pd.read_csv(scale_dir / "draws.csv")
+    assert list(table.columns) == DRAWS_COLUMNS
+    assert set(table["policy"]) == set(study.draw_policies)
+    assert (table["n_draws"] == 2).all()
+    final = table[(table["policy"] == "transformer") & (table["metric"] == "final_pos")].iloc[0]
+    per_draw = [float(x) for x in final["per_draw"].split("|")]
+    for k, x in enumerate(per_draw):  # each draw's number from its own pos file: the mean over seeds at the end
+        pos = pd.read_csv(scale_dir / "pos" / "transformer" / ("mean_std_ref" + (f"-draw{k}" if k else "") + ".csv"))
+        last = pos[(pos["split"] == "train") & (pos["iteration"] == pos["iteration"].max())]
+        assert x == pytest.approx(last.groupby("seed")["pos"].mean().mean(), rel=1e-5)
+    assert per_draw[0] != per_draw[1]
+    for name in ("runs.csv", "claims.csv", "ladder.csv"):
+        assert (scale_dir / name).read_bytes() == (smoke_study / name).read_bytes(), name

@@ -21,7 +21,8 @@ is the interval of the number over tasks, with the seed noise inside each draw m
 Metrics: final_pos (mean train PoS at the last iteration), gap (mean |p_n - C3|, train, n >= 1), gap_G (the same
 against C3 with E1's finite-group S_G), bias and bias_G (signed: p_n - C3), and for a transformer policy with a
 twin counterpart (TWIN_OF) gap_vs_twin: its gap minus the twin rung's gap on the same draw's questions, what the
-shared parameters add (the ladder's vs_twin, here over draws). Pure pandas/numpy: reads frames, writes nothing.
+shared parameters add (the ladder's vs_twin, here over draws; its per-seed numbers are the policy's seed gaps minus
+the twin's mean gap on that draw, so its within_draw_sd is the policy's seed spread alone). Pure pandas/numpy: reads frames, writes nothing.
 """
 
 from __future__ import annotations

@@ -210,8 +210,10 @@ class ModArithTask(Task):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         write_csv(self.questions[COLUMNS], directory / "questions.csv")
-        # reasoning_gym's fields are not this task's: left out, so task.json keeps its bytes
-        own = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in REASONING_GYM_FIELDS}
+        # reasoning_gym's fields are not this task's, and draw 0 is the plain task: left out, so task.json keeps
+        # its bytes (a draw k >= 1 records it beside the seed it moved: config.draw_seed)
+        own = {k: v for k, v in dataclasses.asdict(self.cfg).items()
+               if k not in REASONING_GYM_FIELDS and not (k == "draw" and v == 0)}
         write_json({"task": own, "prompt_length": self.prompt_ids.shape[1],
                     "max_new_tokens": self.max_new_tokens}, directory / "task.json")
         self.tokenizer.save_pretrained(directory)
