@@ -310,7 +310,7 @@ def test_the_stage_and_snakemake_refuse_bad_input_in_one_line_and_write_nothing(
     assert proc.stderr.strip().count("\n") == 0 and "holds pickled weights only" in proc.stderr
     assert not out.exists() and not list(tmp_path.glob("points/.tmp-*"))
 
-    from test_pipeline import run_snakemake
+    from helpers.pipeline import run_snakemake
 
     rc, log = run_snakemake(tmp_path / "smk", "-n", "--cores", "2",
                             config=(f"audit={fake_text(fake_run, checkpoints=str(fake_run / 'nowhere'))}",))
