@@ -223,6 +223,17 @@ def test_a_batch_with_no_spread_divides_by_eps_alone():
         theory.finite_group_weights(p, G, batch_std=0.0, eps=0.0)
 
 
+@pytest.mark.parametrize("kw", [dict(eps=1e-4, eps_inside=False, std="sample"), dict(dynamic_sampling=True),
+                                dict(pass_k=2), dict(norm="rloo"), dict(batch_std=0.3, eps=1e-4, eps_inside=False)])
+def test_fit_effective_beta_recovers_beta_under_every_estimator(kw):
+    """E4's fit of an exact C3_G trajectory returns its beta for each estimator. Its coarse grid once
+    ignored the estimator's keywords: dynamic sampling fitted 0.398 and pass@2 1.585 for a true 0.7."""
+    p_ref = np.linspace(0.05, 0.6, 10)
+    traj = theory.pos_recurrence(p_ref, 8, beta=0.7, group_size=G, **kw)
+    beta, rmse = theory.fit_effective_beta(p_ref, traj, group_size=G, **kw)
+    assert beta == pytest.approx(0.7, rel=1e-6) and rmse < 1e-7
+
+
 def test_dynamic_sampling_needs_a_group():
     with pytest.raises(ValueError, match="group_size"):
         theory.finite_group_weights(0.3, 1, dynamic_sampling=True)

@@ -566,7 +566,8 @@ def fit_effective_beta(p_ref, trajectory, kl: KL = "ref", norm: Norm = "mean_std
     grid = np.linspace(np.log(lo), np.log(hi), 121)
     # the whole grid in one recurrence (beta on a leading axis): the same numbers as one call per point, ~100x fewer calls
     preds = pos_recurrence(p_ref, n_iters, kl=kl, beta=np.exp(grid).reshape(-1, *([1] * p_ref.ndim)),
-                           beta_prev=beta_prev, norm=norm, eps=eps, group_size=group_size, std=std)  # (N+1, grid, *Q)
+                           beta_prev=beta_prev, norm=norm, eps=eps, group_size=group_size, std=std,
+                           **estimator)  # (N+1, grid, *Q)
     errs = np.sqrt(np.mean((preds[1:] - traj[1:, None]) ** 2, axis=tuple(i for i in range(preds.ndim) if i != 1)))
     i = int(np.argmin(errs))
     a, c = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
