@@ -571,7 +571,7 @@ def gap_ladder(src: Sources, runs: pd.DataFrame) -> Figure:
             ax.bar(x + offset, sub[col], width=0.4, color=color, yerr=err, capsize=2, error_kw={"lw": 0.8})
         ax.set_xticks(x, sub["rung"], rotation=60, ha="right", fontsize="x-small")
         ax.set_title(variant, pad=14)
-        ax.set(ylabel="mean |p_n - prediction|")
+        ax.set_ylabel("mean |p_n - prediction|" if ax.get_subplotspec().is_first_col() else "")
         ax.set_ylim(bottom=0)
     return _finish(fig, {"against C3": colors["gap"], "against C3 with finite G (E1)": colors["gap_G"]})
 
