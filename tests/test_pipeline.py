@@ -164,6 +164,7 @@ def test_figures_and_report(smoke):
             img.verify()
         with Image.open(png) as img:
             assert min(img.size) >= 100, (png, img.size)
+            assert img.size[0] <= 2400, (png, img.size)  # panels wrap (issue 17)
     report = fill(paths.REPORT, smoke)
     text = report.read_text(errors="replace")
     assert text.lstrip().lower().startswith("<!doctype html") and "trajectories.png" in text
