@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def smoke_study(tmp_path_factory) -> Path:
     """results/smoke of one local ``snakemake --cores 2 --config scale=smoke`` run in a tmp dir, made
-    once per session (test_pipeline's helper; its marker file lets test_cluster reuse the same run)."""
-    import test_pipeline
+    once per session (tests/helpers/pipeline.py; its marker file lets every module reuse the same run)."""
+    from helpers.pipeline import smoke_study
 
-    return test_pipeline.smoke_study(tmp_path_factory)
+    return smoke_study(tmp_path_factory)

@@ -141,12 +141,13 @@ def test_audit_of_a_real_trl_run_matches_a_direct_measurement_of_each_checkpoint
 
 
 # --------------------------------------------------------------------------- the analysis, on closed forms
-def synthetic_pos(p_ref, steps, beta, m, kl="ref", group_size=8, n=10**7):
+def synthetic_pos(p_ref, steps, beta, m, kl="ref", group_size=8, n=10**7, **estimator):
     """A pos table whose PoS is C3 with m iterations per checkpoint interval, counts of n samples (noise ~ 1e-4)."""
     from grpo_amp.audit.analysis import iterations_at
 
     rows = iterations_at(np.asarray(steps), m)
-    traj = theory.pos_recurrence(p_ref, int(rows[-1]), kl=kl, beta=beta, group_size=group_size)[rows]  # (J+1, Q)
+    traj = theory.pos_recurrence(p_ref, int(rows[-1]), kl=kl, beta=beta, group_size=group_size,
+                                 **estimator)[rows]  # (J+1, Q)
     out = []
     for j, s in enumerate(steps):
         k = np.rint(traj[j] * n)
@@ -173,6 +174,27 @@ def test_e4_fit_recovers_beta_and_iterations_per_interval_of_a_c3_trajectory(kl)
     assert overall["verdict_nominal"] == "does not fit"  # 1 iteration where there were 3
     # per question (m, beta) trade off (a question at its limit says nothing about m), but each one fits
     assert (per_q["rmse_fit"] < 0.02).all() and (per_q["verdict_fit"] == "fits").mean() >= 0.9
+
+
+def test_the_audit_predicts_with_the_runs_estimator(fake_run):
+    """A run made with Dr. GRPO's advantage (mean_only: r - mean, no std): audited with ``estimator=dr_grpo``
+    the fit finds its beta 2.5; with GRPO's (the default) it does not (the audit once ignored ``estimator=``).
+    ``theory_kwargs`` is what the stage hands ``analyse``, from the config a user's ``--config audit=...`` composes."""
+    from grpo_amp.stages.audit import theory_kwargs
+
+    p_ref = np.linspace(0.05, 0.6, 12)
+    # kl=ref and a constant S (mean_only): p_n = p_1 for n >= 1, so beta alone sets the data (m cannot)
+    pos = synthetic_pos(p_ref, [0, 50, 100, 150], beta=2.5, m=2, norm="mean_only")
+    fits = {}
+    for name in ("dr_grpo", "grpo"):
+        cfg = compose(audit_plan(fake_text(fake_run, "variant.beta=2.5", "grpo.group_size=8",
+                                           f"estimator={name}"), "smoke").overrides,
+                      "smoke")
+        kw = theory_kwargs(cfg, p_ref)
+        _, overall, _ = analyse(pos, 50, kw, group_size=cfg.grpo.group_size, max_m=4)
+        fits[name] = overall
+    assert fits["dr_grpo"]["beta_fit"] == pytest.approx(2.5, rel=1e-3) and fits["dr_grpo"]["verdict_fit"] == "fits"
+    assert abs(fits["grpo"]["beta_fit"] / 2.5 - 1) > 0.05 or fits["grpo"]["rmse_fit"] > 10 * fits["dr_grpo"]["rmse_fit"]
 
 
 def test_shape_test_slope_is_iterations_over_beta_under_mirror():
@@ -310,7 +332,7 @@ def test_the_stage_and_snakemake_refuse_bad_input_in_one_line_and_write_nothing(
     assert proc.stderr.strip().count("\n") == 0 and "holds pickled weights only" in proc.stderr
     assert not out.exists() and not list(tmp_path.glob("points/.tmp-*"))
 
-    from test_pipeline import run_snakemake
+    from helpers.pipeline import run_snakemake
 
     rc, log = run_snakemake(tmp_path / "smk", "-n", "--cores", "2",
                             config=(f"audit={fake_text(fake_run, checkpoints=str(fake_run / 'nowhere'))}",))

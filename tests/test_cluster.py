@@ -8,25 +8,20 @@ once per session), and every (policy, run) must be in the server.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import test_pipeline as tp  # noqa: E402  (its helpers and the shared local smoke study)
+import helpers.pipeline as tp  # noqa: E402  (its helpers and the shared local smoke study)
+from helpers.mlflow_server import mlflow_server, stop  # noqa: E402,F401  (mlflow_server: a fixture used here)
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("snakemake_executor_plugin_cluster_generic")
 
-SERVER_START_S = 120  # an MLflow server on a fresh SQLite store: ~10 s on an idle machine
 SUBMIT = """#!/bin/sh
 # A local stand-in for a scheduler's submit command: run the job script as its own background
 # process, detached from this one, and print its "job id" (the pid) as sbatch would.
@@ -38,63 +33,9 @@ echo "$!"
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """End a process group this module started: TERM, then KILL after a bounded wait."""
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @pytest.fixture(scope="module")
 def local_smoke(tmp_path_factory) -> Path:
     return tp.smoke_study(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    """http://127.0.0.1:<port> of an `mlflow server` with its own SQLite store and artifact root."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    env = tp.snakemake_env()
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no background job runner (7 processes)
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root}/srv.db",
-         "--default-artifact-root", str(root / "art"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited ({proc.returncode}):\n{(root / 'server.log').read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not answer in {SERVER_START_S} s")
-            time.sleep(0.5)
-        yield url
-    finally:
-        _stop(proc)
-        log.close()
 
 
 def test_cluster_generic_run_with_mlflow_server(local_smoke, mlflow_server, tmp_path_factory):
@@ -111,7 +52,7 @@ def test_cluster_generic_run_with_mlflow_server(local_smoke, mlflow_server, tmp_
         try:
             rc = proc.wait(timeout=tp.RUN_TIMEOUT_S)
         finally:
-            _stop(proc)  # snakemake and any job still running in its process group (on a timeout)
+            stop(proc)  # snakemake and any job still running in its process group (on a timeout)
     out = (workdir / "snakemake.log").read_text()
     assert rc == 0, out[-4000:]
 

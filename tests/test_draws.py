@@ -163,7 +163,7 @@ def test_a_smoke_study_with_two_draws_writes_draws_csv_and_leaves_every_other_su
     """``--config task_draws=2`` at smoke: every draw policy's base run on draw 1 from its own reference, draws.csv
     with 2 draws each, and runs.csv, claims.csv and ladder.csv the same bytes as the plain smoke study's (the draw
     runs enter draws.csv only; draw 0 is the plain run)."""
-    from test_pipeline import CORES, run_snakemake
+    from helpers.pipeline import CORES, run_snakemake
 
     rc, out = run_snakemake(tmp_path, "--cores", CORES, config=("tracking=false", "task_draws=2"))
     assert rc == 0, out[-3000:]

@@ -19,7 +19,7 @@ from grpo_amp.io import InputError
 from grpo_amp.grpo.pos import pos_exact
 from grpo_amp.schema import ATTRIBUTION_COLUMNS, FACTORIAL_COLUMNS
 
-from test_rungs import _apply, _c3, _setup, _variant
+from helpers.rungs import _apply, _c3, _setup, _variant
 
 
 def _brute_shapley(v: dict[tuple[int, ...], float]) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The Snakemake workflow end to end at the smoke scale, always in temporary directories.
 
-One smoke study runs once per test session (``smoke_study``: tests/test_cluster.py and
+One smoke study runs once per test session (``smoke_study`` in tests/helpers/pipeline.py: tests/test_cluster.py and
 tests/test_reproducibility.py reuse it through a marker in pytest's session temp dir, the latter as
 the ``smoke_study`` fixture of tests/conftest.py) and most tests only read its files; resuming and
 run-to-run identity are tests/test_reproducibility.py's. Dry runs check the default scale, the lint
@@ -10,12 +10,7 @@ and the profiles.
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
 import re
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,91 +24,10 @@ from grpo_amp.study.runs import run_overrides, study_runs
 from grpo_amp.schema import (C1_COLUMNS, CLAIM_COLUMNS, LADDER_COLUMNS, POS_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS,
                              TIMING_COLUMNS, TRAIN_METRICS_COLUMNS, VERDICTS)
 
+from helpers.claims import verdict_by_hand
+from helpers.pipeline import (PROFILES, POLICIES, CLAIMS_ANY_POLICY, FIGURES, CORES, MLFLOW_PARAMS, run_snakemake, smoke_study, study, fill, pos_table, train_config, PUBLISHED_SMOKE, status_lines)
+
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEFILE = ROOT / "Snakefile"
-PROFILES = ROOT / "workflows" / "profiles"
-POLICIES = registry.POLICY_NAMES
-CLAIMS_ANY_POLICY = ("C1", "C2", "C3", "C3_G", "C4a", "C4b", "C5a", "C5b", "C6a", "C6b", "C7a", "C7b", "E1a", "E1b",
-                     "E2a", "E2b", "E4", "E4_G", "E5")
-FIGURES = registry.FIGURE_NAMES
-CORES = "2"  # the same in every run: a rule's threads (so its float sums) must not vary between runs
-RUN_TIMEOUT_S = 1200  # one smoke study: about 80 s on an idle 2-core machine
-MLFLOW_PARAMS = ("variant.beta", "variant.kl", "variant.norm", "variant.eps", "variant.beta_prev",
-                 "grpo.group_size")
-
-
-# --------------------------------------------------------------------------- helpers (test_cluster uses them)
-def snakemake_env() -> dict:
-    """The rules call `python -m grpo_amp...`: this interpreter's bin first on PATH."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.pop("SNAKEMAKE_PROFILE", None)
-    return env
-
-
-def snakemake_cmd(workdir: Path, *options: str, scale: str = "smoke", tracking_uri: str | None = None,
-                  config: tuple[str, ...] = ()) -> list[str]:
-    """snakemake on this project's Snakefile, run in ``workdir`` with every output under workdir/results."""
-    results = Path(workdir) / "results"
-    uri = tracking_uri or f"sqlite:///{results}/mlflow.db"
-    return [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *options,
-            "--config", f"scale={scale}", f"results={results}", f"tracking_uri={uri}", *config]
-
-
-def run_snakemake(workdir: Path, *options: str, log: str = "snakemake.log", timeout: float = RUN_TIMEOUT_S,
-                  extra_env: dict | None = None, **kwargs) -> tuple[int, str]:
-    """(exit status, its output), the output also kept in workdir/<log>; ``extra_env`` is added to
-    the environment every job inherits (e.g. ATEN_CPU_CAPABILITY)."""
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = {**snakemake_env(), **(extra_env or {})}
-    proc = subprocess.run(snakemake_cmd(workdir, *options, **kwargs), cwd=workdir, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
-    (workdir / log).write_text(proc.stdout)
-    return proc.returncode, proc.stdout
-
-
-def smoke_study(tmp_path_factory) -> Path:
-    """results/smoke of one local smoke study (tracking to SQLite, HTML report), made once per session."""
-    workdir = tmp_path_factory.getbasetemp() / "smoke-local"
-    done, failed = workdir / "DONE", workdir / "FAILED"
-    if not done.exists():
-        if failed.exists():  # do not pay for the same failure twice
-            pytest.fail(failed.read_text())
-        start = time.monotonic()
-        report = workdir / "results" / "smoke" / "report.html"  # the documented way: --report-after-run
-        rc, out = run_snakemake(workdir, "--cores", CORES, "--report", str(report), "--report-after-run")
-        if rc != 0:
-            failed.write_text(f"the local smoke study failed (exit {rc}):\n{out[-4000:]}")
-            pytest.fail(failed.read_text())
-        done.write_text(f"{time.monotonic() - start:.1f}\n")
-    return workdir / "results" / "smoke"
-
-
-def study() -> list[tuple[str, str]]:
-    return [(policy, run) for policy in POLICIES for run in study_runs("smoke", policy)]
-
-
-def fill(pattern: str, scale_dir: Path, **fields) -> Path:
-    return Path(pattern.format(results=scale_dir.parent, scale=scale_dir.name, **fields))
-
-
-def pos_table(scale_dir: Path, policy: str, run: str) -> pd.DataFrame:
-    return pd.read_csv(fill(paths.POS, scale_dir, policy=policy, run=run))
-
-
-def assert_same_pos(scale_dir: Path, other_dir: Path) -> None:
-    """Every pos CSV of the smoke study equal, number for number, in two runs."""
-    for policy, run in study():
-        pd.testing.assert_frame_equal(pos_table(other_dir, policy, run), pos_table(scale_dir, policy, run),
-                                      check_exact=True, obj=f"pos/{policy}/{run}.csv")
-
-
-def train_config(scale_dir: Path, policy: str, run: str) -> dict:
-    return json.loads((fill(paths.TRAIN, scale_dir, policy=policy, run=run) / "run.json").read_text())["config"]
-
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> Path:
@@ -233,11 +147,9 @@ def test_runs_and_claims_tables(smoke):
 def test_every_claim_verdict_follows_from_its_own_columns(smoke):
     """Issue 18: on a fresh smoke claims.csv, the README's interval rule recomputed from each row's
     value_lo, value_hi, tolerance, criterion and power gives its verdict; no row without power holds."""
-    from test_verdicts import _by_hand
-
     claims = pd.read_csv(smoke / "claims.csv")  # a measurement's empty criterion and power read as NaN
     for _, row in claims.iterrows():
-        assert row["verdict"] == _by_hand(row), row.to_dict()
+        assert row["verdict"] == verdict_by_hand(row), row.to_dict()
         if row["verdict"] == "holds":
             assert int(row["power"].split("/")[0]) >= 1, row.to_dict()
 
@@ -252,6 +164,7 @@ def test_figures_and_report(smoke):
             img.verify()
         with Image.open(png) as img:
             assert min(img.size) >= 100, (png, img.size)
+            assert img.size[0] <= 2400, (png, img.size)  # panels wrap (issue 17)
     report = fill(paths.REPORT, smoke)
     text = report.read_text(errors="replace")
     assert text.lstrip().lower().startswith("<!doctype html") and "trajectories.png" in text
@@ -430,8 +343,6 @@ def test_cluster_profile_dry_runs(name, tmp_path):
 
 
 # --------------------------------------------------------------------------- publish, check-published
-def _status_lines(out: str) -> list[str]:
-    return [ln for ln in out.splitlines() if ln.startswith(("claims ", "runs "))]
 
 
 def test_publish_then_check_published(smoke, tmp_path, capsys):
@@ -451,7 +362,7 @@ def test_publish_then_check_published(smoke, tmp_path, capsys):
 
     capsys.readouterr()
     assert main(["check-published", str(smoke), str(published)]) == 0
-    lines = _status_lines(capsys.readouterr().out)
+    lines = status_lines(capsys.readouterr().out)
     n_claims, n_runs = len(pd.read_csv(smoke / "claims.csv")), len(pd.read_csv(smoke / "runs.csv"))
     assert len(lines) == n_claims + n_runs and all(re.search(r"  reproduced  \[", ln) for ln in lines), lines
 
@@ -470,7 +381,7 @@ def test_publish_then_check_published(smoke, tmp_path, capsys):
     runs.to_csv(published / "runs.csv", index=False)
 
     assert main(["check-published", str(smoke), str(published)]) == 1
-    lines = _status_lines(capsys.readouterr().out)
+    lines = status_lines(capsys.readouterr().out)
 
     def status(*key):
         found = [ln for ln in lines if ln.split()[1:1 + len(key)] == list(key)]
@@ -494,7 +405,6 @@ def test_check_published_without_files_is_one_line_error(smoke, tmp_path, capsys
     assert err.startswith("grpo-amp: error: missing") and len(err.splitlines()) == 1
 
 
-PUBLISHED_SMOKE = ROOT / "results" / "published" / "cpu-2core" / "smoke"
 
 
 def test_a_fresh_smoke_run_reproduces_the_published_summary(smoke, capsys):
@@ -505,7 +415,7 @@ def test_a_fresh_smoke_run_reproduces_the_published_summary(smoke, capsys):
     capsys.readouterr()
     rc = main(["check-published", str(smoke), str(PUBLISHED_SMOKE)])
     out = capsys.readouterr().out
-    lines = _status_lines(out)
+    lines = status_lines(out)
     assert lines and all(re.search(r"  reproduced  \[", ln) for ln in lines), "\n".join(
         ln for ln in lines if "  reproduced  [" not in ln)
     assert rc == 0, out[-3000:]

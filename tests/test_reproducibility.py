@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import test_pipeline as tp  # noqa: E402  (its snakemake helpers)
+import helpers.pipeline as tp  # noqa: E402  (its snakemake helpers)
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +112,7 @@ def test_another_machine_reproduces_the_published_summary(tmp_path_factory, caps
     report = capsys.readouterr().out
     with capsys.disabled():
         print(f"\nsimulated machine: ATEN_CPU_CAPABILITY={capability}, --cores 1\n{report}")
-    lines = tp._status_lines(report)
+    lines = tp.status_lines(report)
     assert lines and all(re.search(r"  reproduced  \[", ln) for ln in lines), "\n".join(
         ln for ln in lines if "  reproduced  [" not in ln)
     assert rc == 0

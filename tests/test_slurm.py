@@ -24,8 +24,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import slurm_cluster  # noqa: E402
-import test_pipeline as tp  # noqa: E402
-from test_cluster import _stop, mlflow_server  # noqa: E402,F401  (mlflow_server: a fixture used here)
+import helpers.pipeline as tp  # noqa: E402
+from helpers.mlflow_server import mlflow_server, stop  # noqa: E402,F401  (mlflow_server: a fixture used here)
 
 from grpo_amp import paths  # noqa: E402
 from grpo_amp.study.runs import study_runs  # noqa: E402
@@ -84,7 +84,7 @@ def _run(slurm, workdir: Path, *options: str, timeout: float, **kwargs) -> tuple
         except subprocess.TimeoutExpired:
             rc = None
         finally:
-            _stop(proc)
+            stop(proc)
     out = (workdir / "snakemake.log").read_text()
     assert rc is not None, f"snakemake did not end in {timeout} s:\n{out[-4000:]}"
     return rc, out

@@ -210,6 +210,30 @@ def test_bad_estimator_names_the_field(kw, field):
         theory.finite_group_weights(0.3, G, **kw)
 
 
+def test_a_batch_with_no_spread_divides_by_eps_alone():
+    """sigma_b = 0 (every question of the batch at p = 0 or 1, as R2's batch run reaches at default) is the
+    denominator TRL's eps alone keeps positive: the weights are the oracle's (r - mean)/(0 + eps); without
+    eps it has no value and is refused. (The default study's predict stage once crashed here.)"""
+    p = 0.3
+    kw = dict(batch_std=0.0, eps=1e-4, eps_inside=False)
+    np.testing.assert_allclose(theory.finite_group_weights(p, G, **kw), _enumerated_weights(p, G, **kw), rtol=1e-9)
+    assert np.isfinite(theory.pos_step(np.array([1.0, 0.0, 0.4]), np.array([0.5, 0.5, 0.4]), **kw,
+                                       group_size=G)).all()
+    with pytest.raises(ValueError, match="batch_std"):
+        theory.finite_group_weights(p, G, batch_std=0.0, eps=0.0)
+
+
+@pytest.mark.parametrize("kw", [dict(eps=1e-4, eps_inside=False, std="sample"), dict(dynamic_sampling=True),
+                                dict(pass_k=2), dict(norm="rloo"), dict(batch_std=0.3, eps=1e-4, eps_inside=False)])
+def test_fit_effective_beta_recovers_beta_under_every_estimator(kw):
+    """E4's fit of an exact C3_G trajectory returns its beta for each estimator. Its coarse grid once
+    ignored the estimator's keywords: dynamic sampling fitted 0.398 and pass@2 1.585 for a true 0.7."""
+    p_ref = np.linspace(0.05, 0.6, 10)
+    traj = theory.pos_recurrence(p_ref, 8, beta=0.7, group_size=G, **kw)
+    beta, rmse = theory.fit_effective_beta(p_ref, traj, group_size=G, **kw)
+    assert beta == pytest.approx(0.7, rel=1e-6) and rmse < 1e-7
+
+
 def test_dynamic_sampling_needs_a_group():
     with pytest.raises(ValueError, match="group_size"):
         theory.finite_group_weights(0.3, 1, dynamic_sampling=True)

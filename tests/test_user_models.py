@@ -22,7 +22,7 @@ from grpo_amp.io import InputError
 from grpo_amp.study.runs import lm_overrides, lm_results
 from grpo_amp.tasks.file_task import FileTask, shipped_file
 from helpers.user_model import char_tokenizer
-from test_pipeline import run_snakemake
+from helpers.pipeline import run_snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = [("2+3=", "#### 5", "train"), ("7-4=", "so 3. #### 3", "train"), ("6*2=", "#### 12", "train"),

@@ -2,7 +2,7 @@
 power against named wrong theories, signed gaps.
 
 Studies are built as ``test_claims`` builds them (compare's own run_row and predict_frame over synthetic
-measured PoS). ``_by_hand`` is the README's rule written out again here, on purpose apart from
+measured PoS). ``verdict_by_hand`` (tests/helpers/claims.py) is the README's rule written out again here, on purpose apart from
 ``stats.row_verdict``: every row of every table must follow from its own columns by it.
 """
 
@@ -11,30 +11,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_claims import VARIANTS, Builder, _c3, _variant
 
 from grpo_amp import theory
 from grpo_amp.analysis.claims import claims_table
 from grpo_amp.analysis.stats import row_verdict
 from grpo_amp.schema import CLAIM_COLUMNS, VERDICTS
+from helpers.claims import VARIANTS, Builder, _c3, _variant, verdict_by_hand
 
 P = np.linspace(0.1, 0.9, 20)
 BETAS = (0.5, 2.0, 4.0)
-
-
-def _by_hand(row) -> str:
-    """The interval rule from the row's columns alone: value_lo, value_hi, tolerance, criterion, power."""
-    if not isinstance(row["criterion"], str) or row["criterion"] == "":
-        return "measured"
-    lo, hi, tol = row["value_lo"], row["value_hi"], row["tolerance"]
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return "inconclusive"
-    if row["criterion"] == "<=":
-        verdict = "holds" if hi <= tol else "fails" if lo > tol else "inconclusive"
-    else:
-        verdict = "holds" if lo >= tol else "fails" if hi < tol else "inconclusive"
-    rejected = int(str(row["power"]).split("/")[0])
-    return "no power" if verdict == "holds" and rejected == 0 else verdict
 
 
 def assert_rows_follow_from_columns(table: pd.DataFrame) -> None:
@@ -42,7 +27,7 @@ def assert_rows_follow_from_columns(table: pd.DataFrame) -> None:
     assert set(table["verdict"]) <= set(VERDICTS)
     assert set(table["criterion"].fillna("")) <= {"<=", ">=", ""}
     for _, row in table.iterrows():
-        assert row["verdict"] == _by_hand(row), row.to_dict()
+        assert row["verdict"] == verdict_by_hand(row), row.to_dict()
         if row["criterion"] in ("<=", ">="):
             k, n = (int(x) for x in row["power"].split("/"))
             assert 0 <= k <= n and n >= 1, row.to_dict()
@@ -88,7 +73,7 @@ def test_row_verdict_on_a_hand_built_table():
         ("", -0.2, -0.1, np.nan, "", "measured"),
     ], columns=["criterion", "value_lo", "value_hi", "tolerance", "power", "expected"])
     for _, r in rows.iterrows():
-        assert _by_hand(r) == r["expected"], r.to_dict()
+        assert verdict_by_hand(r) == r["expected"], r.to_dict()
         assert row_verdict(r["value_lo"], r["value_hi"], r["tolerance"], r["criterion"], r["power"]) == r["expected"]
 
 

@@ -370,6 +370,13 @@ class RuleFiles:
     claims_csv: Optional[str] = None
     claims_md: Optional[str] = None
     draws: Optional[str] = None
+    tracking: Optional[str] = None
+    # Lists a rule hands over (the figures rule): run i is run_names[i] ("policy/run"), its predict CSV
+    # predict_files[i] and its curves CSV curves_files[i]; outputs.figures in registry.FIGURE_NAMES order.
+    run_names: list[str] = field(default_factory=list)
+    predict_files: list[str] = field(default_factory=list)
+    curves_files: list[str] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
 
 
 @dataclass

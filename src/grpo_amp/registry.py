@@ -217,5 +217,5 @@ RUN_SYNTAX = "VARIANT or VARIANT-{" + "|".join(s.tag for s in SWEEP_TABLE) + "}V
 
 # --------------------------------------------------------------------------- figures
 FIGURE_NAMES = ("trajectories", "per_question", "fixed_points", "normalisation", "regularisation",
-                "practice_gap", "gap_ladder", "factorial", "heldout")
+                "practice_gap", "gap_ladder", "factorial", "heldout", "estimators_s_g", "estimators_limits")
 

@@ -114,8 +114,10 @@ def _check_common(norm, eps, group_size, std, eps_inside=True, dynamic_sampling=
     if norm == "rloo" and group_size is None:
         norm = "mean_only"  # the leave-one-out baseline is the population mean in the limit
     if batch_std is not None:
-        if not (float(batch_std) > 0.0 and np.isfinite(float(batch_std))):
-            raise ValueError(f"batch_std must be a finite number > 0 (or None); got {batch_std!r}")
+        # sigma_b = 0 (every question of the batch at p = 0 or 1: R2's batch run gets there) is fine while
+        # eps keeps the denominator positive, as TRL's 1e-4 does
+        if not (float(batch_std) >= 0.0 and np.isfinite(float(batch_std))) or (float(batch_std) == 0.0 and eps == 0.0):
+            raise ValueError(f"batch_std must be a finite number > 0, or 0 with eps > 0 (or None); got {batch_std!r}")
         if norm != "mean_std":
             raise ValueError(f"batch_std replaces the group std of norm='mean_std'; got norm={norm!r}")
         batch_std = float(batch_std)
@@ -564,7 +566,8 @@ def fit_effective_beta(p_ref, trajectory, kl: KL = "ref", norm: Norm = "mean_std
     grid = np.linspace(np.log(lo), np.log(hi), 121)
     # the whole grid in one recurrence (beta on a leading axis): the same numbers as one call per point, ~100x fewer calls
     preds = pos_recurrence(p_ref, n_iters, kl=kl, beta=np.exp(grid).reshape(-1, *([1] * p_ref.ndim)),
-                           beta_prev=beta_prev, norm=norm, eps=eps, group_size=group_size, std=std)  # (N+1, grid, *Q)
+                           beta_prev=beta_prev, norm=norm, eps=eps, group_size=group_size, std=std,
+                           **estimator)  # (N+1, grid, *Q)
     errs = np.sqrt(np.mean((preds[1:] - traj[1:, None]) ** 2, axis=tuple(i for i in range(preds.ndim) if i != 1)))
     i = int(np.argmin(errs))
     a, c = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]

@@ -1,3 +1,4 @@
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -82,11 +83,29 @@ FACTORIAL_CSV = fill(paths.FACTORIAL)
 ATTRIBUTION_CSV = fill(paths.ATTRIBUTION)
 ITERATIONS_CSV = fill(paths.ITERATIONS)
 FIGURES = [fill(paths.FIGURE, name=name) for name in registry.FIGURE_NAMES]
+ALL_RUN_NAMES = [f"{p}/{r}" for p, runs in RUNS.items() for r in runs]  # ALL_PREDICT[i] is run ALL_RUN_NAMES[i]
 ALL_PREDICT = [fill(paths.PREDICT, policy=p, run=r) for p, runs in RUNS.items() for r in runs]
 ALL_CURVES = [fill(paths.CURVES, policy=p, run=r) for p, runs in RUNS.items() for r in runs]
 ALL_TRAIN = [fill(paths.TRAIN, policy=p, run=r) for p, runs in RUNS.items() for r in runs]
 DRAWS_CSV = fill(paths.DRAWS)
 DRAW_PREDICT = [fill(paths.PREDICT, policy=p, run=r) for p, runs in DRAW_RUNS.items() for r in runs]
+
+
+def hydra_list(key, items):
+    """One shell-quoted Hydra override setting the list ``key`` to ``items`` (each a quoted string)."""
+    return shlex.quote(f"{key}=[" + ",".join(json.dumps(str(i)) for i in items) + "]")
+
+
+def hydra_file(key, path):
+    return shlex.quote(f"{key}={json.dumps(str(path))}")
+
+
+def figure_files(wildcards, input, output):
+    """Every file the figures stage reads and writes, named here: it builds no path itself."""
+    return " ".join([hydra_file("inputs.runs", input.runs), hydra_file("inputs.ladder", input.ladder),
+                     hydra_file("inputs.attribution", input.attribution), hydra_file("inputs.tracking", input.tracking),
+                     hydra_list("inputs.run_names", ALL_RUN_NAMES), hydra_list("inputs.predict_files", input.predict),
+                     hydra_list("inputs.curves_files", input.curves), hydra_list("outputs.figures", output)])
 
 
 def log_path(rule, name):

@@ -2,11 +2,11 @@ report: "../report/workflow.rst"
 
 
 rule figures:
-    """Seaborn figures drawn from runs.csv and the predict CSVs (never from training)."""
+    """Seaborn figures drawn from runs.csv, ladder.csv, attribution.csv and the predict and curves CSVs
+    (never from training)."""
     input:
         runs=RUNS_CSV,
         ladder=LADDER_CSV,
-        factorial=FACTORIAL_CSV,
         attribution=ATTRIBUTION_CSV,
         predict=ALL_PREDICT,
         curves=ALL_CURVES,
@@ -21,5 +21,6 @@ rule figures:
         ENV
     params:
         cmd=stage("figures"),
+        files=figure_files,
     shell:
-        "MPLBACKEND=Agg {params.cmd} > {log} 2>&1"
+        "MPLBACKEND=Agg {params.cmd} {params.files} > {log} 2>&1"

@@ -1,23 +1,27 @@
-"""The study's figures, drawn only from files earlier rules wrote: runs.csv, ladder.csv, the predict
-CSVs and the curves CSVs (C3 on a grid of p, written by ``predict``).
+"""The study's figures, drawn only from files earlier rules wrote and the figures rule hands over: runs.csv,
+ladder.csv, attribution.csv, the predict CSVs and the curves CSVs (C3 on a grid of p, written by ``predict``).
 
-No torch, no training and no theory here: every number on a figure was written by an earlier rule.
+No torch, no training and no theory here: every number on a figure was written by an earlier rule, and
+every file is named by the rule (``Sources``): nothing here builds a path.
 
     from grpo_amp.analysis import figures
     list(figures.FIGURES)  # trajectories, per_question, fixed_points, ...
-    figures.make_figure("trajectories", "results/default", "results/default/figures/trajectories.png")
+    figures.make_figure("trajectories", sources, "results/default/figures/trajectories.png")
 
-``FIGURES`` maps a figure name to a function ``(D, runs) -> Figure`` where ``D`` is the scale
-directory and ``runs`` is D/runs.csv. A figure whose runs a scale did not make still renders, as a
-short "no data at this scale" panel, so a scale that skips a sweep never breaks the pipeline.
-The claim each figure tests (docs/theory.md ids) is in its docstring and in workflows/report/{name}.rst.
+``FIGURES`` maps a figure name to a function ``(src, runs) -> Figure`` where ``src`` is the ``Sources``
+and ``runs`` is its runs.csv. A panel is drawn only where it has data; a figure with no data at all at a
+scale still renders, as a short "no data at this scale" message, so a scale that skips a sweep never
+breaks the pipeline. Panels wrap into rows (``MAX_COLUMNS``, ``MAX_WIDTH_IN``) so no figure is wider than
+2400 px. The claim each figure tests (docs/theory.md ids) is in its docstring and in
+workflows/report/{name}.rst, which says what to look at: the figures carry no title of their own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -32,7 +36,8 @@ from matplotlib.ticker import MaxNLocator, NullLocator
 from scipy.special import logit
 
 from grpo_amp import registry
-from grpo_amp.io import atomic_path, read_csv
+from grpo_amp.estimators import ESTIMATOR_NAMES
+from grpo_amp.io import InputError, atomic_path, read_csv
 from grpo_amp.schema import ATTRIBUTION_COLUMNS, CURVE_COLUMNS, LADDER_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS
 from grpo_amp.analysis.stats import seed_interval
 
@@ -42,12 +47,36 @@ MAX_POINTS = 20_000      # scatter points per panel (a seeded subsample beyond t
 POLICY_ORDER = registry.POLICY_NAMES
 KL_ORDER = ("ref", "mirror", "both")
 NO_DATA = "no data at this scale"
+MAX_COLUMNS = 4       # panels per row before a figure wraps
+MAX_WIDTH_IN = 18.0   # the panels' width in inches at most: 2160 px at DPI 120, under 2400 px with the margins
 # Line styles shared by every figure: measured (with its CI band) vs the two C3 predictions.
 MEASURED = dict(linestyle="-", marker="o", markersize=3)
 PREDICTED = dict(linestyle="--", marker=None)
 PREDICTED_G = dict(linestyle=":", marker=None)
 STYLE_LEGEND = {"measured (band: mean CI)": MEASURED, "C3 prediction": PREDICTED,
                 "C3 with finite G (E1)": PREDICTED_G}
+
+
+# --------------------------------------------------------------------------- the files
+@dataclass(frozen=True)
+class Sources:
+    """The files the figures rule hands over (workflows/rules/report.smk): the figures read these only.
+
+    ``predict`` and ``curves`` map (policy, run) to that run's predict and curves CSV. ``ladder`` and
+    ``attribution`` may be None (a scale without E5's rungs): their figures then say so.
+    """
+    runs: Path
+    predict: Mapping[tuple[str, str], Path]
+    curves: Mapping[tuple[str, str], Path]
+    ladder: Path | None = None
+    attribution: Path | None = None
+
+    def of(self, kind: str, policy: str, run: str) -> Path:
+        files = getattr(self, kind)
+        if (policy, run) not in files:
+            raise InputError(f"runs.csv names the run {policy}/{run} but the figures rule handed over no {kind} "
+                             f"file for it")
+        return Path(files[(policy, run)])
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -59,11 +88,11 @@ def _theme() -> Iterator[None]:
         yield
 
 
-def _themed(func: Callable[[Path, pd.DataFrame], Figure]) -> Callable[[Path, pd.DataFrame], Figure]:
+def _themed(func: Callable[[Sources, pd.DataFrame], Figure]) -> Callable[[Sources, pd.DataFrame], Figure]:
     @functools.wraps(func)
-    def draw(D: Path, runs: pd.DataFrame) -> Figure:
+    def draw(src: Sources, runs: pd.DataFrame) -> Figure:
         with _theme():
-            return func(Path(D), runs)
+            return func(src, runs)
     return draw
 
 
@@ -75,12 +104,61 @@ def _new_figure(nrows: int = 1, ncols: int = 1, panel: tuple[float, float] = (3.
     return fig, fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
 
 
+def grid_shape(n: int, panel_width: float, max_columns: int = MAX_COLUMNS) -> tuple[int, int]:
+    """(rows, columns) for ``n`` panels: at most ``max_columns`` a row and ``MAX_WIDTH_IN`` inches of panels."""
+    ncols = max(1, min(n, max_columns, int(MAX_WIDTH_IN // panel_width)))
+    return -(-n // ncols), ncols
+
+
+def _grid(n: int, panel: tuple[float, float] = (3.6, 2.8), max_columns: int = MAX_COLUMNS,
+          **subplot_kw) -> tuple[Figure, list]:
+    """A figure of ``n`` panels wrapped into rows (``grid_shape``); the grid's unused cells are removed.
+    Returns the figure and its ``n`` axes in reading order."""
+    panel = (min(panel[0], MAX_WIDTH_IN), panel[1])
+    nrows, ncols = grid_shape(n, panel[0], max_columns)
+    fig, axes = _new_figure(nrows, ncols, panel, **subplot_kw)
+    for ax in axes.flat[n:]:
+        ax.remove()
+    return fig, list(axes.flat[:n])
+
+
+def pack_rows(widths: Sequence[float], max_width: float = MAX_WIDTH_IN) -> list[list[int]]:
+    """Panels of unequal widths (inches) packed into rows in reading order, each row at most ``max_width``
+    wide (a panel wider than that gets a row of its own)."""
+    rows: list[list[int]] = [[]]
+    for i, w in enumerate(widths):
+        if rows[-1] and sum(widths[j] for j in rows[-1]) + w > max_width:
+            rows.append([])
+        rows[-1].append(i)
+    return rows
+
+
+def _packed(widths: Sequence[float], height: float) -> tuple[Figure, list]:
+    """A figure of panels of their own widths (``pack_rows``), sharing one y axis; axes in reading order."""
+    widths = [min(w, MAX_WIDTH_IN) for w in widths]
+    rows = pack_rows(widths)
+    fig = Figure(figsize=(max(sum(widths[j] for j in row) for row in rows) + 0.4, height * len(rows) + 0.6), dpi=DPI)
+    FigureCanvasAgg(fig)
+    outer = fig.add_gridspec(len(rows), 1)
+    axes: list = []
+    for r, row in enumerate(rows):
+        total = sum(widths[j] for j in row)
+        room = max(sum(widths[j] for j in rw) for rw in rows)
+        # the row's panels at their widths, the rest of the row left empty
+        ratios = [widths[j] for j in row] + ([room - total] if room - total > 1e-9 else [])
+        inner = outer[r].subgridspec(1, len(ratios), width_ratios=ratios)
+        for k in range(len(row)):
+            axes.append(fig.add_subplot(inner[0, k], sharey=axes[0] if axes else None))
+    return fig, axes
+
+
 def _message(ax, text: str) -> None:
     ax.set_axis_off()
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, wrap=True, color="0.35")
 
 
 def _message_figure(title: str, text: str = NO_DATA) -> Figure:
+    """The figure of a scale with no data for it at all: Snakemake still needs its PNG."""
     fig, axes = _new_figure(panel=(6.0, 2.0))
     _message(axes[0, 0], text)
     axes[0, 0].set_title(title)
@@ -116,9 +194,9 @@ def _sample(df: pd.DataFrame, n: int = MAX_POINTS) -> pd.DataFrame:
     return df.sample(n, random_state=0) if len(df) > n else df
 
 
-def _finish(fig: Figure, title: str, colors: dict | None = None, styles: dict | None = None) -> Figure:
-    """Title, tight layout, then (if any) the figure-level legend: the last steps of every figure."""
-    fig.suptitle(title)
+def _finish(fig: Figure, colors: dict | None = None, styles: dict | None = None) -> Figure:
+    """Tight layout, then (if any) the figure-level legend: the last steps of every figure. No title: the
+    caption (workflows/report/<name>.rst) says what the figure shows."""
     fig.tight_layout()
     if colors or styles:
         _legend(fig, colors, styles)
@@ -126,11 +204,13 @@ def _finish(fig: Figure, title: str, colors: dict | None = None, styles: dict | 
 
 
 def _legend(fig: Figure, colors: dict | None = None, styles: dict | None = None) -> None:
-    """One figure-level legend on the right: a colour per label, then the line styles."""
+    """One figure-level legend above the panels (it adds height, not width): a colour per label, then the
+    line styles."""
     handles = [Line2D([], [], color=c, lw=2, label=str(k)) for k, c in (colors or {}).items()]
-    handles += [Line2D([], [], color="0.3", label=k, **s) for k, s in (styles or {}).items()]
+    handles += [Line2D([], [], label=k, **{"color": "0.3", **s}) for k, s in (styles or {}).items()]
     if handles:
-        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+        fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False,
+                   ncol=min(len(handles), 4), fontsize="small")
 
 
 def _iteration_axis(ax, xlabel: str = "iteration") -> None:
@@ -143,9 +223,9 @@ def _has_finite_group(row) -> bool:
     return row.policy in registry.SAMPLED_POLICIES and pd.notna(row.group_size)
 
 
-def load_curves(D: Path, row) -> pd.DataFrame:
+def load_curves(src: Sources, row) -> pd.DataFrame:
     """The run's C3 on a grid of p (predict's curves file)."""
-    return read_csv(Path(D) / "curves" / row.policy / f"{row.run}.csv", CURVE_COLUMNS)
+    return read_csv(src.of("curves", row.policy, row.run), CURVE_COLUMNS)
 
 
 # --------------------------------------------------------------------------- loading
@@ -167,9 +247,9 @@ def sweep_runs(runs: pd.DataFrame, sweep: str) -> pd.DataFrame:
     return out.assign(value=out[sweep]).sort_values(["policy", "value"], na_position="first")
 
 
-def load_predict(D: Path, runs: pd.DataFrame) -> pd.DataFrame:
+def load_predict(src: Sources, runs: pd.DataFrame) -> pd.DataFrame:
     """The predict CSVs of ``runs`` in one frame, with every runs.csv column joined on (policy, run)."""
-    frames = [read_csv(Path(D) / "predict" / row.policy / f"{row.run}.csv", PREDICT_COLUMNS)
+    frames = [read_csv(src.of("predict", row.policy, row.run), PREDICT_COLUMNS)
               .assign(policy=row.policy, run=row.run) for row in runs.itertuples(index=False)]
     if not frames:
         return pd.DataFrame(columns=PREDICT_COLUMNS + RUN_COLUMNS)
@@ -199,40 +279,41 @@ def _plot_trajectory(ax, df: pd.DataFrame, color, predictions: bool = True) -> N
 
 
 # --------------------------------------------------------------------------- the figures
+def trajectory_panels(pred: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (policy, run) panels of ``trajectories``: the pairs with train rows, in policy order then run
+    order (a policy that did not run a variant gets no panel)."""
+    pairs = pred.loc[pred["split"] == "train", ["policy", "run"]].drop_duplicates()
+    order = {p: i for i, p in enumerate(_policies(pairs))} if not pairs.empty else {}
+    runs = {r: i for i, r in enumerate(dict.fromkeys(pairs["run"]))}
+    return sorted(map(tuple, pairs.to_numpy()), key=lambda pr: (order[pr[0]], runs[pr[1]]))
+
+
 @_themed
-def trajectories(D: Path, runs: pd.DataFrame) -> Figure:
+def trajectories(src: Sources, runs: pd.DataFrame) -> Figure:
     """C3: mean measured PoS per iteration beside the predicted trajectories, per (policy, plain run)."""
-    title = "C3: measured vs predicted PoS trajectories (mean over train questions)"
     plain = plain_runs(runs)
-    if plain.empty:
-        return _message_figure(title)
-    pred = _train(load_predict(D, plain))
-    policies, names = _policies(plain), list(dict.fromkeys(plain["run"]))
-    colors = _policy_palette(policies)
-    fig, axes = _new_figure(len(policies), len(names), panel=(2.9, 2.4), sharex=True, sharey=True)
-    for (i, policy), (j, name) in ((a, b) for a in enumerate(policies) for b in enumerate(names)):
-        ax, sub = axes[i, j], pred[(pred["policy"] == policy) & (pred["run"] == name)]
-        if sub.empty:
-            _message(ax, "not run")
-            continue
-        _plot_trajectory(ax, sub, colors[policy])
+    pred = _train(load_predict(src, plain))
+    panels = trajectory_panels(pred)
+    if not panels:
+        return _message_figure("C3: measured vs predicted PoS trajectories")
+    colors = _policy_palette(_ordered([p for p, _ in panels], POLICY_ORDER))
+    fig, axes = _grid(len(panels), panel=(2.9, 2.4), max_columns=5, sharey=True)
+    for ax, (policy, name) in zip(axes, panels):
+        _plot_trajectory(ax, pred[(pred["policy"] == policy) & (pred["run"] == name)], colors[policy])
         ax.set_title(f"{policy}\n{name}", fontsize="small")
         ax.set_ylim(-0.02, 1.02)
-    for ax in axes[-1]:
         _iteration_axis(ax)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("PoS")
-    return _finish(fig, title, colors, STYLE_LEGEND)
+        ax.set_ylabel("PoS" if ax.get_subplotspec().is_first_col() else "")
+    return _finish(fig, styles=STYLE_LEGEND)  # the panel titles name the policy: no colour legend
 
 
 @_themed
-def per_question(D: Path, runs: pd.DataFrame) -> Figure:
+def per_question(src: Sources, runs: pd.DataFrame) -> Figure:
     """C3 per question: measured p_n against its one-step and trajectory predictions (n >= 1)."""
-    title = "C3 per question: measured p_n vs prediction (plain runs, iterations >= 1)"
     plain = plain_runs(runs)
     if plain.empty:
-        return _message_figure(title)
-    pred = _train(load_predict(D, plain))
+        return _message_figure("C3 per question: measured p_n vs prediction")
+    pred = _train(load_predict(src, plain))
     pred = pred[pred["iteration"] >= 1]
     colors = _policy_palette(_policies(plain))
     fig, axes = _new_figure(1, 2, panel=(4.2, 4.0))
@@ -249,29 +330,28 @@ def per_question(D: Path, runs: pd.DataFrame) -> Figure:
             sns.scatterplot(data=points, x=col, y="pos", hue="policy", ax=ax, s=8, alpha=0.35, linewidth=0,
                             palette={labels[p]: c for p, c in colors.items() if p in labels},
                             hue_order=[labels[p] for p in colors if p in labels], rasterized=True)
-            ax.legend(fontsize="small", markerscale=2, loc="upper left", title=None)
+            ax.legend(fontsize="x-small", markerscale=2, loc="upper left", title=None)
         ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel=f"predicted ({col})", ylabel="measured p_n",
                title=label)
         ax.set_aspect("equal")
-    return _finish(fig, title)
+    return _finish(fig)
 
 
 @_themed
-def fixed_points(D: Path, runs: pd.DataFrame) -> Figure:
+def fixed_points(src: Sources, runs: pd.DataFrame) -> Figure:
     """C4/C7: predicted limit vs p_ref for each beta of the beta sweep, with the measured final PoS."""
-    title = "C4/C7: limit of C3 from p_ref per beta, and the measured final PoS"
     sweep = sweep_runs(runs, "beta")
     if sweep.empty:
-        return _message_figure(title, f"{NO_DATA}: no beta sweep")
-    pred = _train(load_predict(D, sweep))
+        return _message_figure("C4/C7: limit of C3 from p_ref per beta", f"{NO_DATA}: no beta sweep")
+    pred = _train(load_predict(src, sweep))
     final = pred[pred["iteration"] == pred.groupby(["policy", "run"])["iteration"].transform("max")]
     policies = _policies(sweep)
     colors = _palette(sorted(set(sweep["beta"])), "viridis")
-    fig, axes = _new_figure(1, len(policies), panel=(4.2, 4.0))
-    for ax, policy in zip(axes[0], policies):
+    fig, axes = _grid(len(policies), panel=(4.2, 4.0))
+    for ax, policy in zip(axes, policies):
         ax.plot([0, 1], [0, 1], color="0.5", lw=1)
         for row in sweep[sweep["policy"] == policy].itertuples(index=False):
-            color, curves = colors[row.beta], load_curves(D, row)
+            color, curves = colors[row.beta], load_curves(src, row)
             ax.plot(curves["p"], curves["limit"], color=color, **PREDICTED)
             if _has_finite_group(row):
                 ax.plot(curves["p"], curves["limit_G"], color=color, **PREDICTED_G)
@@ -279,22 +359,24 @@ def fixed_points(D: Path, runs: pd.DataFrame) -> Figure:
             ax.scatter(pts["p_ref"], pts["pos"], color=color, s=12, alpha=0.7, edgecolor="white", lw=0.3)
         ax.set(xlim=(0, 1), ylim=(-0.02, 1.02), xlabel="p_ref", ylabel="limit (curve) / final PoS (points)",
                title=policy)
-    return _finish(fig, title, {f"beta={b:g}": c for b, c in colors.items()},
-            {"measured, last iteration": dict(linestyle="", marker="o"), "C3 limit from p_ref": PREDICTED,
-             "C3 limit, finite G (E1)": PREDICTED_G, "p = p_ref (no amplification)": dict(linestyle="-", lw=1)})
+    return _finish(fig, {f"beta={b:g}": c for b, c in colors.items()},
+                   {"measured, last iteration": dict(linestyle="", marker="o"), "C3 limit from p_ref": PREDICTED,
+                    "C3 limit, finite G (E1)": PREDICTED_G, "p = p_ref (no amplification)": dict(linestyle="-", lw=1)})
 
 
 @_themed
-def normalisation(D: Path, runs: pd.DataFrame) -> Figure:
+def normalisation(src: Sources, runs: pd.DataFrame) -> Figure:
     """C5: under kl=ref, logit p_n - logit p_ref = S(p_{n-1})/beta: constant 1/beta for mean_only,
     adaptive (largest at the edges) for mean_std. Left: against p_{n-1}; right: against n."""
-    title = "C5: log-odds gain over p_ref under kl=ref, mean_std vs mean_only"
     chosen = plain_runs(runs)
     chosen = chosen[chosen["kl"] == "ref"]
+    # C5 compares the normalisations: a policy that ran one of them under kl=ref gets no row.
+    chosen = chosen[chosen.groupby("policy")["norm"].transform("nunique") > 1]
     if chosen.empty:
-        return _message_figure(title, f"{NO_DATA}: no kl=ref run")
-    pred = _train(load_predict(D, chosen)).sort_values(["policy", "run", "question", "iteration"])
-    pred["p_prev"] = pred.groupby(["policy", "run", "question"])["pos"].shift()
+        return _message_figure("C5: log-odds gain over p_ref under kl=ref",
+                               f"{NO_DATA}: no policy ran mean_std and mean_only under kl=ref")
+    pred = _train(load_predict(src, chosen)).sort_values(["policy", "run", "question", "iteration"])
+    pred["p_prev"] = pred.groupby(["policy", "run", "seed", "question"])["pos"].shift()
     pred["gain"] = _logit(pred["pos"]) - _logit(pred["p_ref"])
     pred["pred_gain"] = _logit(pred["pred_trajectory"]) - _logit(pred["p_ref"])
     pred["pred_gain_G"] = _logit(pred["pred_trajectory_G"]) - _logit(pred["p_ref"])
@@ -307,7 +389,7 @@ def normalisation(D: Path, runs: pd.DataFrame) -> Figure:
             sub, color = pred[(pred["policy"] == policy) & (pred["run"] == row.run)], colors[row.run]
             points = _sample(sub)
             left.scatter(points["p_prev"], points["gain"], color=color, s=8, alpha=0.4, lw=0, rasterized=True)
-            curves = load_curves(D, row)
+            curves = load_curves(src, row)
             left.plot(curves["p"], curves["step_gain"], color=color, **PREDICTED)
             if _has_finite_group(row):
                 left.plot(curves["p"], curves["step_gain_G"], color=color, **PREDICTED_G)
@@ -320,32 +402,33 @@ def normalisation(D: Path, runs: pd.DataFrame) -> Figure:
         left.set(xlabel="measured p_{n-1}", ylabel="logit p_n - logit p_ref", title=f"{policy}: vs p_{{n-1}}")
         right.set(ylabel="mean logit p_n - logit p_ref", title=f"{policy}: vs iteration (mean +- s.e.)")
         _iteration_axis(right, "iteration n")
-    return _finish(fig, title, colors, {"measured": MEASURED, "C3: S(p)/beta (left), trajectory (right)": PREDICTED,
-                          "the same with finite G (E1)": PREDICTED_G})
+    return _finish(fig, colors, {"measured": MEASURED, "C3: S(p)/beta (left), trajectory (right)": PREDICTED,
+                                 "the same with finite G (E1)": PREDICTED_G})
 
 
 @_themed
-def regularisation(D: Path, runs: pd.DataFrame) -> Figure:
+def regularisation(src: Sources, runs: pd.DataFrame) -> Figure:
     """C6: mean PoS under kl = ref, mirror, both (mean_std), measured vs predicted, per policy."""
-    title = "C6: regularisation target (mean_std): measured vs predicted mean PoS"
     chosen = plain_runs(runs)
     chosen = chosen[(chosen["norm"] == "mean_std") & chosen["kl"].isin(KL_ORDER)]
     # One run per (policy, kl): the one with the smallest eps (mean_std_ref, not mean_std_ref_eps).
     chosen = chosen.sort_values("eps", na_position="first").drop_duplicates(["policy", "kl"])
+    # A policy that ran only one kl target has nothing to compare: no panel.
+    chosen = chosen[chosen.groupby("policy")["kl"].transform("nunique") > 1]
     if chosen.empty:
-        return _message_figure(title)
-    pred = _train(load_predict(D, chosen))
+        return _message_figure("C6: regularisation target (mean_std)", f"{NO_DATA}: no policy ran two kl targets")
+    pred = _train(load_predict(src, chosen))
     policies = _policies(chosen)
     colors = _palette(_ordered(chosen["kl"], KL_ORDER), "Set1")
-    fig, axes = _new_figure(1, len(policies), panel=(3.8, 3.2), sharey=True)
-    for ax, policy in zip(axes[0], policies):
+    fig, axes = _grid(len(policies), panel=(3.8, 3.2), sharey=True)
+    for ax, policy in zip(axes, policies):
         for kl, color in colors.items():
             sub = pred[(pred["policy"] == policy) & (pred["kl"] == kl)]
             if not sub.empty:
                 _plot_trajectory(ax, sub, color)
         ax.set(ylabel="mean PoS", title=policy, ylim=(-0.02, 1.02))
         _iteration_axis(ax)
-    return _finish(fig, title, {f"kl={k}": c for k, c in colors.items()}, STYLE_LEGEND)
+    return _finish(fig, {f"kl={k}": c for k, c in colors.items()}, STYLE_LEGEND)
 
 
 GAP_STYLES = {"gap_trajectory": dict(linestyle="-", marker="o"), "gap_trajectory_G": dict(linestyle="--", marker="s")}
@@ -355,9 +438,6 @@ GAP_LEGEND = {"mean |pos - C3 trajectory|": GAP_STYLES["gap_trajectory"],
 
 def _gap_lines(ax, sweep: pd.DataFrame, colors: dict, xlabel: str) -> None:
     """E2: the two trajectory gaps against a numeric swept setting, one colour per policy (log2 x)."""
-    if sweep.empty:
-        _message(ax, f"{NO_DATA}: no {xlabel} sweep")
-        return
     for policy, sub in sweep.groupby("policy", sort=False):
         # A swept value equal to the base run's (the transformer's G16 at full scale) makes one point.
         means = sub.groupby(sub["value"].astype(float))[list(GAP_STYLES)].mean()
@@ -378,23 +458,30 @@ def _setting_label(row) -> str:
     return f"KL {estimator}, {clip}"
 
 
+def practice_gap_panels(numeric: dict[str, pd.DataFrame], categorical: pd.DataFrame) -> list[str]:
+    """The panels of ``practice_gap``: each numeric sweep (group_size, inner_steps) that ran, then the
+    estimator/clipping bars if either ran. A sweep the scale skipped gets no panel."""
+    return [name for name, df in numeric.items() if not df.empty] + ([] if categorical.empty else ["categorical"])
+
+
 @_themed
-def practice_gap(D: Path, runs: pd.DataFrame) -> Figure:
+def practice_gap(src: Sources, runs: pd.DataFrame) -> Figure:
     """E2: how far practice sits from C3 against group size, inner steps, KL estimator and clipping."""
-    title = "E2: practice gap to C3 (tabular_sgd, transformer)"
     practice = runs[runs["policy"].isin([p.name for p in registry.POLICY_TABLE
                                          if {"group_size", "inner_steps"} <= set(p.sweeps) and p.sampled])]
     numeric = {s: sweep_runs(practice, s) for s in ("group_size", "inner_steps")}
     categorical = pd.concat([sweep_runs(practice, s) for s in ("kl_estimator", "clip_eps")], ignore_index=True)
-    if categorical.empty and all(df.empty for df in numeric.values()):
-        return _message_figure(title, f"{NO_DATA}: no group-size, inner-step, estimator or clip sweep")
+    panels = practice_gap_panels(numeric, categorical)
+    if not panels:
+        return _message_figure("E2: practice gap to C3",
+                               f"{NO_DATA}: no group-size, inner-step, estimator or clip sweep")
     drawn = pd.concat([categorical, *numeric.values()])
     colors = _policy_palette(_policies(drawn))
-    fig, axes = _new_figure(1, 2 + (not categorical.empty), panel=(4.0, 3.4))
-    for ax, (sweep, df) in zip(axes[0], numeric.items()):
-        _gap_lines(ax, df, colors, sweep.replace("_", " "))
-    if not categorical.empty:
-        ax = axes[0, 2]
+    fig, axes = _grid(len(panels), panel=(4.0, 3.4))
+    for ax, name in zip(axes, panels):
+        if name in numeric:
+            _gap_lines(ax, numeric[name], colors, name.replace("_", " "))
+            continue
         bars = categorical.drop_duplicates(["policy", "run"]).assign(setting=lambda d: d.apply(_setting_label, axis=1))
         bars = bars.melt(id_vars=["policy", "setting"], value_vars=list(GAP_STYLES), var_name="gap",
                          value_name="gap_value").dropna(subset=["gap_value"])
@@ -403,22 +490,25 @@ def practice_gap(D: Path, runs: pd.DataFrame) -> Figure:
         ax.set(xlabel="", ylabel="gap (mean |difference|)", title="gap vs KL estimator / clipping")
         ax.tick_params(axis="x", labelrotation=30)
         ax.legend(fontsize="x-small", title=None)
-    return _finish(fig, title, colors, GAP_LEGEND)
+    return _finish(fig, colors, GAP_LEGEND)
 
 
 @_themed
-def heldout(D: Path, runs: pd.DataFrame) -> Figure:
+def heldout(src: Sources, runs: pd.DataFrame) -> Figure:
     """E3: mean PoS on train vs held-out questions per iteration, per plain run of the transformer family
     (the transformer, its control, trl: the registry says which policies have held-out questions)."""
-    title = "E3: transformer family, train vs held-out questions (mean PoS)"
     chosen = plain_runs(runs)
-    chosen = chosen[chosen["policy"].map(lambda p: p in registry.POLICIES and registry.family_of(p) == "transformer")]
-    pred = load_predict(D, chosen)
-    if chosen.empty or not (pred["split"] == "heldout").any():
-        return _message_figure(title, f"{NO_DATA}: no transformer held-out questions")
+    chosen = chosen[chosen["policy"].map(lambda p: p in registry.POLICIES
+                                         and registry.family_of(p) == "transformer").astype(bool)]
+    pred = load_predict(src, chosen)
+    with_heldout = set(map(tuple, pred.loc[pred["split"] == "heldout", ["policy", "run"]].to_numpy()))
+    chosen = chosen[[key in with_heldout for key in zip(chosen["policy"], chosen["run"])]]
+    if chosen.empty:
+        return _message_figure("E3: transformer family, train vs held-out questions",
+                               f"{NO_DATA}: no transformer held-out questions")
     colors = {"train": sns.color_palette("colorblind")[0], "heldout": sns.color_palette("colorblind")[3]}
-    fig, axes = _new_figure(1, len(chosen), panel=(3.4, 3.0), sharey=True)
-    for ax, row in zip(axes[0], chosen.itertuples(index=False)):
+    fig, axes = _grid(len(chosen), panel=(3.4, 3.0), sharey=True)
+    for ax, row in zip(axes, chosen.itertuples(index=False)):
         for split, color in colors.items():
             sub = pred[(pred["policy"] == row.policy) & (pred["run"] == row.run) & (pred["split"] == split)]
             if not sub.empty:
@@ -426,7 +516,7 @@ def heldout(D: Path, runs: pd.DataFrame) -> Figure:
         gain = "" if pd.isna(row.heldout_gain) else f"\nheld-out gain {row.heldout_gain:+.3f}"
         ax.set(ylabel="mean PoS", title=f"{row.policy}/{row.run}{gain}", ylim=(-0.02, 1.02))
         _iteration_axis(ax)
-    return _finish(fig, title, colors, {"measured (band: mean CI)": MEASURED})
+    return _finish(fig, colors, {"measured (band: mean CI)": MEASURED})
 
 
 RUNG_ORDER = ("R1", "R2", "R3", "R4", "R6", "R5")
@@ -447,20 +537,23 @@ def _rung_sort_key(rung: str) -> tuple:
     return (position, -number if base == "R4" else number, rung)
 
 
+def _optional(path: Path | None, columns: list[str]) -> pd.DataFrame:
+    """A table the rule may hand over (ladder.csv, attribution.csv); empty where it did not."""
+    return read_csv(path, columns) if path is not None else pd.DataFrame(columns=columns)
+
+
 @_themed
-def gap_ladder(D: Path, runs: pd.DataFrame) -> Figure:
+def gap_ladder(src: Sources, runs: pd.DataFrame) -> Figure:
     """E5: the gap to C3 rung by rung, per variant: mean over seeds with its 95% interval."""
-    title = "E5: the gap ladder, one change at a time (mean |p_n - C3|, 95% interval over seeds)"
-    path = Path(D) / "ladder.csv"
-    ladder = read_csv(path, LADDER_COLUMNS) if path.is_file() else pd.DataFrame(columns=LADDER_COLUMNS)
+    ladder = _optional(src.ladder, LADDER_COLUMNS)
     if ladder.empty:
-        return _message_figure(title, f"{NO_DATA}: no E5 rung was run")
+        return _message_figure("E5: the gap ladder", f"{NO_DATA}: no E5 rung was run")
     ladder = ladder.merge(runs[["policy", "run", "variant"]], on=["policy", "run"], how="left")
     variants = list(dict.fromkeys(ladder["variant"]))
-    fig, axes = _new_figure(1, len(variants), panel=(max(3.6, 0.55 * ladder.groupby("variant").size().max()), 3.6),
-                            sharey=True)
+    sizes = ladder.groupby("variant").size()
+    fig, axes = _packed([max(3.0, 0.36 * sizes[v] + 0.8) for v in variants], 3.8)
     colors = {"gap": sns.color_palette("colorblind")[0], "gap_G": sns.color_palette("colorblind")[1]}
-    for ax, variant in zip(axes[0], variants):
+    for ax, variant in zip(axes, variants):
         sub = ladder[ladder["variant"] == variant]
         # one block per question set (ladder.csv's questions), the table's first; a dotted line between blocks
         sets = list(dict.fromkeys(sorted(sub["questions"], key=lambda q: (q != "tabular", q))))
@@ -476,33 +569,25 @@ def gap_ladder(D: Path, runs: pd.DataFrame) -> Figure:
         for offset, (col, color) in zip((-0.2, 0.2), colors.items()):
             err = np.vstack([sub[col] - sub[f"{col}_lo"], sub[f"{col}_hi"] - sub[col]])
             ax.bar(x + offset, sub[col], width=0.4, color=color, yerr=err, capsize=2, error_kw={"lw": 0.8})
-        ax.set_xticks(x, sub["rung"], rotation=45, ha="right", fontsize="small")
-        ax.set(title=variant, ylabel="mean |p_n - prediction|")
+        ax.set_xticks(x, sub["rung"], rotation=60, ha="right", fontsize="x-small")
+        ax.set_title(variant, pad=14)
+        ax.set_ylabel("mean |p_n - prediction|" if ax.get_subplotspec().is_first_col() else "")
         ax.set_ylim(bottom=0)
-    return _finish(fig, title, {"against C3": colors["gap"], "against C3 with finite G (E1)": colors["gap_G"]})
-
-
-MAX_COLUMNS = 4  # panels per row before a figure wraps (4 x 3.6 in at DPI 120, plus the legend: < 2400 px)
+    return _finish(fig, {"against C3": colors["gap"], "against C3 with finite G (E1)": colors["gap_G"]})
 
 
 @_themed
-def factorial(D: Path, runs: pd.DataFrame) -> Figure:
+def factorial(src: Sources, runs: pd.DataFrame) -> Figure:
     """E5 as a 2 x 2 x 2 factorial: per variant, each factor's part of R6's gap minus R1's in the chain
     ladder's order (R1 -> R2 -> R3 -> R6) beside its order-averaged (Shapley) part, 95% paired intervals."""
-    title = "E5 factorial: each change's part of R6's gap - R1's, chain order vs averaged over orders"
-    path = Path(D) / "attribution.csv"
-    table = read_csv(path, ATTRIBUTION_COLUMNS) if path.is_file() else pd.DataFrame(columns=ATTRIBUTION_COLUMNS)
+    table = _optional(src.attribution, ATTRIBUTION_COLUMNS)
     if table.empty:
-        return _message_figure(title, f"{NO_DATA}: no variant ran all eight cells")
+        return _message_figure("E5 factorial", f"{NO_DATA}: no variant ran all eight cells")
     variants = list(dict.fromkeys(table["variant"]))
-    ncols = min(len(variants), MAX_COLUMNS)
-    nrows = -(-len(variants) // ncols)
-    fig, axes = _new_figure(nrows, ncols, panel=(3.6, 3.2), sharey=True)
+    fig, axes = _grid(len(variants), panel=(3.6, 3.2), sharey=True)
     colors = {"chain (R1 -> R2 -> R3 -> R6)": sns.color_palette("colorblind")[0],
               "Shapley (mean over the 3! orders)": sns.color_palette("colorblind")[2]}
-    for ax in axes.flat[len(variants):]:
-        ax.set_axis_off()
-    for ax, variant in zip(axes.flat, variants):
+    for ax, variant in zip(axes, variants):
         sub = table[(table["variant"] == variant) & (table["kind"] == "factor")]
         total = table[(table["variant"] == variant) & (table["kind"] == "total")].iloc[0]
         x = np.arange(len(sub))
@@ -512,10 +597,102 @@ def factorial(D: Path, runs: pd.DataFrame) -> Figure:
         ax.axhline(0.0, color="0.3", lw=0.8)
         ax.set_xticks(x, sub["factor"], fontsize="small")
         ax.set(title=f"{variant}\nR6 - R1 = {total['effect']:.3f}", ylabel="part of the gap to C3")
-    return _finish(fig, title, colors)
+    return _finish(fig, colors)
 
 
-FIGURES: dict[str, Callable[[Path, pd.DataFrame], Figure]] = {
+# --------------------------------------------------------------------------- E6: the GRPO family's estimators
+ANCHORS = {"ref": "p_ref", "mirror": "p_prev"}  # C3: logit p_n = logit(anchor) + S_G(p_{n-1}) / beta
+OTHER = dict(color="0.6", lw=1, linestyle="-")  # grpo's curve behind another estimator's, to compare shapes
+
+
+def estimator_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """E6: the estimator sweep's runs (``VARIANT-est<name>``) and, per policy, its base run (estimator grpo),
+    with ``value`` the estimator's name; only kl=ref or kl=mirror runs, whose step C3 writes with S_G alone."""
+    sweep = sweep_runs(runs, "estimator")
+    return sweep[sweep["kl"].isin(list(ANCHORS))]
+
+
+def _estimators(sweep: pd.DataFrame) -> list[str]:
+    return _ordered(sweep["value"], ESTIMATOR_NAMES)
+
+
+def measured_weight_sum(pred: pd.DataFrame) -> pd.DataFrame:
+    """Each measured step as S_G: beta (logit p_n - logit anchor) against p_{n-1}, per seed and question
+    (anchor: p_ref under kl=ref, p_{n-1} under kl=mirror). Adds ``p_prev`` and ``s_measured``; n >= 1."""
+    pred = pred.sort_values(["policy", "run", "seed", "question", "iteration"])
+    pred = pred.assign(p_prev=pred.groupby(["policy", "run", "seed", "question"])["pos"].shift())
+    anchor = np.where(pred["kl"] == "ref", pred["p_ref"], pred["p_prev"])
+    pred = pred.assign(s_measured=pred["beta"] * (_logit(pred["pos"]) - _logit(anchor)))
+    return pred[(pred["iteration"] >= 1) & pred["p_prev"].notna()]
+
+
+def _s_g(curves: pd.DataFrame, row) -> np.ndarray:
+    """The run's S_G on the curves' grid: step_gain_G is S_G / beta (predict.curves_frame)."""
+    return curves["step_gain_G" if pd.notna(row.group_size) else "step_gain"].to_numpy() * row.beta
+
+
+@_themed
+def estimators_s_g(src: Sources, runs: pd.DataFrame) -> Figure:
+    """E6: S_G(p) of each advantage estimator (its finite-G weight sum, predict's curves) with each measured
+    step as S_G, beta (logit p_n - logit anchor), at its p_{n-1}: one panel per estimator."""
+    sweep = estimator_runs(runs)
+    if sweep.empty:
+        return _message_figure("E6: S_G(p) per advantage estimator", f"{NO_DATA}: no estimator sweep")
+    pred = measured_weight_sum(_train(load_predict(src, sweep)))
+    names, colors = _estimators(sweep), _policy_palette(_policies(sweep))
+    fig, axes = _grid(len(names), panel=(3.6, 3.0))
+    for ax, name in zip(axes, names):
+        top, bottom = [], []
+        for row in sweep[sweep["value"] == name].itertuples(index=False):
+            curves = load_curves(src, row)
+            s_g, inner = _s_g(curves, row), curves["p"].between(0.05, 0.95).to_numpy()
+            if name != "grpo":
+                base = sweep[(sweep["policy"] == row.policy) & (sweep["value"] == "grpo")]
+                for b in base.itertuples(index=False):
+                    ax.plot(curves["p"], _s_g(load_curves(src, b), b), zorder=1, **OTHER)
+            pts = _sample(pred[(pred["policy"] == row.policy) & (pred["run"] == row.run)])
+            ax.scatter(pts["p_prev"], pts["s_measured"], color=colors[row.policy], s=8, alpha=0.4, lw=0,
+                       rasterized=True, zorder=2)
+            ax.plot(curves["p"], s_g, color=colors[row.policy], zorder=3, gid=f"S_G/{row.policy}/{name}",
+                    **PREDICTED_G)
+            top += [np.nanmax(s_g[inner]), np.nanpercentile(pts["s_measured"], 99) if len(pts) else 0.0]
+            bottom += [np.nanpercentile(pts["s_measured"], 1) if len(pts) else 0.0]
+        # the 1st to 99th percentile of the points and the curve on 0.05 <= p <= 0.95 (DAPO's S_G -> inf at the edges)
+        ax.set(xlim=(0, 1), ylim=(min(0.0, 1.15 * np.nanmin(bottom)), 1.15 * np.nanmax(top)), xlabel="measured p_{n-1}",
+               ylabel="S_G", title=name)
+    return _finish(fig, colors, {"measured step: beta (logit p_n - logit anchor)": dict(linestyle="", marker="o"),
+                                 "S_G of the run's estimator and G (E6)": PREDICTED_G, "grpo's S_G, to compare": OTHER})
+
+
+@_themed
+def estimators_limits(src: Sources, runs: pd.DataFrame) -> Figure:
+    """E6: each estimator's predicted limit of C3_G from p_ref (its own S_G) with each question's measured
+    PoS at the last iteration (mean over seeds): one panel per policy, a colour per estimator."""
+    sweep = estimator_runs(runs)
+    if sweep.empty:
+        return _message_figure("E6: limit from p_ref per advantage estimator", f"{NO_DATA}: no estimator sweep")
+    pred = _train(load_predict(src, sweep))
+    final = pred[pred["iteration"] == pred.groupby(["policy", "run"])["iteration"].transform("max")]
+    final = final.groupby(["policy", "run", "question"], as_index=False)[["p_ref", "pos"]].mean()
+    policies = _policies(sweep)
+    colors = _palette(_estimators(sweep))
+    fig, axes = _grid(len(policies), panel=(4.2, 4.0))
+    for ax, policy in zip(axes, policies):
+        ax.plot([0, 1], [0, 1], color="0.5", lw=1)
+        for row in sweep[sweep["policy"] == policy].itertuples(index=False):
+            color, curves = colors[row.value], load_curves(src, row)
+            limit = curves["limit_G" if pd.notna(row.group_size) else "limit"]
+            ax.plot(curves["p"], limit, color=color, gid=f"limit_G/{policy}/{row.value}", **PREDICTED_G)
+            pts = final[(final["policy"] == policy) & (final["run"] == row.run)]
+            ax.scatter(pts["p_ref"], pts["pos"], color=color, s=14, alpha=0.8, edgecolor="white", lw=0.3)
+        ax.set(xlim=(0, 1), ylim=(-0.02, 1.02), xlabel="p_ref", ylabel="limit (curve) / final PoS (points)",
+               title=policy)
+    return _finish(fig, colors, {"measured, last iteration (mean over seeds)": dict(linestyle="", marker="o"),
+                                 "limit of C3_G from p_ref (E6)": PREDICTED_G,
+                                 "p = p_ref (no amplification)": dict(linestyle="-", lw=1)})
+
+
+FIGURES: dict[str, Callable[[Sources, pd.DataFrame], Figure]] = {
     "trajectories": trajectories,
     "per_question": per_question,
     "fixed_points": fixed_points,
@@ -525,17 +702,18 @@ FIGURES: dict[str, Callable[[Path, pd.DataFrame], Figure]] = {
     "gap_ladder": gap_ladder,
     "factorial": factorial,
     "heldout": heldout,
+    "estimators_s_g": estimators_s_g,
+    "estimators_limits": estimators_limits,
 }
 
 
-def make_figure(name: str, scale_dir: str | Path, out_png: str | Path) -> None:
-    """Draw figure ``name`` from ``scale_dir``/runs.csv and its predict CSVs; write ``out_png`` atomically."""
+def make_figure(name: str, src: Sources, out_png: str | Path) -> None:
+    """Draw figure ``name`` from the handed-over files ``src``; write ``out_png`` atomically."""
     if name not in FIGURES:
         raise ValueError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
-    scale_dir = Path(scale_dir)
-    runs = read_csv(scale_dir / "runs.csv", RUN_COLUMNS)
+    runs = read_csv(src.runs, RUN_COLUMNS)
     with _theme():
-        fig = FIGURES[name](scale_dir, runs)
+        fig = FIGURES[name](src, runs)
         with atomic_path(out_png) as tmp:
             fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
 

@@ -36,11 +36,20 @@ def smoothed(successes, n) -> np.ndarray:
     return (np.asarray(successes, float) + 0.5) / (np.asarray(n, float) + 1.0)
 
 
+# the advantage's keywords of theory (grpo_amp.estimators.Estimator.theory_kwargs); the rest of theory_kw is the penalty
+ESTIMATOR_KEYS = ("norm", "eps", "std", "eps_inside", "dynamic_sampling", "batch_std", "pass_k")
+
+
+def _estimator_kw(theory_kw: dict) -> dict:
+    return {k: theory_kw[k] for k in ESTIMATOR_KEYS if k in theory_kw}
+
+
 def weight_sum(p, theory_kw: dict, group_size: int | None) -> np.ndarray:
     """S_G(p) = w+_G + w-_G with the run's estimator (population S where group_size is None)."""
-    kw = {k: theory_kw[k] for k in ("norm", "eps", "std")}
+    kw = _estimator_kw(theory_kw)
     if group_size is None:
-        w_plus, w_minus = theory.advantage_weights(p, kw["norm"], kw["eps"])
+        w_plus, w_minus = theory.advantage_weights(p, kw["norm"], kw["eps"], eps_inside=kw.get("eps_inside", True),
+                                                   batch_std=kw.get("batch_std"))
     else:
         w_plus, w_minus = theory.finite_group_weights(p, group_size, **kw)
     return w_plus + w_minus
@@ -76,7 +85,8 @@ def analyse(pos: pd.DataFrame, steps_per_iteration: int, theory_kw: dict, group_
             max_m: int = 32) -> tuple[pd.DataFrame, dict, dict]:
     """Per question and overall, against C3; ``pos`` is the audit's pos table (train questions are fitted).
 
-    theory_kw: kl, beta, beta_prev, norm, eps, std (the run's variant and estimator). Returns
+    theory_kw: kl, beta, beta_prev and the estimator's keywords (ESTIMATOR_KEYS: the run's variant and
+    ``estimator=``, e.g. trl_default for a TRL run). Returns
     (per-question table, overall dict, prediction arrays (J+1, Q) by name for the predict table).
     """
     train = pos[pos["split"] == "train"]
@@ -93,8 +103,7 @@ def analyse(pos: pd.DataFrame, steps_per_iteration: int, theory_kw: dict, group_
     se2 = p_s * (1 - p_s) / n                     # (J+1, Q): MC variance of each measured PoS
     noise_q = np.sqrt(np.mean(se2[1:] + se2[0], axis=0))  # per question: expected RMSE of a perfect prediction
     kl, beta = theory_kw["kl"], float(theory_kw["beta"])
-    rec = dict(kl=kl, beta_prev=theory_kw["beta_prev"], norm=theory_kw["norm"], eps=theory_kw["eps"],
-               std=theory_kw["std"], group_size=group_size)
+    rec = dict(kl=kl, beta_prev=theory_kw["beta_prev"], group_size=group_size, **_estimator_kw(theory_kw))
     # C3 needs p_ref in (0, 1) to tilt anything: 0 or n successes of n pin the prediction (theory's rule)
 
     # ---- nominal: the run's beta, n_j = step_j / steps_per_iteration

@@ -35,15 +35,13 @@ FILES = {"pos": "pos.csv", "predict": "predict.csv", "checkpoints": "checkpoints
          "questions": "audit_questions.csv", "overall": "audit.csv", "md": "audit.md", "figure": "figures/audit.png"}
 
 
-def estimator_weights(cfg: Config) -> dict:
-    """The run's estimator as theory kwargs (norm, std, eps) where not the variant's: the conf/estimator hook."""
-    return {}  # hook: the estimators helper's conf/estimator group maps here once it is on main; until then GRPO's
-
-
-def theory_kwargs(cfg: Config) -> dict:
+def theory_kwargs(cfg: Config, p_ref_train) -> dict:
+    """The variant's penalty and the run's advantage estimator (``estimator=``, conf/estimator: a TRL run
+    is ``trl_default``, Dr. GRPO ``dr_grpo``, ...) as theory keywords; batch: sigma_b from the base's PoS."""
     v = cfg.variant
-    kw = dict(kl=v.kl.value, beta=v.beta, beta_prev=v.beta_prev, norm=v.norm.value, eps=v.eps, std=v.std.value)
-    return {**kw, **estimator_weights(cfg)}
+    est = cfg.advantage
+    sd = float(np.sqrt(np.mean(p_ref_train) * (1 - np.mean(p_ref_train)))) if est.batch else None
+    return dict(kl=v.kl.value, beta=v.beta, beta_prev=v.beta_prev, **est.theory_kwargs(sd))
 
 
 def run(cfg: Config) -> None:
@@ -53,12 +51,13 @@ def run(cfg: Config) -> None:
     pos = pd.concat([read_csv(folder / f"{p.name}.csv", AUDIT_POS_COLUMNS) for p in points], ignore_index=True)
     if sorted(pos["iteration"].unique()) != list(range(len(points))):
         raise InputError(f"{folder}: the point files are not this audit's (iterations {sorted(pos['iteration'].unique())})")
-    theory_kw = theory_kwargs(cfg)
+    base = pos[(pos["iteration"] == 0) & (pos["split"] == "train")]
+    theory_kw = theory_kwargs(cfg, base["pos"].to_numpy())
     G = cfg.grpo.group_size
     spi = cfg.audit.steps_per_iteration or cfg.grpo.inner_steps
     per_q, overall, cols = analyse(pos, spi, theory_kw, G, cfg.audit.max_iterations_per_interval)
 
-    predict = predict_frame(pos[POS_COLUMNS], cfg.variant, G, estimator_weights(cfg))
+    predict = predict_frame(pos[POS_COLUMNS], cfg.variant, G, estimator=cfg.advantage)
     extra = pd.DataFrame({"iteration": np.repeat(cols["iterations"], len(cols["questions"])),
                           "question": np.tile(cols["questions"], len(cols["iterations"])),
                           **{k: np.asarray(v).ravel() for k, v in cols.items() if k not in ("questions", "iterations")}})

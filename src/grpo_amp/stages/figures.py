@@ -1,32 +1,67 @@
-"""Rule ``figures``: every figure of the study, drawn from runs.csv and the predict CSVs.
+"""Rule ``figures``: every figure of the study, drawn from the files the rule names (runs.csv, ladder.csv,
+attribution.csv, each run's predict and curves CSV) into the PNGs the rule names. Nothing here builds a path.
 
-    python -m grpo_amp.stages.figures scale=smoke
+    python -m grpo_amp.stages.figures scale=smoke inputs.runs=.../runs.csv inputs.ladder=... \\
+        inputs.attribution=... inputs.tracking=... 'inputs.run_names=[tabular_sgd/mean_std_ref, ...]' \\
+        'inputs.predict_files=[...]' 'inputs.curves_files=[...]' 'outputs.figures=[.../trajectories.png, ...]'
 """
 
 from __future__ import annotations
 
-from grpo_amp import paths, registry
-from grpo_amp.config import Config
-from grpo_amp.io import read_json
+from pathlib import Path
+
+from grpo_amp import registry
+from grpo_amp.config import Config, RuleFiles
+from grpo_amp.io import InputError, read_json
 from grpo_amp.stages.common import stage_main
 from grpo_amp.tracking import mlflow_store as tracking
+
+
+def sources(inputs: RuleFiles):
+    """The figures' ``Sources`` from the rule's inputs; a missing or mismatched list is an InputError."""
+    from grpo_amp.analysis.figures import Sources
+
+    if not inputs.runs:
+        raise InputError("inputs.runs: the figures stage reads only the files its rule names; give runs.csv")
+    n = len(inputs.run_names)
+    for key in ("predict_files", "curves_files"):
+        if len(getattr(inputs, key)) != n:
+            raise InputError(f"inputs.{key}: {len(getattr(inputs, key))} files for {n} inputs.run_names")
+    keys = []
+    for name in inputs.run_names:
+        policy, sep, run = name.partition("/")
+        if not sep or not policy or not run:
+            raise InputError(f"inputs.run_names: {name!r} is not policy/run")
+        keys.append((policy, run))
+    return Sources(runs=Path(inputs.runs), predict=dict(zip(keys, map(Path, inputs.predict_files))),
+                   curves=dict(zip(keys, map(Path, inputs.curves_files))),
+                   ladder=Path(inputs.ladder) if inputs.ladder else None,
+                   attribution=Path(inputs.attribution) if inputs.attribution else None)
+
+
+def outputs(figures: list[str]) -> dict[str, Path]:
+    """Figure name -> the PNG the rule named for it (outputs.figures, one per registry.FIGURE_NAMES, in order)."""
+    out = [Path(f) for f in figures]
+    if [f.stem for f in out] != list(registry.FIGURE_NAMES):
+        raise InputError(f"outputs.figures: want one PNG per figure in the order {', '.join(registry.FIGURE_NAMES)}; "
+                         f"got {', '.join(f.name for f in out) or 'none'}")
+    return dict(zip(registry.FIGURE_NAMES, out))
 
 
 def run(cfg: Config) -> None:
     from grpo_amp.analysis.figures import make_figure
 
-    scale_dir = paths.path("{results}/{scale}", cfg)
-    written = []
-    for name in registry.FIGURE_NAMES:
-        out = paths.path(paths.FIGURE, cfg, name=name)
-        make_figure(name, scale_dir, out)
-        written.append(out)
+    src, targets = sources(cfg.inputs), outputs(cfg.outputs.figures)
+    for name, out in targets.items():
+        make_figure(name, src, out)
     if cfg.tracking.enabled:
-        info = read_json(paths.path(paths.TRACKING, cfg))
+        if not cfg.inputs.tracking:
+            raise InputError("inputs.tracking: tracking is enabled; give the study's tracking.json")
+        info = read_json(cfg.inputs.tracking)
         c = tracking.client(cfg.tracking.uri)
         found = c.search_runs([info["experiment_id"]], filter_string=f"tags.`{tracking.RUN_KIND_TAG}` = 'study'")
         for r in found:
-            tracking.log_artifacts(cfg.tracking.uri, r.info.run_id, written, subdir="figures")
+            tracking.log_artifacts(cfg.tracking.uri, r.info.run_id, list(targets.values()), subdir="figures")
 
 
 if __name__ == "__main__":
