@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 from grpo_amp import registry
 from grpo_amp.analysis.claims.c1 import c1
-from grpo_amp.analysis.claims.e6 import e6_order, e6_r2
+from grpo_amp.analysis.claims.e6 import e6_order, e6_r2, e6_rescale
 from grpo_amp.analysis.claims.extensions import e2a, e2b, e3, e4, e5, e5_sweep, e5_u_left, e5_u_right, e5_visible
 from grpo_amp.analysis.claims.measure import Measure
 from grpo_amp.analysis.claims.paper import c2, c3, c4a, c4b, c5a, c5b, c6a, c6b, c7a, c7b
@@ -117,6 +117,9 @@ CRITERIA: tuple[Criterion, ...] = (
     # E6 (analysis.claims.e6): every advantage estimator of the GRPO family, its own S_G
     Criterion("E6", e6_r2, "R2: largest |p_n - one C3_G step with the run's estimator| over estimators", "<=",
               "pos_gap", right=_finite_g),
+    Criterion("E6c", e6_rescale, "largest |beta_eff ratio / E6's exact rescaling - 1| over pairs (rloo/dr_grpo, "
+              "verl/grpo), per seed", "<=", "rescale_error", right=_finite_g,
+              wrong=lambda right: (replace(right, name="no rescaling (ratio 1)", null=True),)),
     Criterion("E6b", e6_order, "Spearman rho(predicted C3_G final PoS, measured) over estimators, per seed", ">=",
               "effect", power="null", right=_finite_g, applies=_sampled),
 )

@@ -11,6 +11,12 @@ estimator (grpo_amp.estimators, the same row as the trainer's advantage): they a
 - ``e6_order``: practice ranks the estimators as C3_G predicts: Spearman's rho between the predicted
   (C3_G trajectory) and measured final mean PoS over estimators, per seed (a sign check, power "null");
   the evidence gives the share of shuffled orderings that reach the same rho (its power as a ranking).
+- ``e6_rescale``: E6's exact rescalings, measured. RLOO's advantage is G/(G-1) times Dr. GRPO's and a
+  sample-std advantage (verl) is sqrt((G-1)/G) times the population-std one (GRPO with eps = 0), so
+  each pair's trajectories are one recurrence with beta rescaled: fitted with the same C3_G (the
+  second estimator's), beta_eff(first) / beta_eff(second) = (G-1)/G and sqrt(G/(G-1)). The value per
+  seed is the largest |ratio / predicted - 1| over the pairs the scale ran; the wrong theory "no
+  rescaling" predicts ratio 1 (the size of the effect: 12.5% and 6.9% at G = 8).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from grpo_amp import registry, theory
+from grpo_amp import estimators, registry, theory
 from grpo_amp.analysis.claims.measure import Measure, fmt, measure
 from grpo_amp.analysis.claims.study import Study
 from grpo_amp.analysis.claims.theories import C3_G, Theory
@@ -96,3 +102,42 @@ def e6_order(study: Study, policy: str, t: Theory) -> Measure | None:
     return measure(rhos, f"{len(names)} estimators; share of shuffled orderings reaching rho: {fmt(share)}; "
                    "predicted/measured final PoS: "
                    + ", ".join(f"{k} {fmt(p)}/{fmt(m)}" for k, p, m in zip(names, mean_p, mean_m)))
+
+
+# (first, second, predicted beta_eff(first)/beta_eff(second) at G, why): docs/theory.md E6's exact rescalings
+RESCALINGS = (
+    ("rloo", "dr_grpo", lambda G: (G - 1) / G, "RLOO's A = G/(G-1) x Dr. GRPO's"),
+    ("verl", "grpo", lambda G: math.sqrt(G / (G - 1)), "sample std = sqrt(G/(G-1)) x population std"),
+)
+
+
+def _fit_beta(study: Study, policy: str, run: str, under: str, base: dict) -> np.ndarray:
+    """beta_eff per seed of ``run``'s measured trajectory, fitted with estimator ``under``'s C3_G."""
+    est = estimators.resolve(under, base["norm"], base["std"], float(base["eps"]))
+    kw = dict(kl=base["kl"], beta_prev=float(base["beta_prev"]), group_size=int(base["group_size"]),
+              **est.theory_kwargs())
+    return np.array([theory.fit_effective_beta(m[0], m, **kw)[0] for m in study.measured(policy, run)])
+
+
+def e6_rescale(study: Study, policy: str, t: Theory) -> Measure | None:
+    runs = estimator_runs(study, policy)
+    if runs.empty:
+        return None
+    by_name = {_name(r): r for _, r in runs.iterrows()}
+    errors, notes = [], []
+    for first, second, factor, why in RESCALINGS:
+        if first not in by_name or second not in by_name:
+            continue
+        base = by_name[second].to_dict()
+        if base["kl"] not in ("ref", "mirror") or (second == "grpo" and (base["norm"] != "mean_std" or base["eps"] != 0)):
+            continue  # the rescaling is exact for a one-term penalty and GRPO's eps = 0 only
+        G = int(base["group_size"])
+        ratio = (_fit_beta(study, policy, by_name[first]["run"], second, base)
+                 / _fit_beta(study, policy, by_name[second]["run"], second, base))
+        predicted = 1.0 if t.null else factor(G)
+        errors.append(np.abs(ratio / predicted - 1.0))
+        notes.append(f"{first}/{second} {fmt(float(np.mean(ratio)))} (predicted {fmt(factor(G))}: {why})")
+    if not errors:
+        return None
+    return measure(np.max(np.vstack(errors), axis=0), f"beta_eff ratios fitted with the second's C3_G, G as run: "
+                   + "; ".join(notes))

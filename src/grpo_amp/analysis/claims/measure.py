@@ -22,6 +22,8 @@ TOLERANCE = {
     "fit_rmse": {registry.ROUNDOFF: 1e-6, registry.OPTIMISER: 1e-5, registry.PRACTICE: 0.05},
     "effect": 0.0,             # a sign or a change (C5b, C7a, E2b, E3, E5 R3..R6): its side of 0
     "visible_gap": 0.01,       # E5 R5: the one-group maximiser's gap must lie above this
+    # E6c: |beta_eff ratio / predicted - 1|; the effects are 12.5% and 6.9% at G = 8, so 0.05 tells them from 1
+    "rescale_error": {registry.ROUNDOFF: 1e-6, registry.OPTIMISER: 1e-4, registry.PRACTICE: 0.05},
     "degenerate_p": 1e-6,      # C1/E1: checks with p_{n-1} this close to 0 or 1 are 0 = 0 and left out
 }
 WEIGHT_ERROR_GRID = np.round(np.arange(0.01, 0.51, 0.01), 2)  # C1/E1: the weight errors it may detect
