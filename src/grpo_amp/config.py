@@ -371,11 +371,18 @@ class RuleFiles:
     claims_md: Optional[str] = None
     draws: Optional[str] = None
     tracking: Optional[str] = None
-    # Lists a rule hands over (the figures rule): run i is run_names[i] ("policy/run"), its predict CSV
-    # predict_files[i] and its curves CSV curves_files[i]; outputs.figures in registry.FIGURE_NAMES order.
+    study_run: Optional[str] = None  # compare writes the study's MLflow run id here; figures reads it
+    # Lists a rule hands over (compare, figures): run i is run_names[i] ("policy/run"), its predict CSV
+    # predict_files[i], its curves CSV curves_files[i], its train directory train_dirs[i] and pos CSV
+    # pos_files[i]; draw run j is draw_run_names[j] with draw_predict_files[j]; outputs.figures in
+    # registry.FIGURE_NAMES order.
     run_names: list[str] = field(default_factory=list)
     predict_files: list[str] = field(default_factory=list)
     curves_files: list[str] = field(default_factory=list)
+    train_dirs: list[str] = field(default_factory=list)
+    pos_files: list[str] = field(default_factory=list)
+    draw_run_names: list[str] = field(default_factory=list)
+    draw_predict_files: list[str] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
 
 

@@ -29,6 +29,7 @@ BENCHMARK = "{results}/{scale}/benchmarks/{rule}/{name}.tsv"
 LADDER = "{results}/{scale}/ladder.csv"
 FACTORIAL = "{results}/{scale}/factorial.csv"      # E5's ladder as a 2 x 2 x 2 factorial, per cell
 ATTRIBUTION = "{results}/{scale}/attribution.csv"  # its main effects, Shapley parts and interactions
+STUDY_RUN = "{results}/{scale}/study_run.json"  # the study's MLflow run (compare makes it, figures logs to it)
 ITERATIONS = "{results}/{scale}/iterations.csv"  # per run and iteration: E_q |p_n - C3|, mean PoS
 DRAWS = "{results}/{scale}/draws.csv"  # per draw policy: its numbers over task draws (grpo_amp.analysis.draws)
 

@@ -61,7 +61,8 @@ if TASK_DRAWS:
     import dataclasses
 
     STUDY = dataclasses.replace(STUDY, task_draws=int(config["task_draws"]))
-RUNS = {policy: runs_of_study(STUDY, policy) for policy in registry.POLICY_NAMES}
+# in the scale's own policy order: compare's tables list runs in the order the rule hands them over
+RUNS = {policy: runs_of_study(STUDY, policy) for policy in STUDY.policies}
 RUNS = {policy: runs for policy, runs in RUNS.items() if runs}
 # the draw runs (mean_std_ref-draw1, ...): the base run of each draw policy on task draws 1 .. task_draws - 1, each
 # from its own reference/{family}-draw{k}; compare reads them for draws.csv only
@@ -87,7 +88,10 @@ ALL_RUN_NAMES = [f"{p}/{r}" for p, runs in RUNS.items() for r in runs]  # ALL_PR
 ALL_PREDICT = [fill(paths.PREDICT, policy=p, run=r) for p, runs in RUNS.items() for r in runs]
 ALL_CURVES = [fill(paths.CURVES, policy=p, run=r) for p, runs in RUNS.items() for r in runs]
 ALL_TRAIN = [fill(paths.TRAIN, policy=p, run=r) for p, runs in RUNS.items() for r in runs]
+ALL_POS = [fill(paths.POS, policy=p, run=r) for p, runs in RUNS.items() for r in runs]
 DRAWS_CSV = fill(paths.DRAWS)
+STUDY_RUN_JSON = fill(paths.STUDY_RUN)
+DRAW_RUN_NAMES = [f"{p}/{r}" for p, runs in DRAW_RUNS.items() for r in runs]  # DRAW_PREDICT[j] is DRAW_RUN_NAMES[j]
 DRAW_PREDICT = [fill(paths.PREDICT, policy=p, run=r) for p, runs in DRAW_RUNS.items() for r in runs]
 
 
@@ -103,9 +107,19 @@ def hydra_file(key, path):
 def figure_files(wildcards, input, output):
     """Every file the figures stage reads and writes, named here: it builds no path itself."""
     return " ".join([hydra_file("inputs.runs", input.runs), hydra_file("inputs.ladder", input.ladder),
-                     hydra_file("inputs.attribution", input.attribution), hydra_file("inputs.tracking", input.tracking),
+                     hydra_file("inputs.attribution", input.attribution), hydra_file("inputs.study_run", input.study_run),
                      hydra_list("inputs.run_names", ALL_RUN_NAMES), hydra_list("inputs.predict_files", input.predict),
                      hydra_list("inputs.curves_files", input.curves), hydra_list("outputs.figures", output)])
+
+
+def compare_files(wildcards, input, output):
+    """Every file the compare stage reads and writes, named here: it rebuilds no run list and no path."""
+    outs = ("runs", "ladder", "factorial", "attribution", "iterations", "claims_csv", "claims_md", "draws", "study_run")
+    return " ".join([hydra_list("inputs.run_names", ALL_RUN_NAMES), hydra_list("inputs.predict_files", input.predict),
+                     hydra_list("inputs.train_dirs", input.train), hydra_list("inputs.pos_files", input.pos),
+                     hydra_list("inputs.draw_run_names", DRAW_RUN_NAMES),
+                     hydra_list("inputs.draw_predict_files", input.draws),
+                     *(hydra_file(f"outputs.{key}", output[key]) for key in outs)])
 
 
 def log_path(rule, name):

@@ -3,7 +3,9 @@ rule compare:
     input:
         predict=ALL_PREDICT,
         train=ALL_TRAIN,
+        pos=ALL_POS,
         draws=DRAW_PREDICT,
+        tracking=TRACKING_JSON,
     output:
         runs=RUNS_CSV,
         ladder=report(LADDER_CSV, caption="../report/ladder.rst", category="Claims"),
@@ -13,6 +15,7 @@ rule compare:
         claims_csv=report(CLAIMS_CSV, caption="../report/claims.rst", category="Claims"),
         claims_md=CLAIMS_MD,
         draws=DRAWS_CSV,
+        study_run=STUDY_RUN_JSON,
     log:
         log_path("compare", "compare"),
     benchmark:
@@ -21,7 +24,6 @@ rule compare:
         ENV
     params:
         cmd=stage("compare"),
+        files=compare_files,
     shell:
-        "{params.cmd} 'outputs.runs={output.runs}' 'outputs.ladder={output.ladder}' "
-        "'outputs.iterations={output.iterations}' 'outputs.claims_csv={output.claims_csv}' 'outputs.claims_md={output.claims_md}' "
-        "'outputs.draws={output.draws}' > {log} 2>&1"
+        "{params.cmd} {params.files} > {log} 2>&1"

@@ -10,7 +10,7 @@ rule figures:
         attribution=ATTRIBUTION_CSV,
         predict=ALL_PREDICT,
         curves=ALL_CURVES,
-        tracking=TRACKING_JSON,
+        study_run=STUDY_RUN_JSON,
     output:
         [report(f, caption=f"../report/{Path(f).stem}.rst", category="Figures") for f in FIGURES],
     log:

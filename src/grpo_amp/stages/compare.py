@@ -1,9 +1,13 @@
 """Rule ``compare``: runs.csv, the claims table (claims.csv, claims.md), and the MLflow metrics.
 
-    python -m grpo_amp.stages.compare scale=smoke
+    python -m grpo_amp.stages.compare scale=smoke \
+        'inputs.run_names=[tabular_sgd/mean_std_ref, ...]' 'inputs.predict_files=[...]' 'inputs.train_dirs=[...]' \
+        'inputs.pos_files=[...]' 'inputs.draw_run_names=[...]' 'inputs.draw_predict_files=[...]' outputs.runs=... ...
 
-Reads only files the earlier rules wrote: every run's predict CSV, train metrics, C1 table and
-run.json. Writes ``outputs.runs``, ``outputs.claims_csv``, ``outputs.claims_md`` and
+Reads only the files its rule names (the lists above, in the same order: ``RunFiles``): every run's
+predict CSV, train metrics, C1 table and run.json; it rebuilds no run list and no path. Writes
+``outputs.study_run`` (study_run.json: the study's MLflow run id, null without tracking, for the
+figures rule) beside the tables below. Writes ``outputs.runs``, ``outputs.claims_csv``, ``outputs.claims_md`` and
 ``outputs.ladder`` (E5's gap ladder), ``outputs.factorial`` and ``outputs.attribution`` (the same
 rungs as a 2 x 2 x 2 factorial and its parts, grpo_amp.analysis.factorial) and ``outputs.iterations`` (iterations.csv: per run and
 iteration, E_q |p_n - C3| and the mean PoS) and ``outputs.draws`` (draws.csv: the draw policies' numbers over
@@ -14,6 +18,8 @@ errors to each run, and the claims table and ladder to the scale's study run.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -22,13 +28,13 @@ from grpo_amp.analysis.claims import Study, claims_markdown, claims_table
 from grpo_amp.analysis.draws import draws_table
 from grpo_amp.analysis.ladder import ladder_table
 from grpo_amp.analysis.summaries import summarise_run
-from grpo_amp.config import Config
-from grpo_amp.io import read_csv, read_json, write_csv, write_text
+from grpo_amp.config import Config, RuleFiles
+from grpo_amp.io import InputError, read_csv, read_json, write_csv, write_json, write_text
 from grpo_amp.analysis.factorial import attribution_table, factorial_table
 from grpo_amp.schema import (C1_COLUMNS, E3_CONTROL_COLUMNS, ITERATION_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, TIMING_COLUMNS,
                              TRAIN_METRICS_COLUMNS, VERDICTS)
 from grpo_amp.stages.common import output_path, stage_main
-from grpo_amp.study.runs import draw_of, draw_runs_of_study, parse_run, runs_of_study
+from grpo_amp.study.runs import draw_of, parse_run
 from grpo_amp.tracking import mlflow_store as tracking
 
 log = logging.getLogger(__name__)
@@ -85,21 +91,59 @@ def _per_seed(row: dict) -> dict:
     return {"iteration": row["iteration"], **{f"{prefix}{k}": v for k, v in row.items() if k != "iteration"}}
 
 
+@dataclass(frozen=True)
+class RunFiles:
+    """One run's files as the rule names them."""
+    policy: str
+    run: str
+    predict: Path
+    train: Path | None = None
+    pos: Path | None = None
+
+
+def _named(names: list[str], key: str) -> list[tuple[str, str]]:
+    out = []
+    for name in names:
+        policy, sep, run_name = name.partition("/")
+        if not sep or not policy or not run_name:
+            raise InputError(f"inputs.{key}: {name!r} is not policy/run")
+        out.append((policy, run_name))
+    return out
+
+
+def rule_files(inputs: RuleFiles) -> tuple[list[RunFiles], list[RunFiles]]:
+    """(the runs, the draw runs) from the lists the rule hands over; InputError where they do not match."""
+    n = len(inputs.run_names)
+    if not n:
+        raise InputError("inputs.run_names: the compare stage reads only the files its rule names; give the runs")
+    for key in ("predict_files", "train_dirs", "pos_files"):
+        if len(getattr(inputs, key)) != n:
+            raise InputError(f"inputs.{key}: {len(getattr(inputs, key))} files for {n} inputs.run_names")
+    if len(inputs.draw_predict_files) != len(inputs.draw_run_names):
+        raise InputError(f"inputs.draw_predict_files: {len(inputs.draw_predict_files)} files for "
+                         f"{len(inputs.draw_run_names)} inputs.draw_run_names")
+    runs = [RunFiles(p, r, Path(pred), Path(train), Path(pos)) for (p, r), pred, train, pos in zip(
+        _named(inputs.run_names, "run_names"), inputs.predict_files, inputs.train_dirs, inputs.pos_files)]
+    draws = [RunFiles(p, r, Path(pred)) for (p, r), pred in zip(
+        _named(inputs.draw_run_names, "draw_run_names"), inputs.draw_predict_files)]
+    return runs, draws
+
+
 def run(cfg: Config) -> None:
+    runs_files, draw_files = rule_files(cfg.inputs)
     rows, predictions, c1, run_ids, notes, e3 = [], {}, {}, {}, [], {}
-    for policy in cfg.scale.study.policies:
-        for name in runs_of_study(cfg.scale.study, policy):
-            train_dir = paths.path(paths.TRAIN, cfg, policy=policy, run=name)
-            meta = read_json(train_dir / "run.json")
-            conf = meta["config"]
-            pred = read_csv(paths.path(paths.PREDICT, cfg, policy=policy, run=name), PREDICT_COLUMNS)
-            c1[(policy, name)] = read_csv(train_dir / "c1.csv", C1_COLUMNS)
-            if (train_dir / "e3_controls.csv").is_file():  # E3's tempering control (transformer runs)
-                e3[(policy, name)] = read_csv(train_dir / "e3_controls.csv", E3_CONTROL_COLUMNS)
-            predictions[(policy, name)] = pred
-            run_ids[(policy, name)] = meta.get("mlflow_run_id")
-            notes += [f"`{policy}/{name}`: {note}" for note in meta.get("notes", [])]
-            rows.append(run_row(policy, name, conf, pred))
+    for f in runs_files:
+        policy, name = f.policy, f.run
+        meta = read_json(f.train / "run.json")
+        conf = meta["config"]
+        pred = read_csv(f.predict, PREDICT_COLUMNS)
+        c1[(policy, name)] = read_csv(f.train / "c1.csv", C1_COLUMNS)
+        if (f.train / "e3_controls.csv").is_file():  # E3's tempering control (transformer runs)
+            e3[(policy, name)] = read_csv(f.train / "e3_controls.csv", E3_CONTROL_COLUMNS)
+        predictions[(policy, name)] = pred
+        run_ids[(policy, name)] = meta.get("mlflow_run_id")
+        notes += [f"`{policy}/{name}`: {note}" for note in meta.get("notes", [])]
+        rows.append(run_row(policy, name, conf, pred))
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
     table = claims_table(Study(runs, predictions, c1, finite_group=_finite_groups(cfg), e3=e3))
     ladder = ladder_table(runs, predictions)
@@ -111,32 +155,35 @@ def run(cfg: Config) -> None:
     write_csv(factorial, output_path(cfg, "factorial", paths.FACTORIAL))
     write_csv(attribution, output_path(cfg, "attribution", paths.ATTRIBUTION))
     write_csv(per_iteration, output_path(cfg, "iterations", paths.ITERATIONS))
-    write_csv(_draws(cfg, predictions), output_path(cfg, "draws", paths.DRAWS))
+    write_csv(_draws(cfg, predictions, draw_files), output_path(cfg, "draws", paths.DRAWS))
     write_csv(table, output_path(cfg, "claims_csv", paths.CLAIMS_CSV))
     write_text(claims_markdown(table, cfg.scale.name, notes), output_path(cfg, "claims_md", paths.CLAIMS_MD))
     log.info("claims at scale %s:\n%s", cfg.scale.name, table[["claim", "policy", "verdict", "value"]].to_string())
-    if cfg.tracking.enabled:
-        _track(cfg, runs, predictions, run_ids, table)
+    study_run = _track(cfg, runs_files, runs, predictions, run_ids, table) if cfg.tracking.enabled else None
+    write_json({"uri": cfg.tracking.uri if cfg.tracking.enabled else None, "run_id": study_run},
+               output_path(cfg, "study_run", paths.STUDY_RUN))
 
 
-def _draws(cfg: Config, predictions: dict) -> pd.DataFrame:
+def _draws(cfg: Config, predictions: dict, draw_files: list[RunFiles]) -> pd.DataFrame:
     """draws.csv: each draw policy's base run (draw 0, already read) and its draw runs' predict frames."""
     study = cfg.scale.study
     frames = {}
     for policy in study.draw_policies:
-        if (policy, study.sweep_variant) not in predictions:
-            continue  # the study does not run this policy's base variant
-        frames[(policy, 0)] = predictions[(policy, study.sweep_variant)]
-        for name in draw_runs_of_study(study, policy):
-            frames[(policy, draw_of(name))] = read_csv(paths.path(paths.PREDICT, cfg, policy=policy, run=name),
-                                                       PREDICT_COLUMNS)
+        if (policy, study.sweep_variant) in predictions:
+            frames[(policy, 0)] = predictions[(policy, study.sweep_variant)]
+    for f in draw_files:
+        if (f.policy, 0) in frames:  # a draw run without its base run in the study has nothing to sit beside
+            frames[(f.policy, draw_of(f.run))] = read_csv(f.predict, PREDICT_COLUMNS)
     return draws_table(frames, study.sweep_variant)
 
 
-def _track(cfg: Config, runs: pd.DataFrame, predictions: dict, run_ids: dict, table: pd.DataFrame) -> None:
+def _track(cfg: Config, runs_files: list[RunFiles], runs: pd.DataFrame, predictions: dict, run_ids: dict,
+           table: pd.DataFrame) -> str:
+    """Every run's metrics and files, then the study run (the claims table and summaries); its run id."""
     uri = cfg.tracking.uri
-    for (policy, name), pred in predictions.items():
-        run_id, train_dir = run_ids[(policy, name)], paths.path(paths.TRAIN, cfg, policy=policy, run=name)
+    for f in runs_files:
+        policy, name, pred = f.policy, f.run, predictions[(f.policy, f.run)]
+        run_id, train_dir = run_ids[(policy, name)], f.train
         if run_id is None:  # not tracked live by train: open the run now, with what train wrote
             meta = read_json(train_dir / "run.json")
             run_id = tracking.start_run(uri, cfg.scale.name, policy, name, meta["config"])
@@ -153,9 +200,8 @@ def _track(cfg: Config, runs: pd.DataFrame, predictions: dict, run_ids: dict, ta
         tracking.log_metric_rows(uri, run_id, [{"iteration": 0, **{k: summary[k] for k in (
             "gap_trajectory", "gap_one_step", "gap_trajectory_G", "beta_eff", "beta_eff_rmse", "final_pos_mean")}}])
         # one subdir each: both files are named {run}.csv, and the second would overwrite the first
-        tracking.log_artifacts(uri, run_id, [paths.path(paths.POS, cfg, policy=policy, run=name)], subdir="pos")
-        tracking.log_artifacts(uri, run_id, [paths.path(paths.PREDICT, cfg, policy=policy, run=name)],
-                               subdir="predict")
+        tracking.log_artifacts(uri, run_id, [f.pos], subdir="pos")
+        tracking.log_artifacts(uri, run_id, [f.predict], subdir="predict")
         tracking.finish_run(uri, run_id)
     study_id = tracking.start_run(uri, cfg.scale.name, "study", "claims", {"scale": cfg.scale.name}, kind="study")
     verdict_counts = table["verdict"].value_counts()
@@ -165,6 +211,7 @@ def _track(cfg: Config, runs: pd.DataFrame, predictions: dict, run_ids: dict, ta
         ("runs", paths.RUNS), ("ladder", paths.LADDER), ("factorial", paths.FACTORIAL),
         ("attribution", paths.ATTRIBUTION), ("claims_csv", paths.CLAIMS_CSV), ("claims_md", paths.CLAIMS_MD))])
     tracking.finish_run(uri, study_id)
+    return study_id
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 attribution.csv, each run's predict and curves CSV) into the PNGs the rule names. Nothing here builds a path.
 
     python -m grpo_amp.stages.figures scale=smoke inputs.runs=.../runs.csv inputs.ladder=... \\
-        inputs.attribution=... inputs.tracking=... 'inputs.run_names=[tabular_sgd/mean_std_ref, ...]' \\
+        inputs.attribution=... inputs.study_run=... 'inputs.run_names=[tabular_sgd/mean_std_ref, ...]' \\
         'inputs.predict_files=[...]' 'inputs.curves_files=[...]' 'outputs.figures=[.../trajectories.png, ...]'
 """
 
@@ -55,14 +55,12 @@ def run(cfg: Config) -> None:
     for name, out in targets.items():
         make_figure(name, src, out)
     if cfg.tracking.enabled:
-        if not cfg.inputs.tracking:
-            raise InputError("inputs.tracking: tracking is enabled; give the study's tracking.json")
-        info = read_json(cfg.inputs.tracking)
-        c = tracking.client(cfg.tracking.uri)
-        found = c.search_runs([info["experiment_id"]], filter_string=f"tags.`{tracking.RUN_KIND_TAG}` = 'study'")
-        for r in found:
-            tracking.log_artifacts(cfg.tracking.uri, r.info.run_id, list(targets.values()), subdir="figures")
-
+        if not cfg.inputs.study_run:
+            raise InputError("inputs.study_run: tracking is enabled; give the study_run.json compare wrote")
+        run_id = read_json(cfg.inputs.study_run)["run_id"]
+        if run_id is None:
+            raise InputError(f"inputs.study_run: {cfg.inputs.study_run} has no MLflow run (compare ran without tracking)")
+        tracking.log_artifacts(cfg.tracking.uri, run_id, list(targets.values()), subdir="figures")
 
 if __name__ == "__main__":
     stage_main(run)
