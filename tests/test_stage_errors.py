@@ -79,3 +79,27 @@ def test_range_checks_raise_config_error(override):
     with pytest.raises(ConfigError, match=override.split("=")[0]) as info:
         compose_config([override])
     assert isinstance(info.value, InputError) and isinstance(info.value, ValueError)
+
+
+def test_compare_reads_only_the_files_its_rule_names():
+    """compare rebuilds no run list (issue 17): no lists, lists of other lengths and a name that is not
+    policy/run are one-line InputErrors naming the input; matching lists become one RunFiles per run."""
+    from pathlib import Path
+
+    from grpo_amp.config import RuleFiles
+    from grpo_amp.io import InputError
+    from grpo_amp.stages.compare import RunFiles, rule_files
+
+    with pytest.raises(InputError, match="inputs.run_names"):
+        rule_files(RuleFiles())
+    one = dict(run_names=["tabular_sgd/mean_std_ref"], predict_files=["p.csv"], train_dirs=["t"], pos_files=["q.csv"])
+    with pytest.raises(InputError, match="inputs.pos_files: 0 files for 1"):
+        rule_files(RuleFiles(**{**one, "pos_files": []}))
+    with pytest.raises(InputError, match="not policy/run"):
+        rule_files(RuleFiles(**{**one, "run_names": ["mean_std_ref"]}))
+    with pytest.raises(InputError, match="inputs.draw_predict_files: 0 files for 1"):
+        rule_files(RuleFiles(**one, draw_run_names=["tabular_sgd/mean_std_ref-draw1"]))
+    runs, draws = rule_files(RuleFiles(**one, draw_run_names=["tabular_sgd/mean_std_ref-draw1"],
+                                       draw_predict_files=["d.csv"]))
+    assert runs == [RunFiles("tabular_sgd", "mean_std_ref", Path("p.csv"), Path("t"), Path("q.csv"))]
+    assert draws == [RunFiles("tabular_sgd", "mean_std_ref-draw1", Path("d.csv"))]
