@@ -422,7 +422,7 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     seed: int = 0
-    run_name: str = ""    # the Snakemake ``{variant}`` wildcard, e.g. mean_std_ref-beta0.5
+    run_name: str = ""    # the Snakemake ``{run}`` wildcard, e.g. mean_std_ref-beta0.5
     results: str = "results"  # root of results/{scale}/...
     # the files the rule names (``outputs.pos=results/smoke/pos/...``); a stage run by hand falls back
     # to the standard paths of grpo_amp.paths (stages.common.input_path / output_path)

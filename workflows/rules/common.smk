@@ -164,19 +164,19 @@ def reference_args(wildcards):
 
 
 def run_args(wildcards):
-    return " ".join(f"'{o}'" for o in run_overrides(wildcards.variant))
+    return " ".join(f"'{o}'" for o in run_overrides(wildcards.run))
 
 
 def reference_of(wildcards):
     """The train job's pi_ref: its family's, of the task draw its run name is on (draw_of)."""
     return fill(paths.REFERENCE, family=paths.reference_name(registry.family_of(wildcards.policy),
-                                                            draw_of(wildcards.variant)))
+                                                            draw_of(wildcards.run)))
 
 
 wildcard_constraints:
     policy="|".join(registry.POLICY_NAMES),
     reference="(?:" + "|".join(registry.FAMILIES) + r")(?:-draw[1-9][0-9]*)?",  # paths.reference_name
-    variant=registry.RUN_PATTERN,
+    run=registry.RUN_PATTERN,  # a run name (study.runs): the variant, maybe with one swept knob
 
 
 # --------------------------------------------------------------------------- the audit (audit.smk)

@@ -1,14 +1,14 @@
 rule predict:
     """C3 (population and E1's finite G) iterated from the measured p_ref of one run, per seed."""
     input:
-        pos=fill(paths.POS, policy="{policy}", run="{variant}"),
+        pos=fill(paths.POS, policy="{policy}", run="{run}"),
     output:
-        predict=fill(paths.PREDICT, policy="{policy}", run="{variant}"),
-        curves=fill(paths.CURVES, policy="{policy}", run="{variant}"),
+        predict=fill(paths.PREDICT, policy="{policy}", run="{run}"),
+        curves=fill(paths.CURVES, policy="{policy}", run="{run}"),
     log:
-        log_path("predict", "{policy}/{variant}"),
+        log_path("predict", "{policy}/{run}"),
     benchmark:
-        bench_path("predict", "{policy}/{variant}")
+        bench_path("predict", "{policy}/{run}")
     conda:
         ENV
     group:

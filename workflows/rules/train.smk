@@ -4,12 +4,12 @@ rule train:
         reference=reference_of,
         tracking=TRACKING_JSON,
     output:
-        train=directory(fill(paths.TRAIN, policy="{policy}", run="{variant}")),
-        pos=fill(paths.POS, policy="{policy}", run="{variant}"),
+        train=directory(fill(paths.TRAIN, policy="{policy}", run="{run}")),
+        pos=fill(paths.POS, policy="{policy}", run="{run}"),
     log:
-        log_path("train", "{policy}/{variant}"),
+        log_path("train", "{policy}/{run}"),
     benchmark:
-        bench_path("train", "{policy}/{variant}")
+        bench_path("train", "{policy}/{run}")
     conda:
         ENV
     threads: 1

@@ -1,4 +1,4 @@
-"""Run names: one Snakemake ``{variant}`` wildcard value per GRPO run, and the Hydra overrides it means.
+"""Run names: one Snakemake ``{run}`` wildcard value per GRPO run, and the Hydra overrides it means.
 
 A run is a named variant, optionally with one swept knob appended (``grpo_amp.registry.SWEEPS``):
 
