@@ -11,7 +11,7 @@ rule tracking:
     params:
         cmd=stage("tracking"),
     shell:
-        "{params.cmd} > {log} 2>&1"
+        "{params.cmd} 'outputs.tracking={output}' > {log} 2>&1"
 
 
 rule reference:
@@ -31,4 +31,4 @@ rule reference:
     params:
         cmd=lambda w: stage("reference", reference_args(w)),
     shell:
-        "OMP_NUM_THREADS={threads} {params.cmd} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.cmd} 'outputs.reference={output}' > {log} 2>&1"

@@ -18,4 +18,5 @@ rule train:
     params:
         cmd=lambda w: stage("train", f"policy={w.policy}", lm_args(registry.family_of(w.policy)), run_args(w)),
     shell:
-        "OMP_NUM_THREADS={threads} {params.cmd} 'outputs.train={output.train}' 'outputs.pos={output.pos}' > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.cmd} 'inputs.reference={input.reference}' 'outputs.train={output.train}' "
+        "'outputs.pos={output.pos}' > {log} 2>&1"

@@ -22,7 +22,7 @@ from pathlib import Path
 from grpo_amp import paths
 from grpo_amp.config import OPEN_ENDED_TASKS, Config, draw_seed
 from grpo_amp.io import atomic_path, sha256, write_json
-from grpo_amp.stages.common import device_for, stage_main
+from grpo_amp.stages.common import device_for, output_path, stage_main
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def run(cfg: Config) -> None:
 
     cfg = for_draw(cfg)
     torch.manual_seed(cfg.seed)
-    out = paths.path(paths.REFERENCE, cfg)
+    out = output_path(cfg, "reference", paths.REFERENCE)  # the rule names it (reference/{family}[-draw{k}])
     task, ref = BUILDERS[cfg.policy.family](cfg)
     with atomic_path(out, directory=True) as tmp:
         task.save(tmp)

@@ -23,7 +23,7 @@ from grpo_amp.config import Config, flatten
 from grpo_amp.io import atomic_path, write_csv, write_json
 from grpo_amp.schema import C1_COLUMNS, E3_CONTROL_COLUMNS, POS_COLUMNS, REDRAWS_COLUMNS, TIMING_COLUMNS, TRAIN_METRICS_COLUMNS
 from grpo_amp.grpo.seeds import train_seeds
-from grpo_amp.stages.common import device_for, output_path, stage_main
+from grpo_amp.stages.common import device_for, input_path, output_path, stage_main
 from grpo_amp.study.runs import seeds_of
 from grpo_amp.tracking import mlflow_store as tracking
 
@@ -47,7 +47,7 @@ def run(cfg: Config) -> None:
     import torch
 
     n_seeds = seeds_of(cfg.scale.study, cfg.policy.name.value)
-    ref_dir = paths.path(paths.REFERENCE, cfg)
+    ref_dir = input_path(cfg, "reference", paths.REFERENCE)  # the rule names it (reference_of: the run's task draw)
     params = {**flatten(cfg), "seeds": n_seeds}
     uri, run_name = cfg.tracking.uri, cfg.run_name or cfg.variant.name
     live = cfg.tracking.enabled and cfg.tracking.live
