@@ -110,6 +110,15 @@ class VariantConfig:
             # mirror's beta *is* the strength of KL(pi || pi_{n-1}); a second one would be ambiguous.
             _require(self.beta_prev == 0, "variant.beta_prev", self.beta_prev, "0 with kl=mirror (beta is its strength)")
 
+    def penalty_kwargs(self) -> dict:
+        """The KL penalty as grpo_amp.theory keywords (kl, beta, beta_prev): the one place they are built."""
+        return dict(kl=self.kl.value, beta=self.beta, beta_prev=self.beta_prev)
+
+    def theory_kwargs(self) -> dict:
+        """The penalty and the variant's own advantage (norm, eps, std) as grpo_amp.theory keywords; a run's
+        estimator (grpo_amp.estimators) replaces the advantage part where it is not ``grpo``."""
+        return dict(**self.penalty_kwargs(), norm=self.norm.value, eps=self.eps, std=self.std.value)
+
 
 @dataclass
 class GRPOConfig:

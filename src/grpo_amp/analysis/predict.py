@@ -21,11 +21,6 @@ from grpo_amp.schema import CURVE_COLUMNS, PREDICT_COLUMNS
 from grpo_amp.trl_family import settings as trl_settings
 
 
-def _theory_kwargs(variant: VariantConfig) -> dict:
-    return dict(kl=variant.kl.value, beta=variant.beta, beta_prev=variant.beta_prev,
-                norm=variant.norm.value, eps=variant.eps, std=variant.std.value)
-
-
 def _estimator(variant: VariantConfig, estimator: Estimator | None) -> Estimator:
     return estimator or resolve("grpo", variant.norm.value, variant.std.value, variant.eps)
 
@@ -43,7 +38,7 @@ def estimator_kwargs(variant: VariantConfig, estimator: Estimator | None, group_
     G -> infinity limit (pass@k has none: its finite-G form). ``p_batch``: the PoS that set sigma_b (batch)."""
     est = _estimator(variant, estimator)
     sd = batch_std(p_batch) if est.batch else None
-    kw = dict(kl=variant.kl.value, beta=variant.beta, beta_prev=variant.beta_prev)
+    kw = variant.penalty_kwargs()
     if population and est.population_kwargs(sd) is not None:
         return {**kw, **est.population_kwargs(sd), "group_size": None}
     return {**kw, **est.theory_kwargs(sd), **(finite_group or {}), "group_size": group_size}

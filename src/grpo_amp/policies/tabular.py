@@ -62,9 +62,7 @@ class TabularPolicy(Policy):
         """pi_n = argmax E_pi[A] - KL penalties, in closed form (C2), for the given questions."""
         idx = questions.numpy()
         pi_n = theory.tabular_optimum(
-            old.probs()[idx], ref.probs()[idx], self.task.correct.numpy()[idx],
-            kl=variant.kl.value, beta=variant.beta, beta_prev=variant.beta_prev,
-            norm=variant.norm.value, eps=variant.eps, std=variant.std.value)
+            old.probs()[idx], ref.probs()[idx], self.task.correct.numpy()[idx], **variant.theory_kwargs())
         with torch.no_grad(), np.errstate(divide="ignore"):
             self.logits[questions] = torch.as_tensor(np.log(pi_n))
 

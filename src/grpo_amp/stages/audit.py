@@ -41,7 +41,7 @@ def theory_kwargs(cfg: Config, p_ref_train) -> dict:
     v = cfg.variant
     est = cfg.advantage
     sd = float(np.sqrt(np.mean(p_ref_train) * (1 - np.mean(p_ref_train)))) if est.batch else None
-    return dict(kl=v.kl.value, beta=v.beta, beta_prev=v.beta_prev, **est.theory_kwargs(sd))
+    return dict(**v.penalty_kwargs(), **est.theory_kwargs(sd))
 
 
 def run(cfg: Config) -> None:
