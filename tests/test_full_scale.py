@@ -15,7 +15,7 @@ import pytest
 
 from grpo_amp import registry
 from grpo_amp.config import compose_config
-from grpo_amp.study.runs import study_runs
+from grpo_amp.study.runs import draw_runs_of_study, load_study, study_runs
 from grpo_amp.schema import POS_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,8 +37,10 @@ def test_full_scale_dry_run_lists_every_run():
                           "-s", str(ROOT / "Snakefile"), "--directory", str(ROOT)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
+    study = load_study("full")
     n_runs = sum(len(study_runs("full", p)) for p in registry.POLICY_NAMES)
     assert n_runs > 90
+    n_runs += sum(len(draw_runs_of_study(study, p)) for p in registry.POLICY_NAMES)  # task draws 1..4
     for rule in ("train", "predict"):
         counts = [ln.split() for ln in out.stdout.splitlines() if ln.strip().startswith(rule + " ")]
         assert counts and int(counts[0][1]) == n_runs, (rule, counts)

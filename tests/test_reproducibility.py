@@ -4,7 +4,7 @@ Two more smoke studies beside the session's (``smoke_study``): one clean, one SI
 and every job it started) while training and resumed with ``--rerun-incomplete``. Every data file
 (CSV tables, JSON task descriptions, safetensors policy states) of every policy must be
 byte-identical to the session study's. Not compared, because they are not data: ``timing.csv``
-(wall seconds), ``run.json`` and ``tracking.json`` (absolute paths, MLflow run ids), logs, Hydra
+(wall seconds), ``run.json``, ``tracking.json`` and ``study_run.json`` (absolute paths, MLflow run ids), logs, Hydra
 logs, benchmarks, figures and the report. Both reruns skip MLflow and the report
 (``tracking=false``): the numbers do not depend on either.
 """
@@ -27,7 +27,7 @@ import helpers.pipeline as tp  # noqa: E402  (its snakemake helpers)
 pytestmark = pytest.mark.slow
 
 DATA_SUFFIXES = (".csv", ".json", ".safetensors")
-NOT_DATA_NAMES = {"timing.csv", "run.json", "tracking.json"}
+NOT_DATA_NAMES = {"timing.csv", "run.json", "tracking.json", "study_run.json"}  # the last: an MLflow run id
 NOT_DATA_DIRS = {"hydra", "logs", "benchmarks", "figures", "mlartifacts"}
 RERUN_CONFIG = ("tracking=false",)
 
