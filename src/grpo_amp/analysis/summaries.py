@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from grpo_amp import estimators, theory
+from grpo_amp.analysis.predict import batch_std
 from grpo_amp.analysis.stats import seed_interval
 from grpo_amp.schema import SUMMARY_NUMBERS
 
@@ -57,7 +58,7 @@ def effective_beta(pred: pd.DataFrame, settings: dict) -> tuple[float, float]:
     p_ref = wide.iloc[0].to_numpy()
     est = estimators.resolve(settings.get("estimator") or estimators.DEFAULT, settings["norm"], settings["std"],
                              settings["eps"])
-    sd = float(np.sqrt(p_ref.mean() * (1 - p_ref.mean()))) if est.batch else None
+    sd = batch_std(p_ref) if est.batch else None
     kw = est.population_kwargs(sd)
     if kw is None:
         kw = {**est.theory_kwargs(sd), "group_size": _group_size(settings)}

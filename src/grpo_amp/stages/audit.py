@@ -26,7 +26,7 @@ from grpo_amp.audit.measure import AUDIT_POS_COLUMNS
 from grpo_amp.audit.report import figure, markdown
 from grpo_amp.config import Config, flatten
 from grpo_amp.io import InputError, read_csv, write_csv, write_text
-from grpo_amp.analysis.predict import predict_frame
+from grpo_amp.analysis.predict import batch_std, predict_frame
 from grpo_amp.schema import POS_COLUMNS, PREDICT_COLUMNS
 from grpo_amp.stages.common import stage_main
 
@@ -40,7 +40,7 @@ def theory_kwargs(cfg: Config, p_ref_train) -> dict:
     is ``trl_default``, Dr. GRPO ``dr_grpo``, ...) as theory keywords; batch: sigma_b from the base's PoS."""
     v = cfg.variant
     est = cfg.advantage
-    sd = float(np.sqrt(np.mean(p_ref_train) * (1 - np.mean(p_ref_train)))) if est.batch else None
+    sd = batch_std(p_ref_train) if est.batch else None
     return dict(**v.penalty_kwargs(), **est.theory_kwargs(sd))
 
 

@@ -99,6 +99,22 @@ def output_path(cfg: Config, key: str, pattern: str) -> Path:
     return Path(named) if named else paths.path(pattern, cfg)
 
 
+def named_runs(inputs, names_key: str, *file_keys: str) -> list[tuple[str, str]]:
+    """(policy, run) of each "policy/run" in the list ``inputs.<names_key>`` a rule hands over; each list
+    ``inputs.<file_key>`` must hold one file per name, in the same order. InputError (one line) otherwise."""
+    names = getattr(inputs, names_key)
+    for key in file_keys:
+        if len(getattr(inputs, key)) != len(names):
+            raise InputError(f"inputs.{key}: {len(getattr(inputs, key))} files for {len(names)} inputs.{names_key}")
+    out = []
+    for name in names:
+        policy, sep, run = name.partition("/")
+        if not sep or not policy or not run:
+            raise InputError(f"inputs.{names_key}: {name!r} is not policy/run")
+        out.append((policy, run))
+    return out
+
+
 def input_path(cfg: Config, key: str, pattern: str) -> Path:
     """The file the rule named for input ``key`` (``inputs.<key>=...``), else the standard path."""
     named = getattr(cfg.inputs, key)

@@ -33,7 +33,7 @@ from grpo_amp.io import InputError, read_csv, read_json, write_csv, write_json, 
 from grpo_amp.analysis.factorial import attribution_table, factorial_table
 from grpo_amp.schema import (C1_COLUMNS, E3_CONTROL_COLUMNS, ITERATION_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, TIMING_COLUMNS,
                              TRAIN_METRICS_COLUMNS, VERDICTS)
-from grpo_amp.stages.common import output_path, stage_main
+from grpo_amp.stages.common import named_runs, output_path, stage_main
 from grpo_amp.study.runs import draw_of, parse_run
 from grpo_amp.tracking import mlflow_store as tracking
 
@@ -101,31 +101,15 @@ class RunFiles:
     pos: Path | None = None
 
 
-def _named(names: list[str], key: str) -> list[tuple[str, str]]:
-    out = []
-    for name in names:
-        policy, sep, run_name = name.partition("/")
-        if not sep or not policy or not run_name:
-            raise InputError(f"inputs.{key}: {name!r} is not policy/run")
-        out.append((policy, run_name))
-    return out
-
-
 def rule_files(inputs: RuleFiles) -> tuple[list[RunFiles], list[RunFiles]]:
     """(the runs, the draw runs) from the lists the rule hands over; InputError where they do not match."""
-    n = len(inputs.run_names)
-    if not n:
+    if not inputs.run_names:
         raise InputError("inputs.run_names: the compare stage reads only the files its rule names; give the runs")
-    for key in ("predict_files", "train_dirs", "pos_files"):
-        if len(getattr(inputs, key)) != n:
-            raise InputError(f"inputs.{key}: {len(getattr(inputs, key))} files for {n} inputs.run_names")
-    if len(inputs.draw_predict_files) != len(inputs.draw_run_names):
-        raise InputError(f"inputs.draw_predict_files: {len(inputs.draw_predict_files)} files for "
-                         f"{len(inputs.draw_run_names)} inputs.draw_run_names")
     runs = [RunFiles(p, r, Path(pred), Path(train), Path(pos)) for (p, r), pred, train, pos in zip(
-        _named(inputs.run_names, "run_names"), inputs.predict_files, inputs.train_dirs, inputs.pos_files)]
+        named_runs(inputs, "run_names", "predict_files", "train_dirs", "pos_files"),
+        inputs.predict_files, inputs.train_dirs, inputs.pos_files)]
     draws = [RunFiles(p, r, Path(pred)) for (p, r), pred in zip(
-        _named(inputs.draw_run_names, "draw_run_names"), inputs.draw_predict_files)]
+        named_runs(inputs, "draw_run_names", "draw_predict_files"), inputs.draw_predict_files)]
     return runs, draws
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from grpo_amp import registry
 from grpo_amp.config import Config, RuleFiles
 from grpo_amp.io import InputError, read_json
-from grpo_amp.stages.common import stage_main
+from grpo_amp.stages.common import named_runs, stage_main
 from grpo_amp.tracking import mlflow_store as tracking
 
 
@@ -23,16 +23,7 @@ def sources(inputs: RuleFiles):
 
     if not inputs.runs:
         raise InputError("inputs.runs: the figures stage reads only the files its rule names; give runs.csv")
-    n = len(inputs.run_names)
-    for key in ("predict_files", "curves_files"):
-        if len(getattr(inputs, key)) != n:
-            raise InputError(f"inputs.{key}: {len(getattr(inputs, key))} files for {n} inputs.run_names")
-    keys = []
-    for name in inputs.run_names:
-        policy, sep, run = name.partition("/")
-        if not sep or not policy or not run:
-            raise InputError(f"inputs.run_names: {name!r} is not policy/run")
-        keys.append((policy, run))
+    keys = named_runs(inputs, "run_names", "predict_files", "curves_files")
     return Sources(runs=Path(inputs.runs), predict=dict(zip(keys, map(Path, inputs.predict_files))),
                    curves=dict(zip(keys, map(Path, inputs.curves_files))),
                    ladder=Path(inputs.ladder) if inputs.ladder else None,
