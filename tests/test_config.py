@@ -287,7 +287,13 @@ EXPECTED_RUNS = {
                                    "mean_std_ref-beta4"],
     ("default", "transformer"): ["mean_std_ref", "mean_std_mirror", "mean_std_both", "mean_only_ref",
                                  "mean_std_ref-beta0.25", "mean_std_ref-beta0.5", "mean_std_ref-beta2",
-                                 "mean_std_ref-beta4"],
+                                 "mean_std_ref-beta4",
+                                 # E6: the transformer's own estimator list (study.sweep_values_of), not all seven
+                                 "mean_std_ref-estdr_grpo", "mean_std_ref-estrloo", "mean_std_ref-estdapo"],
+    # TRL: its lr sweep around mean_std_mirror (beta = 0), its estimators around mean_std_ref
+    ("default", "trl"): ["mean_std_ref", "mean_std_mirror-lr0.0005", "mean_std_mirror-lr0.002",
+                         "mean_std_ref-estdr_grpo", "mean_std_ref-estbatch"],
+    ("smoke", "trl"): ["mean_std_ref", "mean_std_ref-estdr_grpo"],
 }
 
 
@@ -304,7 +310,7 @@ def test_study_runs_practice_sweeps():
         "mean_std_ref-klk1", "mean_std_ref-klk3", "mean_std_ref-clip0.2",
         *[f"mean_std_ref-est{e}" for e in ("trl_default", "verl", "dr_grpo", "rloo", "batch", "dapo", "pass_k")]]
     full_tr = runs.study_runs("full", "transformer")
-    assert len(full_tr) == 6 + 6 + 4 + 3 + 2 + 1 and len(set(full_tr)) == len(full_tr)
+    assert len(full_tr) == 6 + 6 + 4 + 3 + 2 + 1 + 7 and len(set(full_tr)) == len(full_tr)  # every estimator at full
     full_exact = runs.study_runs("full", "tabular_exact")
     assert not any(tag in r for r in full_exact for tag in ("-G", "-M", "-kl", "-clip"))  # no practice knobs
     assert runs.study_runs("smoke", "no_such_policy") == []
@@ -357,7 +363,8 @@ def test_a_study_naming_an_unknown_variant_fails_naming_it(tmp_path, where):
     (tmp_path / "variant").mkdir()
     (tmp_path / "variant" / "mean_std_ref.yaml").write_text("name: mean_std_ref\n")
     study = {"policies": ["trl"], "variants": ["mean_std_ref"]}
-    study.update({"variants": ["mean_std_ref", "nope"]} if where == "variants" else {"sweep_variant_of": {"trl": "nope"}})
+    study.update({"variants": ["mean_std_ref", "nope"]} if where == "variants" else
+                 {"sweep_variant_of": {"trl": {"lr": "nope"}}})
     OmegaConf.save({"name": "mine", "study": study}, tmp_path / "scale" / "mine.yaml")
     with pytest.raises(ValueError, match=f"study.{where}.*unknown variant 'nope'"):
         runs.load_study("mine", conf_dir=tmp_path)
@@ -367,8 +374,52 @@ def test_a_policys_own_sweep_base_need_not_be_one_of_its_variants():
     """full: trl runs TRL's default (beta = 0, kl=mirror) only in its lr sweep, never as a plain variant,
     so no C3 check sees a penalty TRL does not apply."""
     names = runs.runs_of_study(runs.load_study("full"), "trl")
-    assert names == ["mean_std_ref", "mean_std_mirror-lr0.0001", "mean_std_mirror-lr0.0003", "mean_std_mirror-lr0.001"]
-    assert [runs.parse_run(n)[1] for n in names] == ["variant", "lr", "lr", "lr"]
+    assert names == ["mean_std_ref", "mean_std_mirror-lr0.0001", "mean_std_mirror-lr0.0003", "mean_std_mirror-lr0.001",
+                     "mean_std_ref-estdr_grpo", "mean_std_ref-estbatch"]  # the estimator sweep keeps the base variant
+    assert [runs.parse_run(n)[1] for n in names] == ["variant", "lr", "lr", "lr", "estimator", "estimator"]
+
+
+@pytest.mark.parametrize("values_of, field", [
+    ({"tabular_sgd": {"nope": [1]}}, r"scale.study.sweep_values_of.tabular_sgd must be one of that policy's sweeps"),
+    ({"tabular_exact": {"estimator": ["dr_grpo"]}}, r"scale.study.sweep_values_of.tabular_exact must be"),
+    ({"tabular_sgd": {"estimator": ["dr_grpo", "nope"]}}, r"scale.study.sweep_values_of.tabular_sgd.estimator must be "
+                                                          r"one of grpo, .*; got 'nope'"),
+    ({"tabular_sgd": {"beta": [0.5, "big"]}}, r"scale.study.sweep_values_of.tabular_sgd.beta must be a value of the "
+                                               r"beta sweep .*; got 'big'"),
+    ({"nope": {"beta": [0.5]}}, r"scale.study.sweep_values_of must be one of tabular_exact"),
+    ({"trl": {"estimator": ["dr_grpo", "rloo"]}}, r"study.sweep_values_of.trl.estimator: policy=trl: "
+                                                  r"estimator.name=rloo has no TRL 1.16 counterpart")])
+def test_a_bad_per_policy_sweep_value_fails_in_one_line_naming_the_field(tmp_path, values_of, field):
+    (tmp_path / "scale").mkdir()
+    (tmp_path / "variant").mkdir()
+    (tmp_path / "variant" / "mean_std_ref.yaml").write_text("name: mean_std_ref\n")
+    study = {"policies": ["tabular_sgd", "trl"], "variants": ["mean_std_ref"], "sweep_values_of": values_of,
+             "sweeps_of": {"trl": ["estimator"]}}
+    OmegaConf.save({"name": "mine", "study": study}, tmp_path / "scale" / "mine.yaml")
+    with pytest.raises(ValueError, match=field) as exc:
+        runs.load_study("mine", conf_dir=tmp_path)
+    assert "\n" not in str(exc.value)
+
+
+def test_per_policy_sweep_values_replace_the_studys_for_that_policy_only(tmp_path):
+    (tmp_path / "scale").mkdir()
+    (tmp_path / "variant").mkdir()
+    (tmp_path / "variant" / "mean_std_ref.yaml").write_text("name: mean_std_ref\n")
+    study = {"policies": ["tabular_sgd", "transformer", "trl"], "variants": ["mean_std_ref"],
+             "beta_sweep": [2.0], "advantage_sweep": ["rloo", "verl"],
+             "sweep_values_of": {"transformer": {"estimator": ["dapo"], "beta": [0.5, 4.0]}},
+             "sweeps_of": {"tabular_sgd": ["beta", "estimator"], "transformer": ["beta", "estimator"], "trl": ["beta"]}}
+    OmegaConf.save({"name": "mine", "study": study}, tmp_path / "scale" / "mine.yaml")
+    s = runs.load_study("mine", conf_dir=tmp_path)  # trl runs no estimator sweep: rloo/verl are not refused for it
+    assert runs.runs_of_study(s, "tabular_sgd") == ["mean_std_ref", "mean_std_ref-beta2", "mean_std_ref-estrloo",
+                                                     "mean_std_ref-estverl"]
+    assert runs.runs_of_study(s, "transformer") == ["mean_std_ref", "mean_std_ref-beta0.5", "mean_std_ref-beta4",
+                                                     "mean_std_ref-estdapo"]
+    assert runs.runs_of_study(s, "trl") == ["mean_std_ref", "mean_std_ref-beta2"]
+    study["sweeps_of"]["trl"] = ["estimator"]  # now trl would run the study's rloo: refused, naming the list
+    OmegaConf.save({"name": "mine", "study": study}, tmp_path / "scale" / "mine.yaml")
+    with pytest.raises(ValueError, match="study.advantage_sweep: policy=trl: estimator.name=rloo"):
+        runs.load_study("mine", conf_dir=tmp_path)
 
 
 def test_run_overrides_by_hand():

@@ -302,6 +302,15 @@ def draw_seed(seed: int, draw: int) -> int:
     return seed + DRAW_SEED_STRIDE * draw
 
 
+def _check_sweep_values(where: str, sweep: str, values) -> None:
+    """Each value a run name can carry for ``sweep``; an estimator's must be a row of grpo_amp.estimators."""
+    spec = registry.SWEEPS[sweep]
+    for v in values:
+        if sweep == "estimator":
+            _require(v in estimators.ESTIMATORS, where, v, "one of " + ", ".join(estimators.ESTIMATORS))
+        _require(spec.valid(v), where, v, f"a value of the {sweep} sweep ({spec.value_pattern})")
+
+
 @dataclass
 class StudyConfig:
     """Which runs a scale makes (read by the Snakefile through ``grpo_amp.study.runs``)."""
@@ -320,9 +329,14 @@ class StudyConfig:
     # (e.g. the transformer is costly: fewer variants, only the beta sweep at default scale)
     variants_of: dict[str, list[str]] = field(default_factory=dict)
     sweeps_of: dict[str, list[str]] = field(default_factory=dict)
-    # per policy, the base of its sweeps where not ``sweep_variant``; it need not be one of its variants
-    # (trl: mean_std_mirror for the lr sweep, TRL's own beta = 0, whose runs then never enter C3's checks)
-    sweep_variant_of: dict[str, str] = field(default_factory=dict)
+    # per policy and sweep, its own values where not the study's list (``<sweep>`` -> its values_field above):
+    # {transformer: {estimator: [dr_grpo, rloo, dapo]}} runs three estimators on the costly transformer, while
+    # tabular_sgd runs all of advantage_sweep. It sets values only: sweeps_of still says which sweeps run
+    sweep_values_of: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    # per policy and sweep, the base of that sweep where not ``sweep_variant``; it need not be one of the policy's
+    # variants (trl: {lr: mean_std_mirror}, TRL's own beta = 0, whose runs then never enter C3's checks; its
+    # estimator sweep stays around mean_std_ref)
+    sweep_variant_of: dict[str, dict[str, str]] = field(default_factory=dict)
     seeds: int = 1  # repeats of every sampled policy's run (seed, seed + 1, ...): intervals over seeds
     # issue 20: task draws (draw 0 = the study's own task and pi_ref; draws 1 .. task_draws - 1 more of them, each its
     # own reference). Only the base variant (sweep_variant) of draw_policies runs on the other draws: draws.csv
@@ -336,15 +350,16 @@ class StudyConfig:
             _require(p in registry.POLICIES, "scale.study.draw_policies", p, "one of " + ", ".join(registry.POLICIES))
         for p in [*self.policies, *self.variants_of, *self.sweeps_of]:
             _require(p in registry.POLICIES, "scale.study.policies", p, "one of " + ", ".join(registry.POLICIES))
-        for name in self.advantage_sweep:
-            _require(name in estimators.ESTIMATORS, "scale.study.advantage_sweep", name,
-                     "one of " + ", ".join(estimators.ESTIMATORS))
-        for p in self.sweep_variant_of:
-            _require(p in registry.POLICIES, "scale.study.sweep_variant_of", p, "one of " + ", ".join(registry.POLICIES))
-        for p, sweeps in self.sweeps_of.items():
-            for s in sweeps:
-                _require(s in registry.POLICIES[p].sweeps, f"scale.study.sweeps_of.{p}", s,
-                         "one of that policy's sweeps: " + ", ".join(registry.POLICIES[p].sweeps))
+        for where in ("sweeps_of", "sweep_values_of", "sweep_variant_of"):
+            for p, sweeps in getattr(self, where).items():
+                _require(p in registry.POLICIES, f"scale.study.{where}", p, "one of " + ", ".join(registry.POLICIES))
+                for s in sweeps:
+                    _require(s in registry.POLICIES[p].sweeps, f"scale.study.{where}.{p}", s,
+                             "one of that policy's sweeps: " + ", ".join(registry.POLICIES[p].sweeps))
+        for p, values_of in self.sweep_values_of.items():
+            for s, values in values_of.items():
+                _check_sweep_values(f"scale.study.sweep_values_of.{p}.{s}", s, values)
+        _check_sweep_values("scale.study.advantage_sweep", "estimator", self.advantage_sweep)
 
 
 @dataclass

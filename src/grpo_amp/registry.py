@@ -154,7 +154,8 @@ POLICY_TABLE = (  # plot order is table order
                True, (), "E3 control: sampled GRPO with rewards shuffled within each question", grpo="practice_token",
                control_of="transformer"),
     # TRL's own loop on the same checkpoint, task and GRPO settings as `transformer` (grpo_amp.trl_family.settings maps them)
-    PolicySpec("trl", "transformer", PRACTICE, True, ("beta", "lr"), "TRL 1.16 GRPOTrainer on the transformer",
+    # its estimator sweep: the estimators TRL can express (trl_family.settings.TRL_ESTIMATORS; the rest refused)
+    PolicySpec("trl", "transformer", PRACTICE, True, ("beta", "lr", "estimator"), "TRL 1.16 GRPOTrainer on the transformer",
                grpo="practice_token", advantage="trl"),
 )
 POLICIES = {p.name: p for p in POLICY_TABLE}
@@ -188,6 +189,14 @@ class Sweep:
     values_field: str
     value_pattern: str = r"[0-9.]+"
     column: bool = True  # runs.csv has a column of it (the draw has none: its runs are draws.csv's, not runs.csv's)
+
+    def format(self, value) -> str:
+        """``value`` as the run name writes it (0.5 -> "0.5", 2.0 -> "2", "dapo" -> "dapo")."""
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    def valid(self, value) -> bool:
+        """Whether ``value`` can be a run-name value of this sweep (the Snakemake wildcard's pattern)."""
+        return re.fullmatch(self.value_pattern, self.format(value)) is not None
 
 
 SWEEP_TABLE = (

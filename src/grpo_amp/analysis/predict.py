@@ -132,7 +132,7 @@ def curves_frame(variant: VariantConfig, group_size: int, finite_group: dict | N
     return pd.DataFrame(out)[CURVE_COLUMNS]
 
 
-# PolicySpec.advantage -> the finite_group_weights kwargs (norm, std, eps) of the advantage the policy's loop
+# PolicySpec.advantage -> the finite_group_weights kwargs (norm, std, eps, eps_inside, ...) of the advantage the policy's loop
 # really computes ({}: the variant's own); the predict stage's _G columns and the claims' C3_G use it
 ADVANTAGES = {
     "variant": lambda cfg: {},

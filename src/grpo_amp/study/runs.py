@@ -29,14 +29,10 @@ _RUN = re.compile(rf"^(?P<variant>{registry.VARIANT_PATTERN})"
                   rf"(?:-(?P<tag>{'|'.join(map(re.escape, registry.SWEEP_OF_TAG))})(?P<value>[A-Za-z0-9_.+-]+))?$")
 
 
-def _fmt(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def run_name(variant: str, sweep: str | None = None, value=None) -> str:
     if sweep is None:
         return variant
-    return f"{variant}-{registry.SWEEPS[sweep].tag}{_fmt(value)}"
+    return f"{variant}-{registry.SWEEPS[sweep].tag}{registry.SWEEPS[sweep].format(value)}"
 
 
 def parse_run(name: str) -> tuple[str, str, str | None]:
@@ -77,11 +73,22 @@ def load_study(scale: str, conf_dir: Path = CONF_DIR) -> StudyConfig:
         raise InputError(f"{path}: {str(exc).splitlines()[0]}") from None
     named = {"variants": study.variants, "sweep_variant": [study.sweep_variant],
              **{f"variants_of.{p}": v for p, v in study.variants_of.items()},
-             **{f"sweep_variant_of.{p}": [v] for p, v in study.sweep_variant_of.items()}}
+             **{f"sweep_variant_of.{p}.{s}": [v] for p, by in study.sweep_variant_of.items() for s, v in by.items()}}
     for where, variants in named.items():
         for v in variants:
             if not (conf_dir / "variant" / f"{v}.yaml").is_file():
                 raise InputError(f"{path}: study.{where}: unknown variant {v!r} (no conf/variant/{v}.yaml)")
+    for policy in study.policies:  # an estimator the policy's loop cannot compute fails here, not in its job
+        if registry.policy(policy).advantage == "trl" and "estimator" in _sweeps(study, policy):
+            from grpo_amp.trl_family.settings import trl_estimator
+
+            where = (f"sweep_values_of.{policy}.estimator" if "estimator" in study.sweep_values_of.get(policy, {})
+                     else "advantage_sweep")
+            for name in sweep_values(study, policy, "estimator"):
+                try:
+                    trl_estimator(name)
+                except InputError as exc:
+                    raise InputError(f"{path}: study.{where}: {exc}") from None
     return study
 
 
@@ -94,17 +101,27 @@ def runs_of_study(study: StudyConfig, policy: str) -> list[str]:
     """The run names of ``policy`` in a study: its variants, then its sweeps around ``sweep_variant``."""
     if policy not in study.policies:
         return []
-    spec = registry.policy(policy)
     variants = list(study.variants_of.get(policy, study.variants))
     names = list(variants)
-    base = study.sweep_variant_of.get(policy, study.sweep_variant)
-    if base not in variants and policy not in study.sweep_variant_of:
-        return names  # a policy sweeps only around a variant it runs, or one named for it alone
-    sweeps = study.sweeps_of.get(policy, spec.sweeps)
-    for sweep in registry.SWEEP_TABLE:
-        if sweep.name in sweeps and sweep.name in spec.sweeps:
-            names += [run_name(base, sweep.name, v) for v in getattr(study, sweep.values_field)]
+    bases = study.sweep_variant_of.get(policy, {})
+    for sweep in _sweeps(study, policy):
+        base = bases.get(sweep, study.sweep_variant)
+        if base in variants or sweep in bases:  # around a variant the policy runs, or one named for this sweep
+            names += [run_name(base, sweep, v) for v in sweep_values(study, policy, sweep)]
     return list(dict.fromkeys(names))
+
+
+def _sweeps(study: StudyConfig, policy: str) -> list[str]:
+    """The sweeps ``policy`` runs in ``study``, in the sweep table's order."""
+    own = registry.policy(policy).sweeps
+    chosen = study.sweeps_of.get(policy, own)
+    return [s.name for s in registry.SWEEP_TABLE if s.name in chosen and s.name in own]
+
+
+def sweep_values(study: StudyConfig, policy: str, sweep: str) -> list:
+    """The values of ``sweep`` that ``policy`` runs: its own list (``sweep_values_of``), else the study's."""
+    own = study.sweep_values_of.get(policy, {})
+    return list(own[sweep]) if sweep in own else list(getattr(study, registry.SWEEPS[sweep].values_field))
 
 
 def draw_runs_of_study(study: StudyConfig, policy: str) -> list[str]:

@@ -8,7 +8,9 @@ Imports nothing of TRL: the mapping is data, so it can be printed, checked and t
 What TRL 1.16 computes (read from trl/trainer/grpo_trainer.py, ``_generate_and_score_completions``
 and ``_compute_loss``):
 - advantage A = (r - group mean) / (group sample std + 1e-4): eps OUTSIDE the root, Bessel's
-  correction (trl.trainer.utils.nanstd); scale_rewards="none" keeps r - mean.
+  correction (trl.trainer.utils.nanstd); scale_rewards="none" keeps r - mean; "batch" divides by the
+  nanstd of every reward of the generation batch (+ 1e-4). Our estimators (grpo_amp.estimators) map onto
+  these as data, ``TRL_ESTIMATORS``; the prediction reads the estimator row of what TRL computes.
 - KL: per-token k3 to pi_ref, exp(ref - logp) - (ref - logp) - 1, times beta; with
   use_bias_correction_kl it is multiplied by the (differentiable) token ratio pi/pi_old, which makes
   its gradient the unbiased gradient of the reverse KL (DeepSeek-V3.2); beta = 0 loads no pi_ref.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from grpo_amp import estimators
 from grpo_amp.config import Config
 from grpo_amp.io import InputError
 
@@ -30,6 +33,66 @@ NO_CLIP = 1e9        # TRL always clips; ratios are finite and positive, so [1 -
 
 LOSS_TYPES = {"token_mean": "dapo", "sequence_mean": "grpo"}
 SCALE_REWARDS = {"mean_std": "group", "mean_only": "none"}
+
+
+@dataclass(frozen=True)
+class TrlEstimator:
+    """One of our estimators in TRL 1.16's terms, or why TRL cannot compute it (``refused``).
+
+    ``weights``: the grpo_amp.estimators row of the advantage TRL then computes (its theory kwargs are the
+    prediction's); None in scale_rewards / loss_type / weights: from variant.norm / grpo.loss_agg (``grpo``).
+    """
+    scale_rewards: str | None = None
+    loss_type: str | None = None
+    weights: str | None = None
+    note: str = ""
+    refused: str = ""
+
+
+# What TRL 1.16 computes, read from trl/trainer/grpo_trainer.py: GRPOTrainer._generate_and_score_completions
+# (advantages = rewards - group mean; std_rewards = nanstd per group ("group", "none": logging only) or of the
+# whole batch ("batch"); advantages / (std_rewards + 1e-4) unless "none") and GRPOTrainer._compute_loss
+# ("dr_grpo": (per_token_loss * mask).sum() / (B * max_completion_length)); grpo_config.py lists the choices.
+TRL_ESTIMATORS = {
+    "grpo": TrlEstimator(note="the variant's own normalisation: variant.norm picks scale_rewards"),
+    "trl_default": TrlEstimator("group", None, "trl_default", "TRL's default: (r - mean)/(group sample std + 1e-4)"),
+    "dr_grpo": TrlEstimator(
+        "none", "dr_grpo", "dr_grpo",
+        "A = r - group mean (Dr. GRPO). loss_type='dr_grpo' divides the batch's token sum by B x "
+        "max_completion_length (T = task.max_new_tokens), a constant: each output's token terms are summed, not "
+        "averaged over its own length. At our <= T-token outputs that is loss_type='grpo' times |o|/T (equal when "
+        "every output has T tokens) and a constant scale of the loss, which Adam's step does not see: the "
+        "prediction is Dr. GRPO's S_G, constant in p (no adaptation to p_(n-1), C5)"),
+    "batch": TrlEstimator(
+        "batch", None, "batch",
+        "A = (r - group mean)/(sigma_b + 1e-4), sigma_b = nanstd of all Q x G rewards of the generation batch "
+        "(Bessel over Q x G): predicted with sigma_b = sqrt(pbar (1 - pbar)) of the train questions' PoS, its "
+        "expectation without the factor sqrt(QG/(QG - 1))"),
+    "verl": TrlEstimator(refused="verl divides by the sample std + 1e-6; TRL's 1e-4 is hard-coded (no setting)"),
+    "rloo": TrlEstimator(refused="GRPOTrainer has no leave-one-out baseline (RLOO is TRL's separate RLOOTrainer)"),
+    "dapo": TrlEstimator(refused="GRPOTrainer has no dynamic sampling (TRL issue #3708); its loss_type='dapo' is "
+                                 "DAPO's token-mean loss only"),
+    "pass_k": TrlEstimator(refused="GRPOTrainer has no pass@k reward over k-subsets"),
+}
+assert set(TRL_ESTIMATORS) == set(estimators.ESTIMATORS), "every estimator has a TRL row"
+
+
+def trl_estimator(name: str) -> TrlEstimator:
+    """TRL's row for estimator ``name``; InputError (one line, naming estimator.name) where TRL cannot compute it."""
+    row = TRL_ESTIMATORS.get(name)
+    if row is None:
+        raise InputError(f"estimator.name={name!r} is not an estimator (one of {', '.join(TRL_ESTIMATORS)})")
+    if row.refused:
+        raise InputError(f"policy=trl: estimator.name={name} has no TRL 1.16 counterpart: {row.refused}")
+    return row
+
+
+def _weights(name: str) -> dict:
+    """theory.finite_group_weights kwargs of estimator ``name``'s row, less sigma_b (the prediction fills it in
+    from the measured PoS: analysis.predict.batch_std)."""
+    e = estimators.resolve(name)
+    return dict(norm=e.norm, eps=e.eps, std=e.std, eps_inside=e.eps_inside, dynamic_sampling=e.dynamic_sampling,
+                pass_k=e.pass_k)
 
 # TRL settings that have no counterpart in the theory, with the value that switches them off
 UNSUPPORTED_TRL = {"entropy_coef": 0.0, "use_adaptive_entropy": False, "top_entropy_quantile": 1.0,
@@ -59,14 +122,19 @@ def to_trl(cfg: Config) -> TrlMapping:
                          "GSPO's length-normalised ratio, not pi(o|q)/pi_old(o|q)); use grpo.ratio_level=token")
     if kl == "ref" and g.kl_estimator.value == "k1":
         raise InputError("policy=trl: grpo.kl_estimator=k1 has no TRL counterpart (TRL uses k3); use k3 or full_vocab")
+    name = cfg.estimator.name.value
+    est = trl_estimator(name)
+    scale_rewards = est.scale_rewards or SCALE_REWARDS[norm]
+    loss_type = est.loss_type or LOSS_TYPES[g.loss_agg.value]
+    computed = est.weights or {"group": "trl_default", "none": "dr_grpo"}[scale_rewards]  # the row TRL computes
     temperature = float(getattr(cfg.policy, "temperature", 1.0))
     beta = float(v.beta) if kl == "ref" else 0.0
     bias_correction = g.kl_estimator.value == "full_vocab"
     kwargs = {
         "beta": beta,
         "use_bias_correction_kl": bias_correction,
-        "scale_rewards": SCALE_REWARDS[norm],
-        "loss_type": LOSS_TYPES[g.loss_agg.value],
+        "scale_rewards": scale_rewards,
+        "loss_type": loss_type,
         "epsilon": NO_CLIP if g.clip_eps is None else float(g.clip_eps),
         "num_iterations": int(g.inner_steps),
         "num_generations": int(g.group_size),
@@ -75,10 +143,14 @@ def to_trl(cfg: Config) -> TrlMapping:
         **UNSUPPORTED_TRL,
     }
     lines = [
-        f"  variant.norm={norm} -> scale_rewards={kwargs['scale_rewards']!r}: TRL's advantage is "
-        + ("(r - mean)/(sample std + 1e-4), eps OUTSIDE the root; variant.std/eps "
-           f"({v.std.value}, {v.eps:g}) are not used by TRL: predict with std='trl', eps={TRL_ADV_EPS:g}"
-           if norm == "mean_std" else "r - mean (Dr. GRPO)"),
+        (f"  variant.norm={norm} -> scale_rewards={scale_rewards!r}: TRL's advantage is "
+         + ("(r - mean)/(sample std + 1e-4), eps OUTSIDE the root; variant.std/eps "
+            f"({v.std.value}, {v.eps:g}) are not used by TRL: predicted with the estimators row 'trl_default' "
+            f"(sample std, eps={TRL_ADV_EPS:g} outside)"
+            if norm == "mean_std" else "r - mean (Dr. GRPO)")
+         if name == "grpo" else
+         f"  estimator.name={name} -> scale_rewards={scale_rewards!r}, loss_type={loss_type!r}: {est.note}; "
+         f"variant.norm/std/eps are not used; predicted with the estimators row {computed!r}"),
         (f"  variant.kl=ref, beta={v.beta:g} -> beta={beta:g} with TRL's per-token k3 to pi_ref"
          if kl == "ref" else
          f"  variant.kl=mirror -> beta=0: TRL has no explicit KL(pi || pi_(n-1)); the learning rate and clipping "
@@ -87,8 +159,9 @@ def to_trl(cfg: Config) -> TrlMapping:
         f"  grpo.kl_estimator={g.kl_estimator.value} -> use_bias_correction_kl={bias_correction}"
         + (" (k3 x token ratio: unbiased reverse-KL gradient)" if bias_correction else " (plain k3)")
         + ("" if beta else " (unused: beta = 0)"),
-        f"  grpo.loss_agg={g.loss_agg.value} -> loss_type={kwargs['loss_type']!r}; grpo.ratio_level=token -> "
-        "importance_sampling_level='token'",
+        (f"  grpo.loss_agg={g.loss_agg.value} -> loss_type={loss_type!r}" if est.loss_type is None else
+         f"  grpo.loss_agg={g.loss_agg.value} not used: estimator.name={name} sets loss_type={loss_type!r}")
+        + "; grpo.ratio_level=token -> importance_sampling_level='token'",
         f"  grpo.clip_eps={g.clip_eps} -> epsilon={kwargs['epsilon']:g}"
         + (" (TRL always clips: a bound that never binds)" if g.clip_eps is None else ""),
         f"  grpo.inner_steps={g.inner_steps} -> num_iterations={g.inner_steps} (mu): one generation round = one "
@@ -104,14 +177,14 @@ def to_trl(cfg: Config) -> TrlMapping:
         "  off: entropy_coef=0, top_entropy_quantile=1, mask_truncated_completions, off_policy_mask_threshold, "
         "delta, epsilon_high, top_p/top_k/min_p, repetition_penalty (no theory counterpart)",
     ]
-    theory_weights = {"norm": norm, "std": "trl", "eps": TRL_ADV_EPS} if norm == "mean_std" else \
-        {"norm": norm, "std": "population", "eps": 0.0}
-    return TrlMapping(kwargs, lines, explicit_ref_penalty=beta > 0, theory_weights=theory_weights,
+    return TrlMapping(kwargs, lines, explicit_ref_penalty=beta > 0, theory_weights=_weights(computed),
                       temperature=temperature)
 
 
 def finite_group_advantage(cfg: Config) -> dict:
-    """finite_group_weights kwargs (norm, std, eps) of the advantage TRL computes for ``cfg``."""
+    """finite_group_weights kwargs (norm, std, eps, eps_inside, ...) of the advantage TRL computes for ``cfg``:
+    the estimators row of TRL_ESTIMATORS' ``weights`` (trl_default for scale_rewards='group', dr_grpo for 'none',
+    batch for 'batch'), less sigma_b."""
     return to_trl(cfg).theory_weights
 
 

@@ -77,6 +77,8 @@ def theory_kwargs(t: Theory, settings, finite_group: dict | None = None) -> dict
     norm, eps, std = str(settings["norm"]), float(settings["eps"]), str(settings["std"])
     if t.finite_g and finite_group:
         norm, eps, std = finite_group.get("norm", norm), float(finite_group.get("eps", eps)), finite_group.get("std", std)
+        if std == "sample" and finite_group.get("eps_inside") is False:
+            std = theory.TRL_STD  # the estimators row's sample std + eps outside (TRL's): the one name these keywords have
     if t.other_norm:
         norm = "mean_only" if norm == "mean_std" else "mean_std"
     if t.eps is not None:
