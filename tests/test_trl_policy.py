@@ -95,3 +95,61 @@ def test_callback_pos_equals_the_saved_rounds_pos_and_runs_reproduce(task, ref, 
     cols = [c for c in TRAIN_METRICS_COLUMNS if c not in ("seed", *ARGMAX_METRICS)]
     assert again.metrics_frame()[cols].equals(metrics[cols])
     assert again.c1_frame().equals(c1)
+
+
+@pytest.mark.parametrize("name", ["dr_grpo", "batch"])
+def test_trls_own_advantages_are_the_estimator_rows(task, ref, monkeypatch, name):
+    """Run TRL for one round with estimator ``name`` and catch the advantages TRL itself computed (the
+    output of GRPOTrainer._generate_and_score_completions) and the rewards it was given: they equal our
+    trainer's advantage of the estimators row the prediction uses (grpo.loss.group_advantages with
+    trl_family.settings' row), and differ from TRL's default (scale_rewards="group"), so the settings reached
+    TRL. The trainer also really ran with the row's scale_rewards and loss_type.
+    """
+    import trl
+
+    from grpo_amp import estimators
+    from grpo_amp.config import EstimatorConfig, EstimatorName
+    from grpo_amp.grpo.loss import group_advantages
+    from grpo_amp.trl_family import policy as trl_policy
+    from grpo_amp.trl_family.settings import TRL_ESTIMATORS, to_trl
+
+    seen = {"rewards": [], "advantages": [], "args": []}
+    make_reward = trl_policy._reward_function
+
+    def recording_reward(task_, T):
+        reward, calls = make_reward(task_, T)
+
+        def wrapped(*args, **kwargs):
+            out = reward(*args, **kwargs)
+            seen["rewards"].append(torch.tensor(out, dtype=torch.float64))
+            return out
+
+        wrapped.__name__ = reward.__name__
+        return wrapped, calls
+
+    generate = trl.GRPOTrainer._generate_and_score_completions
+
+    def recording_generate(self, inputs):
+        out = generate(self, inputs)
+        seen["advantages"].append(out["advantages"].detach().double().cpu())
+        seen["args"].append((self.args.scale_rewards, self.args.loss_type))
+        return out
+
+    monkeypatch.setattr(trl_policy, "_reward_function", recording_reward)
+    monkeypatch.setattr(trl.GRPOTrainer, "_generate_and_score_completions", recording_generate)
+    cfg = config()
+    cfg.grpo.iterations, cfg.grpo.inner_steps = 1, 1
+    cfg.estimator = EstimatorConfig(name=EstimatorName(name))
+    policy = TransformerPolicy(task, ref.frozen_copy().model, device="cpu")
+    policy.requires_grad_(True)
+    train_trl(policy, ref, task, cfg)
+
+    row, told = TRL_ESTIMATORS[name], to_trl(cfg).kwargs
+    assert seen["args"] == [(row.scale_rewards, told["loss_type"])] and row.loss_type in (None, told["loss_type"])
+    G = cfg.grpo.group_size
+    rewards = seen["rewards"][0].view(-1, G)                                      # (Q, G)
+    assert 0 < rewards.mean() < 1 and not (rewards == rewards[:, :1]).all()     # some spread: A is not all 0
+    ours, _ = group_advantages(rewards, **estimators.resolve(row.weights).loss_kwargs())
+    np.testing.assert_allclose(seen["advantages"][0].view(-1, G).numpy(), ours.numpy(), rtol=1e-5, atol=1e-6)
+    default, _ = group_advantages(rewards, **estimators.resolve("trl_default").loss_kwargs())
+    assert (default - ours).abs().max() > 1e-2
