@@ -175,7 +175,7 @@ def test_every_job_has_a_log_and_a_benchmark(smoke):
     families = sorted({registry.policy(policy).family for policy, _ in study()})  # one reference job each
     jobs = [("tracking", "tracking"), ("compare", "compare"), ("figures", "figures")]
     jobs += [("reference", family) for family in families]
-    jobs += [(rule, f"{policy}/{run}") for rule in ("train", "predict") for policy, run in study()]
+    jobs += [("train", f"{policy}/{run}") for policy, run in study()]  # train predicts too (stages.predict)
     for rule, name in jobs:
         assert fill(paths.LOG, smoke, rule=rule, name=name).is_file(), f"log of {rule} {name}"
         bench = pd.read_csv(fill(paths.BENCHMARK, smoke, rule=rule, name=name), sep="\t")
@@ -260,7 +260,7 @@ def test_dry_run_of_the_default_scale_lists_every_run(tmp_path):
     expected = [(p, r) for p in POLICIES for r in study_runs("default", p)]
     assert len(expected) > len(study())
     for policy, run in expected:
-        for rule, pattern in (("train", paths.TRAIN), ("train", paths.POS), ("predict", paths.PREDICT)):
+        for rule, pattern in (("train", paths.TRAIN), ("train", paths.POS), ("train", paths.PREDICT), ("train", paths.CURVES)):
             assert (rule, str(fill(pattern, scale_dir, policy=policy, run=run))) in outputs, (rule, policy, run)
     assert not (tmp_path / "results").exists()
 
@@ -358,7 +358,7 @@ def test_publish_then_check_published(smoke, tmp_path, capsys):
     bench = pd.read_csv(published / "benchmarks.csv")
     assert len(bench) == len(list((smoke / "benchmarks").rglob("*.tsv")))
     assert {"rule", "job", "s"} <= set(bench.columns)
-    assert set(bench["rule"]) == {"tracking", "reference", "train", "predict", "compare", "figures"}
+    assert set(bench["rule"]) == {"tracking", "reference", "train", "compare", "figures"}
 
     capsys.readouterr()
     assert main(["check-published", str(smoke), str(published)]) == 0
