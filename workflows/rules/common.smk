@@ -26,7 +26,7 @@ def flag(name, default=True):
 
 SCALE = config["scale"]
 # --config lm="task=file task.path=... policy.checkpoint=..." : Hydra overrides for the LM side of the
-# study (the transformer family's reference, train and predict jobs; tabular jobs are unaffected),
+# study (the transformer family's reference and train jobs; tabular jobs are unaffected),
 # checked here by composing them. A user study is not the default one: its outputs go under
 # {results}/lm-<digest of the overrides>/{scale}/, so Snakemake never takes one for the other.
 LM = lm_overrides(config.get("lm", ""), SCALE)
