@@ -8,7 +8,6 @@
 include: "workflows/rules/common.smk"
 include: "workflows/rules/reference.smk"
 include: "workflows/rules/train.smk"
-include: "workflows/rules/predict.smk"
 include: "workflows/rules/compare.smk"
 include: "workflows/rules/report.smk"
 include: "workflows/rules/audit.smk"

@@ -175,7 +175,7 @@ def test_every_job_has_a_log_and_a_benchmark(smoke):
     families = sorted({registry.policy(policy).family for policy, _ in study()})  # one reference job each
     jobs = [("tracking", "tracking"), ("compare", "compare"), ("figures", "figures")]
     jobs += [("reference", family) for family in families]
-    jobs += [(rule, f"{policy}/{run}") for rule in ("train", "predict") for policy, run in study()]
+    jobs += [("train", f"{policy}/{run}") for policy, run in study()]  # train predicts too (stages.predict)
     for rule, name in jobs:
         assert fill(paths.LOG, smoke, rule=rule, name=name).is_file(), f"log of {rule} {name}"
         bench = pd.read_csv(fill(paths.BENCHMARK, smoke, rule=rule, name=name), sep="\t")
@@ -260,7 +260,7 @@ def test_dry_run_of_the_default_scale_lists_every_run(tmp_path):
     expected = [(p, r) for p in POLICIES for r in study_runs("default", p)]
     assert len(expected) > len(study())
     for policy, run in expected:
-        for rule, pattern in (("train", paths.TRAIN), ("train", paths.POS), ("predict", paths.PREDICT)):
+        for rule, pattern in (("train", paths.TRAIN), ("train", paths.POS), ("train", paths.PREDICT), ("train", paths.CURVES)):
             assert (rule, str(fill(pattern, scale_dir, policy=policy, run=run))) in outputs, (rule, policy, run)
     assert not (tmp_path / "results").exists()
 
@@ -358,7 +358,7 @@ def test_publish_then_check_published(smoke, tmp_path, capsys):
     bench = pd.read_csv(published / "benchmarks.csv")
     assert len(bench) == len(list((smoke / "benchmarks").rglob("*.tsv")))
     assert {"rule", "job", "s"} <= set(bench.columns)
-    assert set(bench["rule"]) == {"tracking", "reference", "train", "predict", "compare", "figures"}
+    assert set(bench["rule"]) == {"tracking", "reference", "train", "compare", "figures"}
 
     capsys.readouterr()
     assert main(["check-published", str(smoke), str(published)]) == 0
@@ -419,3 +419,25 @@ def test_a_fresh_smoke_run_reproduces_the_published_summary(smoke, capsys):
     assert lines and all(re.search(r"  reproduced  \[", ln) for ln in lines), "\n".join(
         ln for ln in lines if "  reproduced  [" not in ln)
     assert rc == 0, out[-3000:]
+
+
+def test_the_default_tracking_store_follows_the_results_root(tmp_path):
+    """--config results=<dir> without tracking_uri: every job's MLflow URI is <dir>/mlflow.db, not ./results/mlflow.db
+    (the store beside the outputs it records); an explicit tracking_uri is kept as given."""
+    import subprocess
+    import sys
+
+    from helpers.pipeline import SNAKEFILE
+
+    elsewhere = tmp_path / "elsewhere"
+
+    def uris(*config):
+        out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(tmp_path),
+                              "-n", "-p", "--config", "scale=smoke", f"results={elsewhere}", *config],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return set(re.findall(r"tracking\.uri='([^']*)'", out.stdout))
+
+    assert uris() == {f"sqlite:///{elsewhere}/mlflow.db"}
+    assert uris("tracking_uri=http://mlflow.example:5000") == {"http://mlflow.example:5000"}
+    assert not elsewhere.exists()  # a dry run writes nothing

@@ -143,7 +143,7 @@ def test_smoke_study_through_the_slurm_profile(slurm, smoke_study, mlflow_server
     assert n_jobs == len(list((smoke_study / "benchmarks").rglob("*.tsv")))  # the local run's jobs
     assert sum(ran.values()) == n_jobs and max(ran.values()) == 1, ran
     groups = [log for _, _, log in submitted if "/group_" in log]
-    assert groups and len(submitted) < n_jobs  # five runs' predict jobs share a submission
+    assert groups and len(submitted) < n_jobs  # five table runs share a submission (group `table`)
     print(f"slurm smoke study: {n_jobs} jobs in {len(submitted)} sbatch submissions "
           f"({len(groups)} of them job groups)")
 

@@ -170,6 +170,16 @@ def test_without_checkpoints_only_the_last_state_is_kept_and_numbers_are_the_sam
     pd.testing.assert_frame_equal(a, b)
 
 
+def test_train_writes_the_prediction_the_predict_stage_writes(chains):
+    """The train stage predicts in its own process (the workflow has no predict job); the standalone predict stage,
+    run on the same measured PoS in another chain, writes the same bytes (plumbing: one function, two entries)."""
+    in_train = chains["sgd_no_checkpoints"] / "smoke"  # train only: its predict and curves files are train's
+    standalone = chains["tabular_sgd"] / "smoke"       # train, then the predict stage over the same files
+    for kind in ("predict", "curves"):
+        a = (in_train / kind / "tabular_sgd" / f"{RUN}.csv").read_bytes()
+        assert a == (standalone / kind / "tabular_sgd" / f"{RUN}.csv").read_bytes(), kind
+
+
 # --------------------------------------------------------------------------- bad input
 def _prepare(root: Path, exact_root: Path, what: str) -> None:
     smoke = root / "smoke"

@@ -68,6 +68,10 @@ class PolicySpec:
     control_of: str | None = None  # a control run of another policy's claim (E3): in no claim row and no ladder itself
     # E5's 2 x 2 x 2 factorial (grpo_amp.analysis.factorial): (advantage, optimiser, objective) levels, see FACTORS
     cell: tuple[str, str, str] | None = None
+    # Snakemake's priority for its train jobs: longest first, so that the last minutes are not one long job on one
+    # core (published default, 2 cores: control 116 s, transformer_r1/r2 85 s, trl 35 s, transformer 16 s, the table
+    # 3-6 s; without it transformer_r1 ran last and the machine spent 120 of 936 s on one job)
+    priority: int = 0
 
     @property
     def practice(self) -> bool:
@@ -119,24 +123,24 @@ POLICY_TABLE = (  # plot order is table order
                ("beta", "group_size", "inner_steps"), "factorial: sampled GRPO on a table with true-p advantages",
                cell=("true_p", "steps", "one_group")),
     PolicySpec("transformer", "transformer", PRACTICE, True, _PRACTICE_SWEEPS,
-               "sampled GRPO on a transformer", grpo="practice_token"),
+               "sampled GRPO on a transformer", grpo="practice_token", priority=1),
     # the transformer as close to each iteration's maximiser as the model allows: the same
     # grpo_update with m groups per question and inner steps until the sampled objective stops improving.
     # transformer - control = sampling + optimisation on the transformer; control - tabular R4 at the same
     # G, m, beta = parametrisation (grpo_amp.analysis.ladder)
     PolicySpec("transformer_control", "transformer", PRACTICE, True, (),
                "transformer control: m groups, steps until the objective stops improving",
-               grpo="transformer_control"),
+               grpo="transformer_control", priority=3),
     # E5's exact rungs on the transformer (issue 20): each iteration maximises the exact objective, computed on
     # every answer-shaped output (grpo.lm_rungs), over the model's parameters by L-BFGS. Their gap to C3 (C3 with
     # E1's S_G) is the parametrisation part with no sampling in it. Not a certified maximiser (the problem is
     # not concave): PRACTICE tolerance; the tolerance reached per iteration is in metrics.csv.
     PolicySpec("transformer_r1", "transformer", PRACTICE,
                False, ("beta",), "R1 on the transformer: L-BFGS on the exact population objective",
-               grpo="practice_token"),
+               grpo="practice_token", priority=3),
     PolicySpec("transformer_r2", "transformer", PRACTICE,
                False, ("beta", "group_size"), "R2 on the transformer: L-BFGS on the exact finite-G objective",
-               grpo="practice_token"),
+               grpo="practice_token", priority=3),
     # the table's rungs on the transformer's twin (same questions as the transformer; the transformer's G, beta,
     # iterations: conf/sizing/*_twin.yaml). transformer - twin R6, control - twin R4 and transformer_r2 - twin R2
     # are what the shared parameters add on identical questions (grpo_amp.ladder)
@@ -152,11 +156,11 @@ POLICY_TABLE = (  # plot order is table order
     # E3's no-signal control (issue 20): `transformer` with each question's rewards shuffled among its outputs
     PolicySpec("transformer_shuffled", "transformer", PRACTICE,
                True, (), "E3 control: sampled GRPO with rewards shuffled within each question", grpo="practice_token",
-               control_of="transformer"),
+               control_of="transformer", priority=1),
     # TRL's own loop on the same checkpoint, task and GRPO settings as `transformer` (grpo_amp.trl_family.settings maps them)
     # its estimator sweep: the estimators TRL can express (trl_family.settings.TRL_ESTIMATORS; the rest refused)
     PolicySpec("trl", "transformer", PRACTICE, True, ("beta", "lr", "estimator"), "TRL 1.16 GRPOTrainer on the transformer",
-               grpo="practice_token", advantage="trl"),
+               grpo="practice_token", advantage="trl", priority=2),
 )
 POLICIES = {p.name: p for p in POLICY_TABLE}
 POLICY_NAMES = tuple(POLICIES)

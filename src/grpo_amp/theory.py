@@ -278,13 +278,31 @@ def _finite_weights(p, a: Advantage, z=None):
     return w_plus, w_minus
 
 
-def _binom_pmf(n: int, p: np.ndarray) -> np.ndarray:
-    """P(K = k) for k = 0..n, K ~ Bin(n, p): shape (*p.shape, n + 1). (scipy.stats costs 0.6 s to import.)"""
+@functools.lru_cache(maxsize=None)
+def _log_comb(n: int) -> np.ndarray:
+    """log C(n, k) for k = 0..n (read-only: cached)."""
     k = np.arange(n + 1, dtype=float)
-    log_comb = special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+    out = special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+    out.flags.writeable = False
+    return out
+
+
+def _binom_pmf(n: int, p: np.ndarray) -> np.ndarray:
+    """P(K = k) for k = 0..n, K ~ Bin(n, p): shape (*p.shape, n + 1). (scipy.stats costs 0.6 s to import.)
+
+    xlogy(k, p) is k * log(p) (0 at k = 0): one log per p, times k, gives its bits with n + 1 times fewer
+    logs (E4's fits call this on 121 betas x questions per step: 9.7 of compare's 47 s before).
+    """
+    k = np.arange(n + 1, dtype=float)
     p = np.asarray(p, dtype=float)[..., None]
     with np.errstate(divide="ignore", invalid="ignore"):
-        pmf = np.exp(log_comb + special.xlogy(k, p) + special.xlog1py(n - k, -p))
+        log_p, log_q = special.xlogy(1.0, p), special.xlog1py(1.0, -p)  # scipy's own log and log1p, as before
+        k_log_p, rest_log_q = k * log_p, (n - k) * log_q
+        if not (np.isfinite(log_p).all() and np.isfinite(log_q).all()):  # p = 0 or 1 (0 * -inf), or nan
+            keep = ~np.isnan(p)  # xlogy(0, y) = 0 unless y is nan
+            k_log_p = np.where((k == 0) & keep, 0.0, k_log_p)
+            rest_log_q = np.where((k == n) & keep, 0.0, rest_log_q)
+        pmf = np.exp(_log_comb(n) + k_log_p + rest_log_q)
     return pmf
 
 

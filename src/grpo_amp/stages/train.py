@@ -8,6 +8,8 @@ Writes (paths named by the rule, ``outputs.train`` and ``outputs.pos``; standalo
                          metrics.csv is the same bytes run to run), c1.csv (C1's sampled surrogate), run.json,
                          redraws.csv (dynamic sampling only: redraws and drops per question)
   pos/{policy}/{run}.csv PoS of every question at every iteration and seed (POS_COLUMNS)
+  predict/{policy}/{run}.csv, curves/{policy}/{run}.csv  C3 from that measured p_ref (``outputs.predict``,
+                         ``outputs.curves``; grpo_amp.stages.predict, whose entry redoes them from a pos file)
 A sampled policy repeats the run over ``scale.study.seeds`` seeds (cfg.seed, cfg.seed + 1, ...):
 ``grpo.seeds.train_seeds`` runs them, with the loop ``grpo.updates.LOOPS`` binds to the policy.
 """
@@ -24,6 +26,7 @@ from grpo_amp.io import atomic_path, write_csv, write_json
 from grpo_amp.schema import C1_COLUMNS, E3_CONTROL_COLUMNS, POS_COLUMNS, REDRAWS_COLUMNS, TIMING_COLUMNS, TRAIN_METRICS_COLUMNS
 from grpo_amp.grpo.seeds import train_seeds
 from grpo_amp.stages.common import device_for, input_path, output_path, stage_main
+from grpo_amp.stages.predict import write_predictions
 from grpo_amp.study.runs import seeds_of
 from grpo_amp.tracking import mlflow_store as tracking
 
@@ -75,6 +78,8 @@ def run(cfg: Config) -> None:
         write_json({"config": params, "mlflow_run_id": run_id, "tracking_uri": uri, "notes": notes}, tmp / "run.json")
         pos = pd.concat(trained.pos, ignore_index=True)[POS_COLUMNS].sort_values(["seed", "iteration", "question"])
         write_csv(pos, pos_out)  # inside the block: a failed run leaves neither output behind
+        # C3 from this run's measured p_ref, in this process (stages.predict says why not a job of its own)
+        write_predictions(cfg, pos, output_path(cfg, "predict", paths.PREDICT), output_path(cfg, "curves", paths.CURVES))
     if run_id is not None:
         tracking.log_artifacts(uri, run_id, [train_out / "metrics.csv", train_out / "c1.csv"], subdir="train")
     log.info("trained %s/%s: %d iterations x %d seeds into %s", cfg.policy.name.value, run_name,
