@@ -142,7 +142,7 @@ def test_inexpressible_settings_are_one_line_errors(kw, what):
 
 
 @pytest.mark.parametrize("setting", [{"entropy_coef": 0.01}, {"top_entropy_quantile": 0.2},
-                                     {"mask_truncated_completions": True}, {"scale_rewards": "batch"},
+                                     {"mask_truncated_completions": True}, {"loss_type": "dr_grpo"},
                                      {"loss_type": "cispo"}, {"epsilon_high": 0.28}, {"importance_sampling_level": "sequence"}])
 def test_trl_settings_without_theory_counterpart_are_refused(setting):
     name = next(iter(setting))
@@ -315,3 +315,14 @@ def test_batch_plug_in_sigma_b_against_trls_std_over_a_whole_batch():
     np.testing.assert_allclose(got, want, rtol=2 / Q)
     wrong = _predicted_weights(c, p, p_batch=np.array([0.5]))  # sigma_b = 0.5 instead of 0.433
     assert abs(wrong[0] - want[0]) > 5 * abs(got[0] - want[0])
+
+
+@pytest.mark.parametrize("name", ["grpo", "dr_grpo", "batch"])
+def test_from_trl_reads_the_estimator_table_backwards(name):
+    """to_trl then from_trl gives the estimator back (grpo: no estimator override, the variant's norm)."""
+    c = cfg(advantage=name, agg="sequence_mean")
+    back = from_trl(to_trl(c).kwargs)
+    assert back.get("estimator.name", "grpo") == name
+    assert to_trl(cfg(advantage=back.get("estimator.name", "grpo"))).kwargs["scale_rewards"] == \
+        to_trl(c).kwargs["scale_rewards"]
+    assert "estimator.name" not in from_trl({"scale_rewards": "none"})  # TRL's Dr. GRPO advantage, its dapo loss

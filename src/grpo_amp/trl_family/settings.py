@@ -198,7 +198,8 @@ def format_mapping(mapping: TrlMapping) -> str:
 def from_trl(settings: dict) -> dict:
     """TRL GRPOConfig settings (a dict; missing keys take TRL 1.16's defaults) -> our dotted config overrides.
 
-    InputError (one line) for a TRL setting the theory has no counterpart for.
+    InputError (one line) for a TRL setting the theory has no counterpart for. scale_rewards="batch", and "none"
+    with loss_type="dr_grpo", are estimators (``estimator.name``: TRL_ESTIMATORS read backwards).
     """
     s = {"beta": 0.0, "scale_rewards": "group", "loss_type": "dapo", "epsilon": 0.2, "num_iterations": 1,
          "use_bias_correction_kl": True, "temperature": 1.0, **UNSUPPORTED_TRL, **settings}
@@ -209,17 +210,25 @@ def from_trl(settings: dict) -> dict:
         if value != off:
             raise InputError(f"TRL setting {name}={value!r} has no theory counterpart (only {off!r} maps)")
     scale = {True: "group", False: "none"}.get(s["scale_rewards"], s["scale_rewards"])
+    # an estimator row whose TRL settings these are (dr_grpo: none + loss_type dr_grpo; batch), else grpo's
+    estimator = next((name for name, row in TRL_ESTIMATORS.items() if name != "trl_default" and row.scale_rewards
+                      and row.scale_rewards == scale and row.loss_type in (None, s["loss_type"])), None)
+    if s["loss_type"] == "dr_grpo" and estimator != "dr_grpo":
+        raise InputError(f"TRL setting loss_type='dr_grpo' with scale_rewards={s['scale_rewards']!r} has no theory "
+                         "counterpart (only with scale_rewards='none': estimator dr_grpo)")
     norms = {b: a for a, b in SCALE_REWARDS.items()}
-    if scale not in norms:
+    if scale not in norms and estimator is None:
         raise InputError(f"TRL setting scale_rewards={s['scale_rewards']!r} has no theory counterpart "
-                         "(group or none map; batch normalises across questions)")
+                         "(group, none or batch map)")
     aggs = {"dapo": "token_mean", "bnpo": "token_mean", "grpo": "sequence_mean"}
-    if s["loss_type"] not in aggs:
-        raise InputError(f"TRL setting loss_type={s['loss_type']!r} has no theory counterpart (dapo, bnpo or grpo map)")
+    if s["loss_type"] not in aggs and estimator != "dr_grpo":
+        raise InputError(f"TRL setting loss_type={s['loss_type']!r} has no theory counterpart "
+                         "(dapo, bnpo, grpo or, with scale_rewards='none', dr_grpo map)")
     beta = float(s["beta"])
-    out = {"variant.norm": norms[scale],
+    out = {"variant.norm": norms.get(scale, "mean_std"),
            "variant.kl": "ref" if beta > 0 else "mirror",
-           "grpo.loss_agg": aggs[s["loss_type"]], "grpo.ratio_level": "token",
+           **({"estimator.name": estimator} if estimator in ("dr_grpo", "batch") else {}),
+           **({"grpo.loss_agg": aggs[s["loss_type"]]} if s["loss_type"] in aggs else {}), "grpo.ratio_level": "token",
            "grpo.clip_eps": None if float(s["epsilon"]) >= NO_CLIP else float(s["epsilon"]),
            "grpo.inner_steps": int(s["num_iterations"]),
            "policy.temperature": float(s["temperature"])}
