@@ -296,7 +296,7 @@ def _binom_pmf(n: int, p: np.ndarray) -> np.ndarray:
     k = np.arange(n + 1, dtype=float)
     p = np.asarray(p, dtype=float)[..., None]
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_p, log_q = special.xlogy(1.0, p), special.xlog1py(1.0, -p)  # scipy's own log and log1p, as before
+        log_p, log_q = special.xlogy(1.0, p), special.xlog1py(1.0, -p)  # scipy's own log and log1p, those xlogy and xlog1py use
         k_log_p, rest_log_q = k * log_p, (n - k) * log_q
         if not (np.isfinite(log_p).all() and np.isfinite(log_q).all()):  # p = 0 or 1 (0 * -inf), or nan
             keep = ~np.isnan(p)  # xlogy(0, y) = 0 unless y is nan

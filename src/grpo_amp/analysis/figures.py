@@ -39,6 +39,7 @@ from grpo_amp import registry
 from grpo_amp.estimators import ESTIMATOR_NAMES
 from grpo_amp.io import InputError, atomic_path, read_csv
 from grpo_amp.schema import ATTRIBUTION_COLUMNS, CURVE_COLUMNS, LADDER_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS
+from grpo_amp.analysis.claims.e6 import run_estimator
 from grpo_amp.analysis.stats import seed_interval
 
 DPI = 120
@@ -609,7 +610,8 @@ def estimator_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """E6: the estimator sweep's runs (``VARIANT-est<name>``) and, per policy, its base run (estimator grpo),
     with ``value`` the estimator's name; only kl=ref or kl=mirror runs, whose step C3 writes with S_G alone."""
     sweep = sweep_runs(runs, "estimator")
-    return sweep[sweep["kl"].isin(list(ANCHORS))]
+    sweep = sweep[sweep["kl"].isin(list(ANCHORS))]
+    return sweep.assign(value=[run_estimator(row) for _, row in sweep.iterrows()])  # trl's base: TRL's default
 
 
 def _estimators(sweep: pd.DataFrame) -> list[str]:

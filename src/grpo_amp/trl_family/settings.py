@@ -87,6 +87,13 @@ def trl_estimator(name: str) -> TrlEstimator:
     return row
 
 
+def computed_estimator(name: str, norm: str) -> str:
+    """The estimator whose advantage TRL computes when run with our estimator ``name`` under variant.norm ``norm``
+    (``grpo``, the variant's own: scale_rewards from the norm, so trl_default or dr_grpo)."""
+    row = TRL_ESTIMATORS[name]
+    return row.weights or {"group": "trl_default", "none": "dr_grpo"}[SCALE_REWARDS[norm]]
+
+
 def _weights(name: str) -> dict:
     """theory.finite_group_weights kwargs of estimator ``name``'s row, less sigma_b (the prediction fills it in
     from the measured PoS: analysis.predict.batch_std)."""

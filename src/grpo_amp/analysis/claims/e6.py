@@ -48,8 +48,17 @@ def estimator_runs(study: Study, policy: str) -> pd.DataFrame:
     return pd.concat([base, sweep], ignore_index=True)
 
 
-def _name(row) -> str:
-    return str(row["estimator"]) if isinstance(row["estimator"], str) else "grpo"
+def run_estimator(row) -> str:
+    """The estimator a runs.csv row's loop computes: its config's (grpo: the variant's own), except through TRL,
+    whose own advantage it is (a trl run with grpo computes TRL's default: trl_family.settings.computed_estimator)."""
+    name = str(row["estimator"]) if isinstance(row["estimator"], str) else "grpo"
+    if registry.policy(row["policy"]).advantage == "trl":
+        from grpo_amp.trl_family.settings import computed_estimator
+
+        return computed_estimator(name, row["norm"])
+    return name
+
+
 
 
 def _one_step(study: Study, policy: str, run: str, t: Theory) -> list[np.ndarray]:
@@ -67,7 +76,7 @@ def e6_r2(study: Study, policy: str, t: Theory) -> Measure | None:
         return None
     errors = {}
     for _, r in runs.iterrows():
-        errors[_name(r)] = max(float(np.nanmax(np.abs(m[1:] - p[1:])))
+        errors[run_estimator(r)] = max(float(np.nanmax(np.abs(m[1:] - p[1:])))
                                for m, p in zip(study.measured(policy, r["run"]), _one_step(study, policy, r["run"], t)))
     worst = max(errors, key=errors.get)
     return measure([errors[worst]], f"worst {worst}; per estimator: " + ", ".join(f"{k}: {fmt(v)}"
@@ -90,8 +99,8 @@ def e6_order(study: Study, policy: str, t: Theory) -> Measure | None:
     runs = estimator_runs(study, policy)
     if len(runs) < 3:
         return None
-    measured = {_name(r): [m[-1].mean() for m in study.measured(policy, r["run"])] for _, r in runs.iterrows()}
-    predicted = {_name(r): [p[-1].mean() for p in study.trajectory(policy, r["run"], t)] for _, r in runs.iterrows()}
+    measured = {run_estimator(r): [m[-1].mean() for m in study.measured(policy, r["run"])] for _, r in runs.iterrows()}
+    predicted = {run_estimator(r): [p[-1].mean() for p in study.trajectory(policy, r["run"], t)] for _, r in runs.iterrows()}
     names = list(measured)
     n_seeds = min(len(v) for v in measured.values())
     rhos = [stats.spearmanr([predicted[k][s] for k in names], [measured[k][s] for k in names]).statistic
@@ -123,7 +132,7 @@ def e6_rescale(study: Study, policy: str, t: Theory) -> Measure | None:
     runs = estimator_runs(study, policy)
     if runs.empty:
         return None
-    by_name = {_name(r): r for _, r in runs.iterrows()}
+    by_name = {run_estimator(r): r for _, r in runs.iterrows()}
     errors, notes = [], []
     for first, second, factor, why in RESCALINGS:
         if first not in by_name or second not in by_name:
