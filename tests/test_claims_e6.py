@@ -248,3 +248,11 @@ def test_e6e_needs_the_uncapped_run():
     from grpo_amp.analysis.claims.e6 import e6_runaway
 
     assert e6_runaway(_ds_study("tabular_sgd", runs=("dapo",)), "tabular_sgd", C3_G) is None
+
+
+def test_e6b_ranks_each_estimator_once():
+    """dapo_uncapped is dapo with another cap (the same C3_G): the ordering leaves it out, so the 3 estimators
+    keep their permutation share 1/6 (with a fourth, duplicate point it would read 1/24)."""
+    finals = {"grpo": 0.62, "dr_grpo": 0.37, "dapo": 0.70, "dapo_uncapped": 0.70}
+    m = e6_order(_study("tabular_sgd", finals, finals, noise=0.001), "tabular_sgd", C3_G)
+    assert "3 estimators" in m.evidence and "share of shuffled orderings reaching rho: 0.167" in m.evidence

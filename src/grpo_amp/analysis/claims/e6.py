@@ -96,6 +96,9 @@ def permutation_share(predicted, measured, rho: float, limit: int = MAX_PERMUTAT
 
 def e6_order(study: Study, policy: str, t: Theory) -> Measure | None:
     runs = estimator_runs(study, policy)
+    # a row with its own cap (dapo_uncapped) is another cap of an estimator already ranked, with the same
+    # prediction: a second point of it would count one estimator twice
+    runs = runs[[estimators.spec(_name(r)).max_redraws is None for _, r in runs.iterrows()]]
     if len(runs) < 3:
         return None
     measured = {_name(r): [m[-1].mean() for m in study.measured(policy, r["run"])] for _, r in runs.iterrows()}
@@ -287,16 +290,19 @@ def e6_runaway(study: Study, policy: str, t: Theory) -> Measure | None:
     name = _uncapped(runs)
     if name is None or runs[name]["kl"] != "ref":
         return None
-    shares, notes = _runaway_sides(study, policy, runs[name], t.dynamic_sampling)
-    evidence = [f"run {runs[name]['run']}: {notes}"]
-    for other, r in runs.items():
+    def drops(r) -> str:
         key = (policy, r["run"])
-        drops = (f"dropped {int(study.redraws[key]['dropped'].sum())} of {len(study.redraws[key])} (question, "
-                 f"iteration, seed), largest redraws {int(study.redraws[key]['redraws'].max())}"
-                 if key in study.redraws else "no redraws.csv (exact objective)")
-        if other == name:
-            evidence.append(drops)
-        elif r["kl"] == "ref":
+        if key not in study.redraws:
+            return "no redraws (exact objective)"
+        df = _redraw_checks(study, policy, r["run"])
+        hard = int(df.loc[df["p_prev"] < 0.5, "dropped"].sum())  # the cap bites at both ends of p_n-1
+        return (f"dropped {int(df['dropped'].sum())} of {len(df)} (question, iteration, seed) ({hard} at p_n-1 < 0.5), "
+                f"largest redraws {int(df['redraws'].max())}")
+
+    shares, notes = _runaway_sides(study, policy, runs[name], t.dynamic_sampling)
+    evidence = [f"run {runs[name]['run']}: {notes}, {drops(runs[name])}"]
+    for other, r in runs.items():
+        if other != name and r["kl"] == "ref":
             capped, _ = _runaway_sides(study, policy, r, t.dynamic_sampling)
-            evidence.append(f"capped run {r['run']}: share {fmt(float(np.nanmean(capped)))}, {drops}")
+            evidence.append(f"capped run {r['run']}: share {fmt(float(np.nanmean(capped)))}, {drops(r)}")
     return measure(shares, "; ".join(evidence))
