@@ -436,3 +436,25 @@ def test_a_fresh_smoke_run_reproduces_the_published_summary(smoke, capsys):
     assert lines and all(re.search(r"  reproduced  \[", ln) for ln in lines), "\n".join(
         ln for ln in lines if "  reproduced  [" not in ln)
     assert rc == 0, out[-3000:]
+
+
+def test_the_default_tracking_store_follows_the_results_root(tmp_path):
+    """--config results=<dir> without tracking_uri: every job's MLflow URI is <dir>/mlflow.db, not ./results/mlflow.db
+    (the store beside the outputs it records); an explicit tracking_uri is kept as given."""
+    import subprocess
+    import sys
+
+    from helpers.pipeline import SNAKEFILE
+
+    elsewhere = tmp_path / "elsewhere"
+
+    def uris(*config):
+        out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(tmp_path),
+                              "-n", "-p", "--config", "scale=smoke", f"results={elsewhere}", *config],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return set(re.findall(r"tracking\.uri='([^']*)'", out.stdout))
+
+    assert uris() == {f"sqlite:///{elsewhere}/mlflow.db"}
+    assert uris("tracking_uri=http://mlflow.example:5000") == {"http://mlflow.example:5000"}
+    assert not elsewhere.exists()  # a dry run writes nothing

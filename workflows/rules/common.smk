@@ -26,15 +26,18 @@ def flag(name, default=True):
 
 SCALE = config["scale"]
 # --config lm="task=file task.path=... policy.checkpoint=..." : Hydra overrides for the LM side of the
-# study (the transformer family's reference, train and predict jobs; tabular jobs are unaffected),
+# study (the transformer family's reference and train jobs; tabular jobs are unaffected),
 # checked here by composing them. A user study is not the default one: its outputs go under
 # {results}/lm-<digest of the overrides>/{scale}/, so Snakemake never takes one for the other.
 LM = lm_overrides(config.get("lm", ""), SCALE)
 RESULTS = lm_results(config["results"], LM.overrides)
 # ... and its MLflow runs go to a store of its own where the URI is the results root's SQLite file (the
 # experiment is named after the scale: in that store a user study's runs would mix with the default one's)
-TRACKING_URI = config["tracking_uri"]
-if LM.overrides and TRACKING_URI == f"sqlite:///{config['results'].rstrip('/')}/mlflow.db":
+# "" (the default): the SQLite file at the results root, so that `--config results=/elsewhere` keeps its MLflow
+# runs beside its outputs instead of in ./results/mlflow.db
+DEFAULT_TRACKING_URI = f"sqlite:///{config['results'].rstrip('/')}/mlflow.db"
+TRACKING_URI = config["tracking_uri"] or DEFAULT_TRACKING_URI
+if LM.overrides and TRACKING_URI == DEFAULT_TRACKING_URI:
     TRACKING_URI = f"sqlite:///{RESULTS}/mlflow.db"
 if LM.overrides:
     print(f"grpo-amp: lm overrides {' '.join(LM.overrides)}: results in {RESULTS}/{SCALE}, MLflow runs in "
@@ -47,8 +50,8 @@ AUDIT = audit_plan(config.get("audit", ""), SCALE)
 if AUDIT.overrides and LM.overrides:
     raise InputError("--config: give lm (a study on your model) or audit (a finished run's checkpoints), not both")
 AUDIT_ROOT = audit_results(config["results"], AUDIT.overrides)
-AUDIT_TRACKING_URI = config["tracking_uri"]
-if AUDIT_TRACKING_URI == f"sqlite:///{config['results'].rstrip('/')}/mlflow.db":
+AUDIT_TRACKING_URI = config["tracking_uri"] or DEFAULT_TRACKING_URI
+if AUDIT_TRACKING_URI == DEFAULT_TRACKING_URI:
     AUDIT_TRACKING_URI = f"sqlite:///{AUDIT_ROOT}/mlflow.db"
 if AUDIT.overrides:
     print(f"grpo-amp: audit of {len(AUDIT.points) - 1} checkpoints (steps {', '.join(str(p.step) for p in AUDIT.points[1:])}) "

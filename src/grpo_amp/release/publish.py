@@ -70,16 +70,18 @@ def pip_freeze() -> str:
     return proc.stdout
 
 
-def rule_threads() -> dict[str, int]:
-    """Each rule's ``threads:`` in workflows/rules/*.smk (its OMP_NUM_THREADS); rules without one use 1."""
-    out = {}
+def rule_threads() -> dict[str, int | str]:
+    """Each rule's ``threads:`` in workflows/rules/*.smk (its OMP_NUM_THREADS); rules without one use 1. A rule whose
+    threads depend on the job (a function of its wildcards) reads "per job (<file>)"."""
+    out: dict[str, int | str] = {}
     for smk in sorted((ROOT / "workflows" / "rules").glob("*.smk")):
         rule = None
         for line in smk.read_text().splitlines():
             if m := re.match(r"^(?:local)?rule (\w+):", line):
                 rule = m.group(1)
-            elif rule and (m := re.match(r"^\s+threads:\s*(\d+)", line)):
-                out[rule] = int(m.group(1))
+            elif rule and (m := re.match(r"^\s+threads:\s*(.+?)\s*$", line)):
+                value = m.group(1).split("#")[0].strip()
+                out[rule] = int(value) if value.isdigit() else f"per job ({smk.relative_to(ROOT)})"
     return out
 
 
