@@ -59,6 +59,33 @@ def test_listed_log_probs_are_teacher_forced_sequence_probabilities(task):
     torch.testing.assert_close(pos, torch.from_numpy(pos_exact(policy, questions)[0]), rtol=0, atol=1e-5)
 
 
+def test_the_prefix_tree_and_the_full_strings_give_the_same_log_probs_and_gradients(task):
+    """log_probs walks the tree of digit prefixes (each prefix once: backend.branch); the backends without branch
+    teacher-force the 10^D full-length strings. Both, and their gradients, agree to float32 rounding."""
+    policy = TransformerPolicy.from_config(task, MODEL, seed=0, device="cpu")
+    space = lm_rungs.AnswerSpace(task)
+    questions = torch.arange(len(task.questions))
+    weights = torch.randn(len(questions), space.K, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    params = [p for p in policy.parameters() if p.requires_grad]
+
+    def value_and_grad(token_logp_of):
+        backend = policy.backend()
+        first, state = backend.prompt(policy.prompt_ids[questions])
+        logp = torch.where(space.mask, token_logp_of(backend, first, state), 0.0).sum(-1)   # (Q, K)
+        grads = torch.autograd.grad((logp.exp() * weights).sum(), params)
+        return logp.detach(), torch.cat([g.flatten() for g in grads])
+
+    def tree(backend, first, state):
+        logq = space._tree_log_softmax(backend, first, state)
+        index = space._tree_index(first.shape[-1])
+        return torch.stack([logq[i].flatten(1)[:, index[i]] for i in range(space.T)], -1)
+
+    tree_logp, tree_grad = value_and_grad(tree)
+    flat_logp, flat_grad = value_and_grad(space._flat_token_logp)
+    torch.testing.assert_close(tree_logp, flat_logp, rtol=0, atol=2e-5)
+    assert float((tree_grad - flat_grad).norm() / flat_grad.norm()) < 1e-5
+
+
 @pytest.mark.parametrize("rung", ["transformer_population_argmax", "transformer_finite_group_argmax"])
 def test_one_exact_iteration_raises_the_objective_and_stays_below_the_free_table(task, rung):
     """One R1 (R2) iteration from pi_ref = pi_old: the exact objective rises from its value at the start

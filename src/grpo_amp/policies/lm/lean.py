@@ -170,6 +170,25 @@ class LeanLlama(Backend):
         keys in the order (prompt, continuation, position). A row's rounding depends on its slot in
         its block: n_block = G lays out c groups of G (K = c*G) as c calls with K = G would, bit for bit.
         """
+        return self._extend(state, tokens, n_block, None)
+
+    def branch(self, state, tokens: torch.Tensor):
+        """One more token (Q, K) after each prompt, each continuation then a prompt of its own: logits (Q, K, V)
+        and the state of the Q*K longer prompts (row q*K + k), with gradient. Walking a tree of outputs level by
+        level (grpo.lm_rungs.AnswerSpace) runs each shared prefix once instead of once per leaf."""
+        new_kv: list = []
+        logits = self._extend(state, tokens[..., None], None, new_kv)[:, :, 0]    # (Q, K, V)
+        Q, K = tokens.shape
+        kv = []
+        for (k_prompt, v_prompt), (k_new, v_new) in zip(state["kv"], new_kv):  # (nh, Q, P, hs), (nh, Q, K, 1, hs)
+            nh, _, P, hs = k_prompt.shape
+            kv.append(tuple(torch.cat([old[:, :, None].expand(nh, Q, K, P, hs), new], dim=3).view(nh, Q * K, P + 1, hs)
+                            for old, new in ((k_prompt, k_new), (v_prompt, v_new))))
+        return logits, {"weights": state["weights"], "kv": kv}
+
+    def _extend(self, state, tokens: torch.Tensor, n_block: int | None, new_kv: list | None) -> torch.Tensor:
+        """``extend``; with ``new_kv`` a list, each layer's rotated k and v of the new tokens, (nh, Q, K, S, hs),
+        are appended to it (``branch``)."""
         w, prompt_kv = state["weights"], state["kv"]
         Q, K, S = tokens.shape
         nh, hs = self.n_head, self.head_dim
@@ -182,6 +201,8 @@ class LeanLlama(Backend):
         mask = self._extend_mask(n_block, S, P, x.device)
         for layer_w, (k_prompt, v_prompt) in zip(w["layers"], prompt_kv):  # k_prompt, v_prompt: (nh, Q, P, hs)
             q, k, v = self._qkv(x, layer_w[0], (Q, K), cos, sin)  # (nh, Q, K, S, hs)
+            if new_kv is not None:
+                new_kv.append((k, v))
             k = torch.cat([k_prompt[:, :, None].expand(nh, Q, n_blocks, P, hs),
                            k.view(nh, Q, n_blocks, n_block * S, hs)], dim=3)  # (nh, Q, n_blocks, P + n_block*S, hs)
             v = torch.cat([v_prompt[:, :, None].expand(nh, Q, n_blocks, P, hs),
