@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from grpo_amp.analysis.claims.criteria import CRITERIA
 from grpo_amp.analysis.claims.e6 import e6_order, e6_r2, permutation_share
@@ -120,3 +121,138 @@ def test_e6c_the_exact_rescalings_hold_where_true_and_fail_where_not():
     # practice: noisy seeds of the true world hold at 0.05 or are inconclusive, never fail
     noisy = _rescale_study("tabular_sgd", {n: n for n in names}, noise=0.002)
     assert claims_table(noisy).set_index("claim").loc["E6c", "verdict"] in ("holds", "inconclusive")
+
+
+# --------------------------------------------------------------------------- E6d, E6e: dynamic sampling
+def _no_spread(p, G=8, law="geometric"):
+    """P(a group of G has no spread), written out per law (not e6's log-space algebra)."""
+    return {"geometric": p ** G + (1 - p) ** G, "no_all_wrong": p ** G, "no_all_right": (1 - p) ** G}[law]
+
+
+def test_redraw_moments_are_the_truncated_geometric_sums():
+    """E6d's prediction against the sums written out (E[Y] = sum_{k<=R} a^k, E[Y^2] = sum_{k<=R} (2k-1) a^k,
+    Y = min(X, R), P(X >= k) = a^k) and against README's check value: G/Z = 104 samples at p = 0.01, G = 8,
+    i.e. 1/Z - 1 = 12 redraws uncapped."""
+    from grpo_amp.analysis.claims.e6 import redraw_moments
+
+    p = np.array([0.01, 0.05, 0.3, 0.5, 0.9, 0.995])
+    for R in (1, 3, 16, 1000):
+        a = _no_spread(p)
+        k = np.arange(1, R + 1)[:, None]
+        mean = (a ** k).sum(0)
+        var = ((2 * k - 1) * a ** k).sum(0) - mean ** 2
+        got = redraw_moments(p, p, 8, R)
+        np.testing.assert_allclose(got, (mean, var), rtol=1e-9, atol=1e-13, err_msg=f"cap {R}")
+        np.testing.assert_allclose(redraw_moments(p, p, 8, R, groups=4), (4 * mean, 4 * var), rtol=1e-9, atol=1e-13)
+    mean, _ = redraw_moments(0.01, 0.01, 8, 1000)
+    assert 8 * (1 + mean) == pytest.approx(104, abs=0.5)  # G/Z samples (103.55)
+    # the wrong laws predict other means at the same p (their power), each as written out
+    for law in ("no_all_wrong", "no_all_right"):
+        a = _no_spread(p, law=law)
+        np.testing.assert_allclose(redraw_moments(p, p, 8, 1000, law=law)[0], a / (1 - a), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(redraw_moments(p, p, 8, 1000, law="bernoulli")[0], _no_spread(p), rtol=1e-12)
+    np.testing.assert_allclose(redraw_moments(p, np.full_like(p, 0.5), 8, 16, law="at_p_ref")[0],
+                               redraw_moments(0.5, 0.5, 8, 16)[0], rtol=1e-12)
+
+
+def _ds_study(policy: str, made_with: str = "dapo_uncapped", draw_law: str = "geometric", cap: int = 1000,
+              seeds=(0, 1, 2), noise: float = 0.0, n_q: int = 40, n_iter: int = 5, runs=("dapo_uncapped",)) -> Study:
+    """Runs of dynamic sampling whose PoS is the C3_G recurrence of estimator ``made_with`` (beta 1, G 8) from
+    p_ref spread over the table's range, and whose redraws are drawn, per (question, iteration), from
+    ``draw_law`` at p_n-1, capped at ``cap``: the truth of E6d and E6e is known by construction."""
+    from grpo_amp import estimators, theory
+
+    rng = np.random.default_rng(5)
+    p_ref = np.linspace(0.02, 0.95, n_q)
+    kw = estimators.resolve(made_with).theory_kwargs()
+    traj = theory.pos_recurrence(p_ref, n_iter, kl="ref", beta=1.0, group_size=8, **kw)  # (N+1, Q)
+    rows, preds, redraws = [], {}, {}
+    for name in runs:
+        run = f"mean_std_ref-est{name}"
+        rows.append({"policy": policy, "run": run, "variant": "mean_std_ref", "sweep": "estimator", "kl": "ref",
+                     "norm": "mean_std", "eps": 0.0, "std": "population", "beta": 1.0, "beta_prev": 0.0,
+                     "group_size": 8, "groups_per_question": 1, "estimator": name})
+        pos = {s: np.vstack([traj[0], np.clip(traj[1:] + rng.normal(0, noise, traj[1:].shape), 1e-4, 1 - 1e-4)])
+               for s in seeds}
+        preds[(policy, run)] = pd.concat([pd.DataFrame({"question": range(n_q), "seed": s, "split": "train",
+                                                        "iteration": n, "pos": pos[s][n], "pred_one_step_G": pos[s][n],
+                                                        "pred_trajectory_G": traj[n]})  # E6/E6b's columns (unused)
+                                          for s in seeds for n in range(n_iter + 1)], ignore_index=True)
+        frames = []
+        for s in seeds:
+            for n in range(1, n_iter + 1):
+                z = 1 - _no_spread(pos[s][n - 1], law=draw_law)
+                x = rng.geometric(z) - 1                     # groups without spread before the first with it
+                frames.append(pd.DataFrame({"question": range(n_q), "seed": s, "iteration": n,
+                                            "redraws": np.minimum(x, cap), "dropped": (x > cap).astype(int)}))
+        redraws[(policy, run)] = pd.concat(frames, ignore_index=True).assign(max_redraws=cap)
+    return Study(pd.DataFrame(rows), preds, {}, redraws=redraws)
+
+
+def test_e6d_redraws_hold_under_the_geometric_law_and_fail_under_another():
+    """Redraws drawn from Geometric(Z(p_n-1)): E6d's z-scores are sampling noise (holds) and every wrong law
+    is rejected; drawn from a Geometric with another mean (all-correct groups kept, Z = 1 - (1-p)^G: the easy
+    questions redraw less): E6d fails."""
+    from grpo_amp.analysis.claims.e6 import e6_redraws
+
+    study = _ds_study("tabular_sgd", made_with="dr_grpo", seeds=tuple(range(6)))  # PoS anchored: p in (0.02, 0.97)
+    m = e6_redraws(study, "tabular_sgd", C3_G)
+    assert m.values[0] < 3 and m.n_seeds == 6 and "dropped 0" in m.evidence
+    row = claims_table(study).set_index("claim").loc["E6d"]
+    assert row["verdict"] == "holds" and row["tolerance"] == 3.0
+    assert row["power"] == "4/4", row["evidence"]
+    wrong = _ds_study("tabular_sgd", made_with="dr_grpo", draw_law="no_all_right", seeds=tuple(range(6)))
+    assert e6_redraws(wrong, "tabular_sgd", C3_G).values[0] > 3
+    assert claims_table(wrong).set_index("claim").loc["E6d", "verdict"] == "fails"
+
+
+def test_e6d_keeps_the_cap_exact_and_needs_redraws():
+    """A capped run (16, and 2 where most hard groups are dropped) is judged by the truncated law: it holds;
+    judging the cap-2 run by the uncapped law would fail. No redraws.csv (R2): no row."""
+    from grpo_amp.analysis.claims.e6 import e6_redraws
+
+    capped = _ds_study("tabular_sgd", made_with="verl", cap=2, runs=("dapo",), seeds=tuple(range(6)))
+    raw = capped.redraws[("tabular_sgd", "mean_std_ref-estdapo")]
+    assert raw["dropped"].sum() > 20
+    assert e6_redraws(capped, "tabular_sgd", C3_G).values[0] < 3
+    capped.redraws[("tabular_sgd", "mean_std_ref-estdapo")] = raw.assign(max_redraws=1000)  # told: uncapped
+    assert e6_redraws(capped, "tabular_sgd", C3_G).values[0] > 3
+    exact = _ds_study("tabular_r2", made_with="verl", seeds=(0,))
+    exact.redraws.clear()
+    assert e6_redraws(exact, "tabular_r2", C3_G) is None
+
+
+def test_e6e_runaway_holds_where_the_orbit_runs_to_one_and_rejects_the_anchor():
+    """PoS made by dapo's own recurrence (the basin runs to 1): E6e holds at the exact rungs' tolerance 1 and in
+    practice with noise, and "no dynamic-sampling factor" is rejected; PoS made by verl's (same advantage,
+    no 1/Z: anchored), the row fails with value 0 and the wrong theory is the one that would hold."""
+    from grpo_amp.analysis.claims.e6 import e6_runaway
+
+    study = _ds_study("tabular_r2", seeds=(0,), runs=("dapo", "dapo_uncapped"))
+    m = e6_runaway(study, "tabular_r2", C3_G)
+    assert m.values[0] == 1.0 and "capped run mean_std_ref-estdapo: share 1" in m.evidence
+    row = claims_table(study).set_index("claim").loc["E6e"]
+    assert row["verdict"] == "holds" and row["tolerance"] == 1.0 and row["power"] == "1/1"
+    noisy = _ds_study("tabular_sgd", noise=0.01)
+    row = claims_table(noisy).set_index("claim").loc["E6e"]
+    assert row["verdict"] == "holds" and row["power"] == "1/1" and row["tolerance"] == 0.95
+    anchored = _ds_study("tabular_sgd", made_with="verl", noise=0.01)
+    row = claims_table(anchored).set_index("claim").loc["E6e"]
+    assert row["verdict"] == "fails" and row["value"] == 0.0 and row["power"] == "0/1"
+    # the basin: at G = 8, beta = 1, dapo's orbit runs to 1 from p_ref below 0.0684 and above 0.2732 (a scan of
+    # predicted_limit; docs/theory.md E6: 0.05 runs away, 0.2 does not): 3 + 29 of the 40 p_ref here
+    assert "basin 32 of 40 questions" in row["evidence"]
+
+
+def test_e6e_needs_the_uncapped_run():
+    from grpo_amp.analysis.claims.e6 import e6_runaway
+
+    assert e6_runaway(_ds_study("tabular_sgd", runs=("dapo",)), "tabular_sgd", C3_G) is None
+
+
+def test_e6b_ranks_each_estimator_once():
+    """dapo_uncapped is dapo with another cap (the same C3_G): the ordering leaves it out, so the 3 estimators
+    keep their permutation share 1/6 (with a fourth, duplicate point it would read 1/24)."""
+    finals = {"grpo": 0.62, "dr_grpo": 0.37, "dapo": 0.70, "dapo_uncapped": 0.70}
+    m = e6_order(_study("tabular_sgd", finals, finals, noise=0.001), "tabular_sgd", C3_G)
+    assert "3 estimators" in m.evidence and "share of shuffled orderings reaching rho: 0.167" in m.evidence

@@ -272,8 +272,9 @@ EXPECTED_RUNS = {
                                  "mean_std_ref-beta0.5", "mean_std_ref-beta2"],
     ("smoke", "tabular_sgd"): ["mean_std_ref", "mean_std_mirror", "mean_std_both", "mean_only_ref",
                                "mean_std_ref-beta0.5", "mean_std_ref-beta2", "mean_std_ref-G32", "mean_std_ref-M1",
-                               "mean_std_ref-estdr_grpo", "mean_std_ref-estdapo"],
-    ("smoke", "tabular_r2"): ["mean_std_ref", "mean_std_ref-estdr_grpo", "mean_std_ref-estdapo"],
+                               "mean_std_ref-estdr_grpo", "mean_std_ref-estdapo", "mean_std_ref-estdapo_uncapped"],
+    ("smoke", "tabular_r2"): ["mean_std_ref", "mean_std_ref-estdr_grpo", "mean_std_ref-estdapo",
+                              "mean_std_ref-estdapo_uncapped"],
     ("smoke", "transformer"): ["mean_std_ref"],
     ("smoke", "tabular_r1"): ["mean_std_ref", "mean_std_mirror", "mean_std_both", "mean_only_ref"],
     ("smoke", "tabular_r4"): ["mean_std_ref", "mean_std_ref-m4"],
@@ -308,7 +309,8 @@ def test_study_runs_practice_sweeps():
         "mean_std_ref-G2", "mean_std_ref-G4", "mean_std_ref-G16", "mean_std_ref-G64",
         "mean_std_ref-M1", "mean_std_ref-M4", "mean_std_ref-M32",
         "mean_std_ref-klk1", "mean_std_ref-klk3", "mean_std_ref-clip0.2",
-        *[f"mean_std_ref-est{e}" for e in ("trl_default", "verl", "dr_grpo", "rloo", "batch", "dapo", "pass_k")]]
+        *[f"mean_std_ref-est{e}" for e in ("trl_default", "verl", "dr_grpo", "rloo", "batch", "dapo", "dapo_uncapped",
+                                                 "pass_k")]]
     full_tr = runs.study_runs("full", "transformer")
     assert len(full_tr) == 6 + 6 + 4 + 3 + 2 + 1 + 7 and len(set(full_tr)) == len(full_tr)  # every estimator at full
     full_exact = runs.study_runs("full", "tabular_exact")
@@ -320,7 +322,7 @@ def test_study_runs_practice_sweeps():
 
 def test_run_names_round_trip_through_hydra(hydra_compose):
     names = sorted({r for s in OPTIONS["scale"] for p in ("tabular_sgd", "transformer") for r in runs.study_runs(s, p)})
-    assert len(names) == 7 + 6 + 5 + 3 + 2 + 1 + 7  # variants, betas, Gs, Ms, KL estimators, clips, advantage estimators
+    assert len(names) == 7 + 6 + 5 + 3 + 2 + 1 + 8  # variants, betas, Gs, Ms, KL estimators, clips, advantage estimators
     for name in names:
         variant, sweep, value = runs.parse_run(name)
         assert runs.run_name(variant, None if sweep == "variant" else sweep,

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -69,10 +70,22 @@ def test_every_estimator_has_a_conf_file_and_composes():
 
 @pytest.mark.parametrize("overrides, field", [
     (["estimator=pass_k", "grpo.group_size=4"], "estimator.name"),
-    (["estimator.max_redraws=-1"], "estimator.max_redraws")])
+    (["estimator.max_redraws=-1"], "estimator.max_redraws"),
+    (["estimator=dapo_uncapped", "estimator.max_redraws=5"], "estimator.max_redraws")])
 def test_bad_estimator_config_names_the_field(overrides, field):
     with pytest.raises(ConfigError, match=field):
         compose_config(overrides)
+
+
+def test_dapo_uncapped_is_dapo_with_its_own_cap():
+    """The sweep sets estimator.name alone: the row's cap (1000) replaces the default 16 there too, so run.json
+    records the cap the trainer uses; the advantage and the prediction are dapo's."""
+    for overrides in (["estimator=dapo_uncapped"], ["estimator.name=dapo_uncapped"]):
+        cfg = compose_config(overrides)
+        assert cfg.estimator.max_redraws == estimators.UNCAPPED_REDRAWS == 1000
+        dapo = estimators.resolve("dapo")
+        assert dataclasses.replace(cfg.advantage, name="dapo") == dapo
+    assert compose_config(["estimator=dapo"]).estimator.max_redraws == 16
 
 
 def test_unknown_estimator_names_the_field():

@@ -144,6 +144,23 @@ def test_runs_and_claims_tables(smoke):
     assert r6["parent"].startswith("R4") and r6["n_seeds"] == 2 and r6["gap_lo"] <= r6["gap"] <= r6["gap_hi"]
 
 
+def test_dapo_uncapped_run_and_its_claim_rows(smoke):
+    """E6d/E6e on the smoke study: the uncapped run records its own cap (1000) and drops nothing; E6d judges
+    its redraws by the Geometric law (RMS z <= 3 or the row says otherwise, with power against the wrong
+    laws); E6e holds on R2 (the exact objective runs away) and has a row for tabular_sgd."""
+    config = train_config(smoke, "tabular_sgd", "mean_std_ref-estdapo_uncapped")
+    assert (config["estimator.name"], config["estimator.max_redraws"]) == ("dapo_uncapped", 1000)
+    redraws = pd.read_csv(fill(paths.TRAIN, smoke, policy="tabular_sgd", run="mean_std_ref-estdapo_uncapped")
+                          / "redraws.csv")
+    assert len(redraws) and redraws["dropped"].sum() == 0
+    claims = pd.read_csv(smoke / "claims.csv").set_index(["claim", "policy"])
+    e6d = claims.loc[("E6d", "tabular_sgd")]
+    assert e6d["tolerance"] == 3.0 and e6d["n_seeds"] == 2 and e6d["power"].endswith("/4")
+    assert e6d["verdict"] == ("holds" if e6d["value"] <= 3 else "fails")
+    assert claims.loc[("E6e", "tabular_r2")]["verdict"] == "holds"
+    assert claims.loc[("E6e", "tabular_sgd")]["tolerance"] == 0.95
+
+
 def test_every_claim_verdict_follows_from_its_own_columns(smoke):
     """Issue 18: on a fresh smoke claims.csv, the README's interval rule recomputed from each row's
     value_lo, value_hi, tolerance, criterion and power gives its verdict; no row without power holds."""

@@ -462,9 +462,17 @@ class Config:
     def __post_init__(self) -> None:
         _require(not self.run_name or re.fullmatch(registry.RUN_PATTERN, self.run_name) is not None, "run_name",
                  self.run_name, registry.RUN_SYNTAX)
-        k = estimators.spec(self.estimator.name.value).pass_k
+        spec = estimators.spec(self.estimator.name.value)
+        k = spec.pass_k
         _require(k is None or k < self.grpo.group_size, "estimator.name", self.estimator.name.value,
                  f"an estimator whose pass_k ({k}) is < grpo.group_size ({self.grpo.group_size})")
+        if spec.max_redraws is not None:
+            # a row with its own cap (dapo_uncapped): the sweep sets estimator.name alone, so the default cap is
+            # replaced here and run.json records the cap the run used; another explicit cap is a contradiction
+            _require(self.estimator.max_redraws in (EstimatorConfig.max_redraws, spec.max_redraws),
+                     "estimator.max_redraws", self.estimator.max_redraws,
+                     f"{spec.max_redraws} with estimator {spec.name} (its own cap; estimator=dapo takes any cap)")
+            self.estimator.max_redraws = spec.max_redraws
         tasks = registry.FAMILIES[self.policy.family].tasks
         _require(self.task.name in tasks, "task", self.task.name, f"{' or '.join(tasks)} for policy={self.policy.name.value}")
         if self.task.name in OPEN_ENDED_TASKS:

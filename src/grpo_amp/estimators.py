@@ -29,7 +29,15 @@ class EstimatorSpec:
     pass_k: int | None         # pass@k max reward over k-subsets
     label: str
     source: str
+    # the row's own redraw cap (dynamic sampling only); None: the config's estimator.max_redraws (16, verl's default)
+    max_redraws: int | None = None
 
+
+# dapo_uncapped's cap: drawing again until the group has spread ends after a Geometric(Z) number of tries, so a
+# cap R drops a question with probability (1 - Z)^(R + 1): below 1e-20 for every p in [0.0064, 0.9936]
+# (Z >= 0.05 at G = 8), far wider than the PoS the table's practice runs reach (0.02..0.99 at smoke and
+# default, at most 30 redraws measured). A cap stays: at p = 0 or 1 exactly the redraws would never end.
+UNCAPPED_REDRAWS = 1000
 
 ESTIMATOR_TABLE = (
     EstimatorSpec("grpo", None, None, None, True, False, False, None,
@@ -48,6 +56,10 @@ ESTIMATOR_TABLE = (
                   "TRL batch: (r - group mean)/(batch std + 1e-4)", "TRL GRPOTrainer scale_rewards='batch'"),
     EstimatorSpec("dapo", "mean_std", "sample", 1e-6, False, True, False, None,
                   "DAPO: verl's advantage, equal-reward groups redrawn", "Yu et al. 2025 (dynamic sampling)"),
+    # the theory's dynamic sampling (docs/theory.md E6): the same advantage, redrawn until spread (E6d, E6e)
+    EstimatorSpec("dapo_uncapped", "mean_std", "sample", 1e-6, False, True, False, None,
+                  f"DAPO without the cap: redrawn until spread (at most {UNCAPPED_REDRAWS} times)",
+                  "Yu et al. 2025 (dynamic sampling); docs/theory.md E6", max_redraws=UNCAPPED_REDRAWS),
     EstimatorSpec("pass_k", "mean_std", "population", 0.0, True, False, False, 4,
                   "pass@4: best of each 4-subset, normalised over subsets", "Chen et al. 2025 (Pass@k training)"),
 )

@@ -31,8 +31,8 @@ from grpo_amp.analysis.summaries import summarise_run
 from grpo_amp.config import Config, RuleFiles
 from grpo_amp.io import InputError, read_csv, read_json, write_csv, write_json, write_text
 from grpo_amp.analysis.factorial import attribution_table, factorial_table
-from grpo_amp.schema import (C1_COLUMNS, E3_CONTROL_COLUMNS, ITERATION_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS, TIMING_COLUMNS,
-                             TRAIN_METRICS_COLUMNS, VERDICTS)
+from grpo_amp.schema import (C1_COLUMNS, E3_CONTROL_COLUMNS, ITERATION_COLUMNS, PREDICT_COLUMNS, REDRAWS_COLUMNS, RUN_COLUMNS,
+                             TIMING_COLUMNS, TRAIN_METRICS_COLUMNS, VERDICTS)
 from grpo_amp.stages.common import named_runs, output_path, stage_main
 from grpo_amp.study.runs import draw_of, parse_run
 from grpo_amp.tracking import mlflow_store as tracking
@@ -115,7 +115,7 @@ def rule_files(inputs: RuleFiles) -> tuple[list[RunFiles], list[RunFiles]]:
 
 def run(cfg: Config) -> None:
     runs_files, draw_files = rule_files(cfg.inputs)
-    rows, predictions, c1, run_ids, notes, e3 = [], {}, {}, {}, [], {}
+    rows, predictions, c1, run_ids, notes, e3, redraws = [], {}, {}, {}, [], {}, {}
     for f in runs_files:
         policy, name = f.policy, f.run
         meta = read_json(f.train / "run.json")
@@ -124,12 +124,15 @@ def run(cfg: Config) -> None:
         c1[(policy, name)] = read_csv(f.train / "c1.csv", C1_COLUMNS)
         if (f.train / "e3_controls.csv").is_file():  # E3's tempering control (transformer runs)
             e3[(policy, name)] = read_csv(f.train / "e3_controls.csv", E3_CONTROL_COLUMNS)
+        if (f.train / "redraws.csv").is_file():  # dynamic sampling's redraws per question (E6d)
+            redraws[(policy, name)] = read_csv(f.train / "redraws.csv", REDRAWS_COLUMNS).assign(
+                max_redraws=int(conf["estimator.max_redraws"]))  # the cap the run used (E6d's truncated law)
         predictions[(policy, name)] = pred
         run_ids[(policy, name)] = meta.get("mlflow_run_id")
         notes += [f"`{policy}/{name}`: {note}" for note in meta.get("notes", [])]
         rows.append(run_row(policy, name, conf, pred))
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
-    table = claims_table(Study(runs, predictions, c1, finite_group=_finite_groups(cfg), e3=e3))
+    table = claims_table(Study(runs, predictions, c1, finite_group=_finite_groups(cfg), e3=e3, redraws=redraws))
     ladder = ladder_table(runs, predictions)
     factorial, attribution = factorial_table(runs, predictions), attribution_table(runs, predictions)
     per_iteration = pd.DataFrame([{"policy": policy, "run": name, **row} for (policy, name), pred in predictions.items()

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 from grpo_amp import registry
 from grpo_amp.analysis.claims.c1 import c1
-from grpo_amp.analysis.claims.e6 import e6_order, e6_r2, e6_rescale
+from grpo_amp.analysis.claims.e6 import e6_order, e6_r2, e6_redraws, e6_rescale, e6_runaway, redraw_wrong
 from grpo_amp.analysis.claims.extensions import e2a, e2b, e3, e4, e5, e5_sweep, e5_u_left, e5_u_right, e5_visible
 from grpo_amp.analysis.claims.measure import Measure
 from grpo_amp.analysis.claims.paper import c2, c3, c4a, c4b, c5a, c5b, c6a, c6b, c7a, c7b
@@ -122,6 +122,14 @@ CRITERIA: tuple[Criterion, ...] = (
               wrong=lambda right: (replace(right, name="no rescaling (ratio 1)", null=True),)),
     Criterion("E6b", e6_order, "Spearman rho(predicted C3_G final PoS, measured) over estimators, per seed", ">=",
               "effect", power="null", right=_finite_g, applies=_sampled),
+    Criterion("E6d", e6_redraws, "dynamic sampling: RMS over seeds of z = (measured - predicted redraws) / predicted "
+              "SD, summed over (question, iteration); predicted: Geometric(Z(p_n-1)) truncated at the cap", "<=",
+              "redraw_z", right=_finite_g, wrong=redraw_wrong, applies=_sampled),
+    Criterion("E6e", e6_runaway, "uncapped dynamic sampling: share of the runaway basin's questions (C3_G limit 1) "
+              "whose final PoS is nearer C3_G's p_N than the anchored p_N without 1/Z, per seed", ">=",
+              "runaway_share", right=_finite_g,
+              wrong=lambda right: (replace(right, name="no dynamic-sampling factor (plain verl)",
+                                           dynamic_sampling=False),)),
 )
 
 

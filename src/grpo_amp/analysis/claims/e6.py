@@ -17,19 +17,27 @@ estimator (grpo_amp.estimators, the same row as the trainer's advantage): they a
   second estimator's), beta_eff(first) / beta_eff(second) = (G-1)/G and sqrt(G/(G-1)). The value per
   seed is the largest |ratio / predicted - 1| over the pairs the scale ran; the wrong theory "no
   rescaling" predicts ratio 1 (the size of the effect: 12.5% and 6.9% at G = 8).
+- ``e6_redraws`` (E6d): dynamic sampling's redraws per (question, iteration) against the Geometric law at
+  the measured p_n-1 (mean 1/Z - 1 per group uncapped, truncated at the run's cap), each count standardised
+  by the law's mean and SD, summed to a z-score per seed; the named wrong laws (``REDRAW_LAWS``) each
+  predict another mean.
+- ``e6_runaway`` (E6e): from the basin where C3_G's orbit runs to p = 1, the uncapped run's final PoS ends
+  nearer the runaway prediction than the anchored one of the same estimator without 1/Z; the capped run
+  (dapo, 16 redraws) and the drops are evidence.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from grpo_amp import estimators, registry, theory
-from grpo_amp.analysis.claims.measure import Measure, fmt, measure
+from grpo_amp.analysis.claims.measure import TOLERANCE, Measure, fmt, measure
 from grpo_amp.analysis.claims.study import Study
 from grpo_amp.analysis.claims.theories import C3_G, Theory
 
@@ -97,6 +105,9 @@ def permutation_share(predicted, measured, rho: float, limit: int = MAX_PERMUTAT
 
 def e6_order(study: Study, policy: str, t: Theory) -> Measure | None:
     runs = estimator_runs(study, policy)
+    # a row with its own cap (dapo_uncapped) is another cap of an estimator already ranked, with the same
+    # prediction: a second point of it would count one estimator twice
+    runs = runs[[estimators.spec(_name(r)).max_redraws is None for _, r in runs.iterrows()]]
     if len(runs) < 3:
         return None
     measured = {run_estimator(r): [m[-1].mean() for m in study.measured(policy, r["run"])] for _, r in runs.iterrows()}
@@ -150,3 +161,157 @@ def e6_rescale(study: Study, policy: str, t: Theory) -> Measure | None:
         return None
     return measure(np.max(np.vstack(errors), axis=0), f"beta_eff ratios fitted with the second's C3_G, G as run: "
                    + "; ".join(notes))
+
+
+# --------------------------------------------------------------------------- E6d, E6e: dynamic sampling (DAPO)
+def dynamic_sampling_runs(study: Study, policy: str) -> dict[str, pd.Series]:
+    """The estimator sweep's runs with dynamic sampling, by estimator name (dapo, dapo_uncapped)."""
+    runs = estimator_runs(study, policy)
+    return {_name(r): r for _, r in runs.iterrows() if estimators.spec(_name(r)).dynamic_sampling}
+
+
+def _uncapped(runs: dict[str, pd.Series]) -> str | None:
+    """The run the theory's (uncapped) prediction is about: a row with its own cap (dapo_uncapped)."""
+    return next((name for name in runs if estimators.spec(name).max_redraws is not None), None)
+
+
+def _no_spread(law: str, p: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a, 1 - a): a group's chance of no spread under ``law`` and its complement Z, each end accurate."""
+    log_p, log_q = np.log(p), np.log1p(-p)
+    if law == "no_all_wrong":   # Z = 1 - p^G: only all-correct groups are redrawn
+        return np.exp(G * log_p), -np.expm1(G * log_p)
+    if law == "no_all_right":   # Z = 1 - (1-p)^G: only all-wrong groups are redrawn
+        return np.exp(G * log_q), -np.expm1(G * log_q)
+    hi, lo = np.maximum(log_p, log_q), np.minimum(log_p, log_q)
+    return np.exp(G * hi) + np.exp(G * lo), -np.expm1(G * hi) - np.exp(G * lo)
+
+
+def redraw_moments(p_prev, p_ref, group_size: int, max_redraws, groups: int = 1,
+                   law: str = "geometric") -> tuple[np.ndarray, np.ndarray]:
+    """(mean, variance) of a question's redraws in one iteration under ``law`` (``REDRAW_LAWS``).
+
+    docs/theory.md E6: a group of pi_{n-1} has spread with probability Z = 1 - p^G - (1-p)^G, so the groups
+    drawn again before one with spread are X ~ Geometric (P(X >= k) = a^k, a = 1 - Z) and the trainer
+    records Y = min(X, R) (R = estimator.max_redraws; E[Y] -> 1/Z - 1 uncapped). Closed forms of the
+    truncated sums: E[Y] = sum_{k=1..R} a^k, E[Y^2] = sum_{k=1..R} (2k - 1) a^k. ``groups`` = m groups
+    per question, each redrawn on its own: m times both.
+    """
+    p = np.asarray(p_ref if law == "at_p_ref" else p_prev, float)
+    R = np.asarray(max_redraws, float)
+    a, z = _no_spread("geometric" if law in ("at_p_ref", "bernoulli") else law, p, group_size)
+    if law == "bernoulli":  # one redraw at most: Y = 1[the first group has no spread]
+        return groups * a, groups * a * (1 - a)
+    a_r = np.exp(R * np.log(a))
+    s0 = a * (1 - a_r) / z                                   # sum_{k<=R} a^k
+    s1 = a * (1 - (R + 1) * a_r + R * a_r * a) / z ** 2      # sum_{k<=R} k a^k
+    return groups * s0, groups * (2 * s1 - s0 - s0 ** 2)
+
+
+# law -> the wrong theory's name (E6d's power); "geometric" is the theory's own
+REDRAW_LAWS = {
+    "geometric": "Geometric(Z) at p_n-1, Z = 1 - p^G - (1-p)^G",
+    "no_all_wrong": "Z without the (1-p)^G term (all-wrong groups kept)",
+    "no_all_right": "Z without the p^G term (all-correct groups kept)",
+    "bernoulli": "one redraw at most (Bernoulli(1 - Z), not Geometric)",
+    "at_p_ref": "Z at p_ref (groups from pi_ref, not pi_n-1)",
+}
+
+
+def redraw_wrong(right: Theory) -> tuple[Theory, ...]:
+    return tuple(replace(right, name=name, redraw_law=law) for law, name in REDRAW_LAWS.items() if law != "geometric")
+
+
+def _redraw_checks(study: Study, policy: str, run: str) -> pd.DataFrame:
+    """redraws.csv of one run beside p_n-1 (the policy the groups came from) and p_ref, train questions."""
+    pos = study.train_rows(policy, run).set_index(["seed", "question", "iteration"])["pos"].sort_index()
+    p_prev = pos.groupby(level=["seed", "question"]).shift(1).rename("p_prev")
+    p_ref = pos.xs(0, level="iteration").rename("p_ref")
+    df = (study.redraws[(policy, run)].join(p_prev, on=["seed", "question", "iteration"])
+          .join(p_ref, on=["seed", "question"]))
+    edge = TOLERANCE["degenerate_p"]  # at p = 0 or 1 exactly the redraws never end: no prediction
+    return df[df["p_prev"].between(edge, 1 - edge) & df["p_ref"].between(edge, 1 - edge)]
+
+
+def e6_redraws(study: Study, policy: str, t: Theory) -> Measure | None:
+    """E6d: dynamic sampling's redraws per (question, iteration) against the law at p_n-1. Each count is
+    standardised by the law's own mean and SD there, and per seed z = sum of those residuals / sqrt(n) (about
+    N(0, 1) where the law is right: hundreds of independent counts); the value is the RMS of z over seeds.
+    Standardising each count keeps the hard questions' few redraws from drowning in the easy ones' many
+    (a law that forgets the all-wrong groups is caught on the former). The uncapped run where the scale has
+    one (the theory's prediction; the truncated law keeps a cap exact), else the capped one: not both, they
+    share their seeds and so their draws."""
+    runs = dynamic_sampling_runs(study, policy)
+    name = _uncapped(runs) or next(iter(runs), None)
+    if name is None or (policy, runs[name]["run"]) not in study.redraws:
+        return None
+    r = runs[name]
+    df = _redraw_checks(study, policy, r["run"])
+    mean, var = redraw_moments(df["p_prev"].to_numpy(), df["p_ref"].to_numpy(), int(r["group_size"]),
+                               df["max_redraws"].to_numpy(), int(r["groups_per_question"]), t.redraw_law)
+    y = df["redraws"].to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):  # SD 0 (a count the law says is certain): 0 or inf
+        residual = np.where(var > 0, (y - mean) / np.sqrt(var), np.where(y == mean, 0.0, np.inf))
+    df = df.assign(mean=mean, residual=residual)
+    per_seed = df.groupby("seed").agg(measured=("redraws", "mean"), predicted=("mean", "mean"),
+                                      total=("residual", "sum"), n=("residual", "size"))
+    z = (per_seed["total"] / np.sqrt(per_seed["n"])).to_numpy()
+    value = float(np.sqrt(np.mean(z ** 2)))
+    raw = study.redraws[(policy, r["run"])]
+    evidence = (f"run {r['run']} (cap {int(raw['max_redraws'].iloc[0])}), law {REDRAW_LAWS[t.redraw_law]}; "
+                f"{len(df)} (question, iteration, seed) with 0 < p_n-1 < 1; mean redraws measured/predicted per seed: "
+                + ", ".join(f"{fmt(row.measured)}/{fmt(row.predicted)}" for row in per_seed.itertuples())
+                + f"; z per seed: {', '.join(fmt(v) for v in z)}; largest {int(raw['redraws'].max())}, "
+                f"dropped {int(raw['dropped'].sum())}")
+    return measure([value], evidence, interval=(value, value, value), n_seeds=len(z))
+
+
+def _runaway_sides(study: Study, policy: str, r, dynamic_sampling: bool) -> tuple[list[float], str]:
+    """Per seed: the share of the runaway basin's questions (C3_G's limit from the measured p_ref is 1) whose
+    final PoS lies nearer C3_G's p_N than the p_N of the same estimator without dynamic sampling's 1/Z
+    (``dynamic_sampling``=False: nearer the latter). Only questions whose two predictions at N differ by more
+    than C4's limit gap (0.05) decide. Evidence: the basin, and the other questions' gap to C3_G."""
+    est = estimators.resolve(_name(r), r["norm"], r["std"], float(r["eps"]))
+    kw = dict(kl=r["kl"], beta=float(r["beta"]), beta_prev=float(r["beta_prev"]), group_size=int(r["group_size"]),
+              **est.theory_kwargs())
+    plain = dict(kw, dynamic_sampling=False)
+    shares, n_basin, n_decide, off_basin = [], [], [], []
+    for m in study.measured(policy, r["run"]):
+        p_ref, p_n, n = m[0], m[-1], len(m) - 1
+        basin = theory.predicted_limit(p_ref, **kw) == 1.0
+        with_z, without_z = theory.pos_recurrence(p_ref, n, **kw)[-1], theory.pos_recurrence(p_ref, n, **plain)[-1]
+        decides = basin & (np.abs(with_z - without_z) > TOLERANCE["limit_gap"])
+        nearer = np.abs(p_n - with_z) < np.abs(p_n - without_z)
+        shares.append(float(np.mean(nearer[decides] == dynamic_sampling)) if decides.any() else np.nan)
+        n_basin.append(int(basin.sum()))
+        n_decide.append(int(decides.sum()))
+        off_basin.append(float(np.mean(np.abs(p_n - with_z)[~basin])) if (~basin).any() else np.nan)
+    notes = (f"basin {n_basin[0]} of {len(m[0])} questions (seed 0), {n_decide[0]} decide; outside it mean |p_N - "
+             f"C3_G p_N| {fmt(float(np.nanmean(off_basin)))}")
+    return shares, notes
+
+
+def e6_runaway(study: Study, policy: str, t: Theory) -> Measure | None:
+    """E6e: uncapped dynamic sampling defeats the KL anchor (docs/theory.md E6): from the basin where C3_G's
+    orbit runs to p = 1, the final PoS ends nearer C3_G's p_N than the anchored p_N of the estimator without
+    1/Z (the wrong theory "no dynamic-sampling factor"; its value on the same questions is the complement).
+    The uncapped run (dapo_uncapped) is judged; the capped one (dapo) and each run's drops are evidence."""
+    runs = dynamic_sampling_runs(study, policy)
+    name = _uncapped(runs)
+    if name is None or runs[name]["kl"] != "ref":
+        return None
+    def drops(r) -> str:
+        key = (policy, r["run"])
+        if key not in study.redraws:
+            return "no redraws (exact objective)"
+        df = _redraw_checks(study, policy, r["run"])
+        hard = int(df.loc[df["p_prev"] < 0.5, "dropped"].sum())  # the cap bites at both ends of p_n-1
+        return (f"dropped {int(df['dropped'].sum())} of {len(df)} (question, iteration, seed) ({hard} at p_n-1 < 0.5), "
+                f"largest redraws {int(df['redraws'].max())}")
+
+    shares, notes = _runaway_sides(study, policy, runs[name], t.dynamic_sampling)
+    evidence = [f"run {runs[name]['run']}: {notes}, {drops(runs[name])}"]
+    for other, r in runs.items():
+        if other != name and r["kl"] == "ref":
+            capped, _ = _runaway_sides(study, policy, r, t.dynamic_sampling)
+            evidence.append(f"capped run {r['run']}: share {fmt(float(np.nanmean(capped)))}, {drops(r)}")
+    return measure(shares, "; ".join(evidence))

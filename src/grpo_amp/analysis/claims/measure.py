@@ -24,6 +24,12 @@ TOLERANCE = {
     "visible_gap": 0.01,       # E5 R5: the one-group maximiser's gap must lie above this
     # E6c: |beta_eff ratio / predicted - 1|; the effects are 12.5% and 6.9% at G = 8, so 0.05 tells them from 1
     "rescale_error": {registry.ROUNDOFF: 1e-6, registry.OPTIMISER: 1e-4, registry.PRACTICE: 0.05},
+    # E6d: RMS over seeds of the redraw z-scores; were each z N(0, 1), RMS > 3 would have probability
+    # P(chi^2_k > 9k) <= 0.0027 at any k seeds; the counts are skewed, and a simulation of the right law at the
+    # smoke's size (240 counts, 2 seeds, p uniform in 0.02..0.99, 400 studies) put 0.25% above 3 (sampling noise)
+    "redraw_z": 3.0,
+    # E6e: share of the runaway basin on the runaway side (as C4a's share; the exact rungs: every question)
+    "runaway_share": {registry.ROUNDOFF: 1.0, registry.OPTIMISER: 1.0, registry.PRACTICE: 0.95},
     "degenerate_p": 1e-6,      # C1/E1: checks with p_{n-1} this close to 0 or 1 are 0 = 0 and left out
 }
 WEIGHT_ERROR_GRID = np.round(np.arange(0.01, 0.51, 0.01), 2)  # C1/E1: the weight errors it may detect

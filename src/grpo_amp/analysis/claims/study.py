@@ -40,6 +40,9 @@ class Study:
     finite_group: dict[str, dict] = field(default_factory=dict)  # policy -> the loop's own advantage (TRL)
     # (policy, run) -> E3_CONTROL_COLUMNS frame (train dir's e3_controls.csv: the tempered pi_ref per seed)
     e3: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+    # (policy, run) -> REDRAWS_COLUMNS frame + max_redraws, the run's cap (train dir's redraws.csv: dynamic
+    # sampling's redraws per question, E6d)
+    redraws: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, repr=False)
 
     def select(self, policy: str, **where) -> pd.DataFrame:

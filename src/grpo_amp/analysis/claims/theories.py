@@ -38,6 +38,10 @@ class Theory:
     other_kl: bool = False
     weight_factor: float = 1.0   # C1/E1: both weights scaled
     null: bool = False           # no learning at all: p_n = p_ref (the wrong theory of a sign check)
+    # E6e: False drops dynamic sampling's factor 1/Z from the run's estimator (plain verl: no runaway)
+    dynamic_sampling: bool = True
+    # E6d: the law of a group's redraws (analysis.claims.e6.REDRAW_LAWS; "geometric" is docs/theory.md E6's)
+    redraw_law: str = "geometric"
 
 
 C3 = Theory("C3")
