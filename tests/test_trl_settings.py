@@ -218,7 +218,7 @@ def test_dr_grpo_log_line_says_what_trls_constant_normaliser_means():
 
 @pytest.mark.parametrize("name", [n for n, row in TRL_ESTIMATORS.items() if row.refused])
 def test_estimators_trl_cannot_compute_are_one_line_errors_naming_the_field(name):
-    assert name in ("verl", "rloo", "dapo", "pass_k")
+    assert name in ("verl", "rloo", "dapo", "dapo_uncapped", "pass_k")
     with pytest.raises(InputError, match=f"estimator.name={name} has no TRL 1.16 counterpart") as exc:
         to_trl(cfg(advantage=name, G=8))
     assert "\n" not in str(exc.value)

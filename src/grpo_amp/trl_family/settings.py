@@ -72,6 +72,7 @@ TRL_ESTIMATORS = {
     "rloo": TrlEstimator(refused="GRPOTrainer has no leave-one-out baseline (RLOO is TRL's separate RLOOTrainer)"),
     "dapo": TrlEstimator(refused="GRPOTrainer has no dynamic sampling (TRL issue #3708); its loss_type='dapo' is "
                                  "DAPO's token-mean loss only"),
+    "dapo_uncapped": TrlEstimator(refused="GRPOTrainer has no dynamic sampling (TRL issue #3708), capped or not"),
     "pass_k": TrlEstimator(refused="GRPOTrainer has no pass@k reward over k-subsets"),
 }
 assert set(TRL_ESTIMATORS) == set(estimators.ESTIMATORS), "every estimator has a TRL row"

@@ -107,7 +107,7 @@ def e6_order(study: Study, policy: str, t: Theory) -> Measure | None:
     runs = estimator_runs(study, policy)
     # a row with its own cap (dapo_uncapped) is another cap of an estimator already ranked, with the same
     # prediction: a second point of it would count one estimator twice
-    runs = runs[[estimators.spec(_name(r)).max_redraws is None for _, r in runs.iterrows()]]
+    runs = runs[[estimators.spec(run_estimator(r)).max_redraws is None for _, r in runs.iterrows()]]
     if len(runs) < 3:
         return None
     measured = {run_estimator(r): [m[-1].mean() for m in study.measured(policy, r["run"])] for _, r in runs.iterrows()}
@@ -167,7 +167,7 @@ def e6_rescale(study: Study, policy: str, t: Theory) -> Measure | None:
 def dynamic_sampling_runs(study: Study, policy: str) -> dict[str, pd.Series]:
     """The estimator sweep's runs with dynamic sampling, by estimator name (dapo, dapo_uncapped)."""
     runs = estimator_runs(study, policy)
-    return {_name(r): r for _, r in runs.iterrows() if estimators.spec(_name(r)).dynamic_sampling}
+    return {run_estimator(r): r for _, r in runs.iterrows() if estimators.spec(run_estimator(r)).dynamic_sampling}
 
 
 def _uncapped(runs: dict[str, pd.Series]) -> str | None:
@@ -270,7 +270,7 @@ def _runaway_sides(study: Study, policy: str, r, dynamic_sampling: bool) -> tupl
     final PoS lies nearer C3_G's p_N than the p_N of the same estimator without dynamic sampling's 1/Z
     (``dynamic_sampling``=False: nearer the latter). Only questions whose two predictions at N differ by more
     than C4's limit gap (0.05) decide. Evidence: the basin, and the other questions' gap to C3_G."""
-    est = estimators.resolve(_name(r), r["norm"], r["std"], float(r["eps"]))
+    est = estimators.resolve(run_estimator(r), r["norm"], r["std"], float(r["eps"]))
     kw = dict(kl=r["kl"], beta=float(r["beta"]), beta_prev=float(r["beta_prev"]), group_size=int(r["group_size"]),
               **est.theory_kwargs())
     plain = dict(kw, dynamic_sampling=False)
