@@ -69,7 +69,7 @@ def test_command_txt_records_commit_machine_threads_and_wall_time(published):
     assert commit.startswith(head) and commit.endswith("(clean)") == (dirty == "")
     assert f"{os.cpu_count()} CPUs" in _comment(text, "machine:")
     # the rules' own thread counts, read from workflows/rules/*.smk
-    assert "reference per job" in _comment(text, "threads per rule") and "train 1" in _comment(text, "threads per rule")
+    assert "reference 1" in _comment(text, "threads per rule") and "train 1" in _comment(text, "threads per rule")
     walls = _comment(text, "wall time per rule, s (summed over its jobs in benchmarks.csv):")
     assert walls == "compare 2.0, reference 3.5, train 15.0; total 20.5"  # benchmarks.csv is sorted by path
     assert _comment(text, "pip freeze:") == "pip-freeze.txt"
@@ -88,7 +88,7 @@ def test_dirty_flag_names_changed_tracked_files_but_not_results():
     assert head is not None and len(head) == 40
     assert all(not d.startswith("results/") for d in dirty)
     threads = rule_threads()
-    assert threads["train"] == 1 and threads["reference"] == "per job (workflows/rules/reference.smk)"
+    assert threads["train"] == 1 and threads["reference"] == 1
 
 
 def test_archive_is_reproducible_and_its_checksums_verify(published, tmp_path, capsys):

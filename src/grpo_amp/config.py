@@ -448,6 +448,7 @@ class Config:
     seed: int = 0
     run_name: str = ""    # the Snakemake ``{run}`` wildcard, e.g. mean_std_ref-beta0.5
     results: str = "results"  # root of results/{scale}/...
+    workers: int = 1  # processes a stage may use for independent items (compare, figures: the rule's threads)
     # the files the rule names (``outputs.pos=results/smoke/pos/...``); a stage run by hand falls back
     # to the standard paths of grpo_amp.paths (stages.common.input_path / output_path)
     inputs: RuleFiles = field(default_factory=RuleFiles)
@@ -473,6 +474,7 @@ class Config:
                      "estimator.max_redraws", self.estimator.max_redraws,
                      f"{spec.max_redraws} with estimator {spec.name} (its own cap; estimator=dapo takes any cap)")
             self.estimator.max_redraws = spec.max_redraws
+        _require(self.workers >= 1, "workers", self.workers, "an integer >= 1")
         tasks = registry.FAMILIES[self.policy.family].tasks
         _require(self.task.name in tasks, "task", self.task.name, f"{' or '.join(tasks)} for policy={self.policy.name.value}")
         if self.task.name in OPEN_ENDED_TASKS:

@@ -22,8 +22,11 @@ rule compare:
         bench_path("compare", "compare")
     conda:
         ENV
+    # it runs last, when the other core would idle: its runs' summaries and policies' claim rows over both
+    # (grpo_amp.parallel; the files do not depend on the number of workers)
+    threads: 2
     params:
         cmd=stage("compare"),
         files=compare_files,
     shell:
-        "{params.cmd} {params.files} > {log} 2>&1"
+        "{params.cmd} workers={threads} {params.files} > {log} 2>&1"

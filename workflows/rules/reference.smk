@@ -27,9 +27,9 @@ rule reference:
         bench_path("reference", "{reference}")
     conda:
         ENV
-    # the transformer's pi_ref trains on both cores; the table's and the twin's are drawn or read in a few seconds on
-    # one (same bytes at 1 and 2 threads, checked with cmp), so they run beside other jobs
-    threads: lambda w: 2 if paths.parse_reference_name(w.reference)[0] == "transformer" else 1
+    # one thread: the transformer's pi_ref is the same bytes at 1 and 2 threads (cmp), and three of them on one core
+    # each beside other jobs cost fewer core-seconds than one at a time on both (19 s of CPU against 2 x 15 s)
+    threads: 1
     # first among the references: every transformer-family job, the longest of the study, waits for one
     priority: lambda w: 3 if paths.parse_reference_name(w.reference)[0] == "transformer" else 0
     params:

@@ -19,8 +19,9 @@ rule figures:
         bench_path("figures", "figures")
     conda:
         ENV
+    threads: 2  # the figures are drawn over both cores (grpo_amp.parallel): nothing else runs by then
     params:
         cmd=stage("figures"),
         files=figure_files,
     shell:
-        "MPLBACKEND=Agg {params.cmd} {params.files} > {log} 2>&1"
+        "MPLBACKEND=Agg {params.cmd} workers={threads} {params.files} > {log} 2>&1"

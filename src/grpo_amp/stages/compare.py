@@ -33,6 +33,7 @@ from grpo_amp.io import InputError, read_csv, read_json, write_csv, write_json, 
 from grpo_amp.analysis.factorial import attribution_table, factorial_table
 from grpo_amp.schema import (C1_COLUMNS, E3_CONTROL_COLUMNS, ITERATION_COLUMNS, PREDICT_COLUMNS, REDRAWS_COLUMNS, RUN_COLUMNS,
                              TIMING_COLUMNS, TRAIN_METRICS_COLUMNS, VERDICTS)
+from grpo_amp.parallel import parallel_map
 from grpo_amp.stages.common import named_runs, output_path, stage_main
 from grpo_amp.study.runs import draw_of, parse_run
 from grpo_amp.tracking import mlflow_store as tracking
@@ -113,9 +114,27 @@ def rule_files(inputs: RuleFiles) -> tuple[list[RunFiles], list[RunFiles]]:
     return runs, draws
 
 
+_READ: list = []  # (policy, run, config, predict frame) of every run, for the forked workers of _summaries
+
+
+def _summary(i: int) -> tuple[dict, list[dict]]:
+    """runs.csv's row and the per-iteration metrics of run i of _READ."""
+    policy, name, conf, pred = _READ[i]
+    return run_row(policy, name, conf, pred), iteration_metrics(pred)
+
+
+def _summaries(read: list, workers: int) -> list[tuple[dict, list[dict]]]:
+    global _READ
+    _READ = read
+    try:
+        return parallel_map(_summary, range(len(read)), workers)
+    finally:
+        _READ = []
+
+
 def run(cfg: Config) -> None:
     runs_files, draw_files = rule_files(cfg.inputs)
-    rows, predictions, c1, run_ids, notes, e3, redraws = [], {}, {}, {}, [], {}, {}
+    read, predictions, c1, run_ids, notes, e3, redraws = [], {}, {}, {}, [], {}, {}
     for f in runs_files:
         policy, name = f.policy, f.run
         meta = read_json(f.train / "run.json")
@@ -130,13 +149,15 @@ def run(cfg: Config) -> None:
         predictions[(policy, name)] = pred
         run_ids[(policy, name)] = meta.get("mlflow_run_id")
         notes += [f"`{policy}/{name}`: {note}" for note in meta.get("notes", [])]
-        rows.append(run_row(policy, name, conf, pred))
-    runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
-    table = claims_table(Study(runs, predictions, c1, finite_group=_finite_groups(cfg), e3=e3, redraws=redraws))
+        read.append((policy, name, conf, pred))
+    summaries = _summaries(read, cfg.workers)  # each run's own numbers, one run at a time (over cfg.workers processes)
+    runs = pd.DataFrame([row for row, _ in summaries], columns=RUN_COLUMNS)
+    table = claims_table(Study(runs, predictions, c1, finite_group=_finite_groups(cfg), e3=e3, redraws=redraws),
+                         cfg.workers)
     ladder = ladder_table(runs, predictions)
     factorial, attribution = factorial_table(runs, predictions), attribution_table(runs, predictions)
-    per_iteration = pd.DataFrame([{"policy": policy, "run": name, **row} for (policy, name), pred in predictions.items()
-                                  for row in iteration_metrics(pred)], columns=ITERATION_COLUMNS)
+    per_iteration = pd.DataFrame([{"policy": policy, "run": name, **row} for (policy, name, _, _), (_, metrics)
+                                  in zip(read, summaries) for row in metrics], columns=ITERATION_COLUMNS)
     write_csv(runs, output_path(cfg, "runs", paths.RUNS))
     write_csv(ladder, output_path(cfg, "ladder", paths.LADDER))
     write_csv(factorial, output_path(cfg, "factorial", paths.FACTORIAL))
@@ -146,7 +167,8 @@ def run(cfg: Config) -> None:
     write_csv(table, output_path(cfg, "claims_csv", paths.CLAIMS_CSV))
     write_text(claims_markdown(table, cfg.scale.name, notes), output_path(cfg, "claims_md", paths.CLAIMS_MD))
     log.info("claims at scale %s:\n%s", cfg.scale.name, table[["claim", "policy", "verdict", "value"]].to_string())
-    study_run = _track(cfg, runs_files, runs, predictions, run_ids, table) if cfg.tracking.enabled else None
+    metrics = {(policy, name): m for (policy, name, _, _), (_, m) in zip(read, summaries)}
+    study_run = _track(cfg, runs_files, runs, metrics, run_ids, table) if cfg.tracking.enabled else None
     write_json({"uri": cfg.tracking.uri if cfg.tracking.enabled else None, "run_id": study_run},
                output_path(cfg, "study_run", paths.STUDY_RUN))
 
@@ -164,12 +186,12 @@ def _draws(cfg: Config, predictions: dict, draw_files: list[RunFiles]) -> pd.Dat
     return draws_table(frames, study.sweep_variant)
 
 
-def _track(cfg: Config, runs_files: list[RunFiles], runs: pd.DataFrame, predictions: dict, run_ids: dict,
+def _track(cfg: Config, runs_files: list[RunFiles], runs: pd.DataFrame, metrics: dict, run_ids: dict,
            table: pd.DataFrame) -> str:
     """Every run's metrics and files, then the study run (the claims table and summaries); its run id."""
     uri = cfg.tracking.uri
     for f in runs_files:
-        policy, name, pred = f.policy, f.run, predictions[(f.policy, f.run)]
+        policy, name = f.policy, f.run
         run_id, train_dir = run_ids[(policy, name)], f.train
         if run_id is None:  # not tracked live by train: open the run now, with what train wrote
             meta = read_json(train_dir / "run.json")
@@ -182,7 +204,7 @@ def _track(cfg: Config, runs_files: list[RunFiles], runs: pd.DataFrame, predicti
                 files.append(train_dir / "timing.csv")
             tracking.log_metric_rows(uri, run_id, [_per_seed(row) for row in metrics.to_dict("records")])
             tracking.log_artifacts(uri, run_id, files, subdir="train")
-        tracking.log_metric_rows(uri, run_id, iteration_metrics(pred))
+        tracking.log_metric_rows(uri, run_id, metrics[(policy, name)])  # compare's iteration_metrics of the run
         summary = runs[(runs["policy"] == policy) & (runs["run"] == name)].iloc[0]
         tracking.log_metric_rows(uri, run_id, [{"iteration": 0, **{k: summary[k] for k in (
             "gap_trajectory", "gap_one_step", "gap_trajectory_G", "beta_eff", "beta_eff_rmse", "final_pos_mean")}}])

@@ -13,6 +13,7 @@ from pathlib import Path
 from grpo_amp import registry
 from grpo_amp.config import Config, RuleFiles
 from grpo_amp.io import InputError, read_json
+from grpo_amp.parallel import parallel_map
 from grpo_amp.stages.common import named_runs, stage_main
 from grpo_amp.tracking import mlflow_store as tracking
 
@@ -39,12 +40,16 @@ def outputs(figures: list[str]) -> dict[str, Path]:
     return dict(zip(registry.FIGURE_NAMES, out))
 
 
-def run(cfg: Config) -> None:
+def _draw(job: tuple) -> None:
     from grpo_amp.analysis.figures import make_figure
 
+    make_figure(*job)
+
+
+def run(cfg: Config) -> None:
     src, targets = sources(cfg.inputs), outputs(cfg.outputs.figures)
-    for name, out in targets.items():
-        make_figure(name, src, out)
+    # each figure drawn on its own (over cfg.workers processes): the PNGs do not depend on how many
+    parallel_map(_draw, [(name, src, out) for name, out in targets.items()], cfg.workers)
     if cfg.tracking.enabled:
         if not cfg.inputs.study_run:
             raise InputError("inputs.study_run: tracking is enabled; give the study_run.json compare wrote")
