@@ -167,8 +167,9 @@ def run(cfg: Config) -> None:
     write_csv(table, output_path(cfg, "claims_csv", paths.CLAIMS_CSV))
     write_text(claims_markdown(table, cfg.scale.name, notes), output_path(cfg, "claims_md", paths.CLAIMS_MD))
     log.info("claims at scale %s:\n%s", cfg.scale.name, table[["claim", "policy", "verdict", "value"]].to_string())
-    metrics = {(policy, name): m for (policy, name, _, _), (_, m) in zip(read, summaries)}
-    study_run = _track(cfg, runs_files, runs, metrics, run_ids, table) if cfg.tracking.enabled else None
+    per_run_iterations = {(policy, name): m for (policy, name, _, _), (_, m) in zip(read, summaries)}
+    study_run = (_track(cfg, runs_files, runs, per_run_iterations, run_ids, table) if cfg.tracking.enabled
+                 else None)
     write_json({"uri": cfg.tracking.uri if cfg.tracking.enabled else None, "run_id": study_run},
                output_path(cfg, "study_run", paths.STUDY_RUN))
 
@@ -186,7 +187,7 @@ def _draws(cfg: Config, predictions: dict, draw_files: list[RunFiles]) -> pd.Dat
     return draws_table(frames, study.sweep_variant)
 
 
-def _track(cfg: Config, runs_files: list[RunFiles], runs: pd.DataFrame, metrics: dict, run_ids: dict,
+def _track(cfg: Config, runs_files: list[RunFiles], runs: pd.DataFrame, per_run_iterations: dict, run_ids: dict,
            table: pd.DataFrame) -> str:
     """Every run's metrics and files, then the study run (the claims table and summaries); its run id."""
     uri = cfg.tracking.uri
@@ -204,7 +205,7 @@ def _track(cfg: Config, runs_files: list[RunFiles], runs: pd.DataFrame, metrics:
                 files.append(train_dir / "timing.csv")
             tracking.log_metric_rows(uri, run_id, [_per_seed(row) for row in metrics.to_dict("records")])
             tracking.log_artifacts(uri, run_id, files, subdir="train")
-        tracking.log_metric_rows(uri, run_id, metrics[(policy, name)])  # compare's iteration_metrics of the run
+        tracking.log_metric_rows(uri, run_id, per_run_iterations[(policy, name)])  # compare's iteration_metrics
         summary = runs[(runs["policy"] == policy) & (runs["run"] == name)].iloc[0]
         tracking.log_metric_rows(uri, run_id, [{"iteration": 0, **{k: summary[k] for k in (
             "gap_trajectory", "gap_one_step", "gap_trajectory_G", "beta_eff", "beta_eff_rmse", "final_pos_mean")}}])
