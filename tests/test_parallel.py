@@ -15,14 +15,14 @@ import numpy as np
 from helpers.claims import VARIANTS, Builder, _c3
 
 
-def _square_and_pid(x: int) -> tuple[int, int]:
-    return x * x, os.getpid()
+def _square_and_pid(shared: int, x: int) -> tuple[int, int]:
+    return x * x + shared, os.getpid()
 
 
 def test_parallel_map_keeps_the_order_and_really_uses_other_processes():
-    serial = parallel_map(_square_and_pid, range(12), workers=1)
-    forked = parallel_map(_square_and_pid, range(12), workers=3)
-    assert [v for v, _ in forked] == [v for v, _ in serial] == [x * x for x in range(12)]
+    serial = parallel_map(_square_and_pid, range(12), 5, workers=1)
+    forked = parallel_map(_square_and_pid, range(12), 5, workers=3)
+    assert [v for v, _ in forked] == [v for v, _ in serial] == [x * x + 5 for x in range(12)]
     assert {pid for _, pid in serial} == {os.getpid()}
     assert os.getpid() not in {pid for _, pid in forked} and len({pid for _, pid in forked}) > 1
 

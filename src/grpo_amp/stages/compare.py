@@ -114,22 +114,10 @@ def rule_files(inputs: RuleFiles) -> tuple[list[RunFiles], list[RunFiles]]:
     return runs, draws
 
 
-_READ: list = []  # (policy, run, config, predict frame) of every run, for the forked workers of _summaries
-
-
-def _summary(i: int) -> tuple[dict, list[dict]]:
-    """runs.csv's row and the per-iteration metrics of run i of _READ."""
-    policy, name, conf, pred = _READ[i]
+def _summary(read: list, i: int) -> tuple[dict, list[dict]]:
+    """runs.csv's row and the per-iteration metrics of run i of ``read`` ((policy, run, config, predict frame) each)."""
+    policy, name, conf, pred = read[i]
     return run_row(policy, name, conf, pred), iteration_metrics(pred)
-
-
-def _summaries(read: list, workers: int) -> list[tuple[dict, list[dict]]]:
-    global _READ
-    _READ = read
-    try:
-        return parallel_map(_summary, range(len(read)), workers)
-    finally:
-        _READ = []
 
 
 def run(cfg: Config) -> None:
@@ -150,7 +138,7 @@ def run(cfg: Config) -> None:
         run_ids[(policy, name)] = meta.get("mlflow_run_id")
         notes += [f"`{policy}/{name}`: {note}" for note in meta.get("notes", [])]
         read.append((policy, name, conf, pred))
-    summaries = _summaries(read, cfg.workers)  # each run's own numbers, one run at a time (over cfg.workers processes)
+    summaries = parallel_map(_summary, range(len(read)), read, cfg.workers)  # each run's own numbers, one run at a time (over cfg.workers processes)
     runs = pd.DataFrame([row for row, _ in summaries], columns=RUN_COLUMNS)
     table = claims_table(Study(runs, predictions, c1, finite_group=_finite_groups(cfg), e3=e3, redraws=redraws),
                          cfg.workers)

@@ -40,16 +40,16 @@ def outputs(figures: list[str]) -> dict[str, Path]:
     return dict(zip(registry.FIGURE_NAMES, out))
 
 
-def _draw(job: tuple) -> None:
+def _draw(src, target: tuple) -> None:
     from grpo_amp.analysis.figures import make_figure
 
-    make_figure(*job)
+    make_figure(target[0], src, target[1])
 
 
 def run(cfg: Config) -> None:
     src, targets = sources(cfg.inputs), outputs(cfg.outputs.figures)
     # each figure drawn on its own (over cfg.workers processes): the PNGs do not depend on how many
-    parallel_map(_draw, [(name, src, out) for name, out in targets.items()], cfg.workers)
+    parallel_map(_draw, list(targets.items()), src, cfg.workers)
     if cfg.tracking.enabled:
         if not cfg.inputs.study_run:
             raise InputError("inputs.study_run: tracking is enabled; give the study_run.json compare wrote")

@@ -68,24 +68,16 @@ def _rows(c: Criterion, study: Study, policy: str) -> list[dict]:
     return rows
 
 
-_STUDY: Study | None = None  # the study a forked worker of claims_table reads (grpo_amp.parallel)
-
-
-def _policy_rows(policy: str) -> list[list[dict]]:
+def _policy_rows(study: Study, policy: str) -> list[list[dict]]:
     """Every criterion's rows of one policy, in CRITERIA's order."""
-    return [_rows(c, _STUDY, policy) if c.applies(policy) else [] for c in CRITERIA]
+    return [_rows(c, study, policy) if c.applies(policy) else [] for c in CRITERIA]
 
 
 def claims_table(study: Study, workers: int = 1) -> pd.DataFrame:
     """One row per (criterion, policy, prediction), criteria first; each policy's rows computed on their own (over
     ``workers`` processes), so the table does not depend on ``workers``."""
-    global _STUDY
     # a control run enters its policy's E3 evidence, not a row of its own
     policies = [p for p in study.runs["policy"].unique() if registry.policy(p).control_of is None]
-    _STUDY = study
-    try:
-        by_policy = dict(zip(policies, parallel_map(_policy_rows, policies, workers)))
-    finally:
-        _STUDY = None
+    by_policy = dict(zip(policies, parallel_map(_policy_rows, policies, study, workers)))
     rows = [row for i in range(len(CRITERIA)) for policy in policies for row in by_policy[policy][i]]
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
