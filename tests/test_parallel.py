@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 
 import pandas as pd
@@ -15,13 +16,17 @@ import numpy as np
 from helpers.claims import VARIANTS, Builder, _c3
 
 
-def _square_and_pid(shared: int, x: int) -> tuple[int, int]:
-    return x * x + shared, os.getpid()
+def _square_and_pid(shared: tuple, x: int) -> tuple[int, int]:
+    offset, both_started = shared
+    if both_started is not None and x < 2:
+        # items 0 and 1 wait for each other: one worker cannot take every item before the others start
+        both_started.wait(timeout=60)
+    return x * x + offset, os.getpid()
 
 
 def test_parallel_map_keeps_the_order_and_really_uses_other_processes():
-    serial = parallel_map(_square_and_pid, range(12), 5, workers=1)
-    forked = parallel_map(_square_and_pid, range(12), 5, workers=3)
+    serial = parallel_map(_square_and_pid, range(12), (5, None), workers=1)
+    forked = parallel_map(_square_and_pid, range(12), (5, multiprocessing.get_context("fork").Barrier(2)), workers=3)
     assert [v for v, _ in forked] == [v for v, _ in serial] == [x * x + 5 for x in range(12)]
     assert {pid for _, pid in serial} == {os.getpid()}
     assert os.getpid() not in {pid for _, pid in forked} and len({pid for _, pid in forked}) > 1
