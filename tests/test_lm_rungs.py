@@ -7,6 +7,7 @@ where it matters.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -17,6 +18,7 @@ from grpo_amp.grpo import lm_rungs
 from grpo_amp.grpo.rungs import exact_objective, population_advantage
 from grpo_amp.policies.transformer import TransformerPolicy
 from grpo_amp.grpo.pos import pos_exact
+from grpo_amp.grpo.rollout import Rollout
 from grpo_amp.tasks.modarith import ModArithTask
 
 TASK = TaskConfig(name="modarith", modulus=5, n_train=8, n_heldout=4, seed=0)
@@ -28,19 +30,32 @@ def task() -> ModArithTask:
     return ModArithTask(TASK)
 
 
-def test_answer_space_lists_every_answer_shaped_output_once(task):
+@pytest.fixture(scope="module")
+def signed_task() -> ModArithTask:
+    return ModArithTask(dataclasses.replace(TASK, plus_sign=True))
+
+
+@pytest.mark.parametrize("plus_sign", [False, True])
+def test_answer_space_lists_every_answer_shaped_output_once(task, signed_task, plus_sign):
+    task = signed_task if plus_sign else task
     space = lm_rungs.AnswerSpace(task)
-    assert space.K == 1 + 10 + 100  # <eos>; d <eos>; d d <eos>
+    assert space.K == (1 + plus_sign) * (1 + 10 + 100)  # ["+"] then: <eos>; d <eos>; d d <eos>
     assert len(set(space.labels)) == space.K + 1 and space.labels[-1] == "other"
     questions = torch.arange(len(task.questions))
     correct = space.correct(questions)
-    # the correct outputs are exactly the task's spellings of each value ("3", "03")
+    # the correct outputs are exactly the task's spellings of each value ("3", "03"; "+3", "+03" with the sign)
     for q in range(len(task.questions)):
         listed = {space.labels[j].removesuffix("<eos>") for j in torch.nonzero(correct[q])[:, 0].tolist()}
-        assert listed == set(task.questions["answers"].iloc[q].split("|"))
+        assert listed == set(task.questions["answers"].iloc[q].split("|")) and len(listed) == 2 * (1 + plus_sign)
+    # and the task's verifier accepts exactly those of the listed outputs (an independent path: the reward)
+    tokens = space.tokens[None].expand(len(questions), -1, -1)
+    reward = task.reward(Rollout(questions, tokens, space.mask[None].expand_as(tokens)))
+    assert torch.equal(reward.bool(), correct[:, :-1])
 
 
-def test_listed_log_probs_are_teacher_forced_sequence_probabilities(task):
+@pytest.mark.parametrize("plus_sign", [False, True])
+def test_listed_log_probs_are_teacher_forced_sequence_probabilities(task, signed_task, plus_sign):
+    task = signed_task if plus_sign else task
     """Each listed log pi(o|q) against the policy's own teacher forcing of o alone (another path), the
     masses with "other" summing to 1, and the correct mass against pos.pos_exact (the pipeline's PoS)."""
     policy = TransformerPolicy.from_config(task, MODEL, seed=0, device="cpu")

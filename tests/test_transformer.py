@@ -109,6 +109,11 @@ def test_task_save_load(task, tmp_path):
     back = ModArithTask.load(tmp_path)
     assert back.cfg == task.cfg and back.questions.equals(task.questions)
     assert torch.equal(back.prompt_ids, task.prompt_ids) and torch.equal(back.answer_ids, task.answer_ids)
+    assert "plus_sign" not in (tmp_path / "task.json").read_text()  # the plain task's file keeps its bytes
+    signed = ModArithTask(dataclasses.replace(task.cfg, plus_sign=True))
+    signed.save(tmp_path / "signed")
+    back = ModArithTask.load(tmp_path / "signed")
+    assert back.cfg.plus_sign and back.questions.equals(signed.questions) and torch.equal(back.answer_ids, signed.answer_ids)
 
     with pytest.raises(InputError, match="missing") as exc:
         ModArithTask.load(tmp_path / "nowhere")
@@ -149,6 +154,37 @@ def test_reward_hand_built(task):
     # too long: three digits when answer_digits = 2
     long = torch.tensor([[ids(task, "00" + right) + [eos]]])
     assert task.reward(Rollout(torch.tensor([0]), long, torch.ones_like(long, dtype=torch.bool))).item() == 0.0
+
+
+def test_reward_with_a_plus_sign():
+    """task.plus_sign: "+7" and "+07" are correct as well; a sign alone, twice, or after a digit is not."""
+    signed = ModArithTask(TaskConfig(name="modarith", modulus=5, n_train=4, n_heldout=0, plus_sign=True))
+    assert signed.max_new_tokens == 4 and signed.questions["answers"].str.count(r"\|").eq(3).all()
+    value = int(signed.questions.loc[0, "answers"].split("|")[0])
+    right, wrong = str(value), str((value + 1) % 5)
+    eos, pad, plus = signed.eos_id, signed.pad_id, ids(signed, "+")[0]
+    rows = [
+        (ids(signed, right) + [eos, pad, pad], 1.0),
+        (ids(signed, "0" + right) + [eos, pad], 1.0),
+        ([plus] + ids(signed, right) + [eos, pad], 1.0),
+        ([plus] + ids(signed, "0" + right) + [eos], 1.0),
+        ([plus] + ids(signed, wrong) + [eos, pad], 0.0),      # wrong value
+        ([plus, eos, pad, pad], 0.0),                         # a sign, no digits
+        ([plus, plus] + ids(signed, right) + [eos], 0.0),     # two signs
+        (ids(signed, right) + [plus, eos, pad], 0.0),         # the sign after the digits
+        ([plus] + ids(signed, "00" + right), 0.0),            # three digits, no <eos>
+    ]
+    tokens = torch.tensor([r for r, _ in rows])[None]   # (1, G, 4)
+    mask = torch.ones_like(tokens, dtype=torch.bool)
+    for g, row in enumerate(tokens[0]):
+        hit = (row == eos).nonzero()
+        if len(hit):
+            mask[0, g, hit[0, 0] + 1 :] = False
+    assert signed.reward(Rollout(torch.tensor([0]), tokens, mask)).tolist() == [[r for _, r in rows]]
+    # the same "+7" is wrong where the task has no sign
+    plain = ModArithTask(TaskConfig(name="modarith", modulus=5, n_train=4, n_heldout=0))
+    signed_right = torch.tensor([[[plus] + ids(plain, right) + [eos]]])
+    assert plain.reward(Rollout(torch.tensor([0]), signed_right, torch.ones_like(signed_right, dtype=torch.bool))).item() == 0.0
 
 
 # ---- checkpoints -----------------------------------------------------------------------------

@@ -253,6 +253,9 @@ class TaskConfig:
     modulus: int = 11
     ops: list[str] = field(default_factory=lambda: ["+"])
     answer_digits: int = 2  # answers may be zero-padded up to this many digits: several correct outputs
+    # answers may also carry a leading "+": "7", "07", "+7", "+07" (issue 20: C2 then compares pi_n and pi_ref
+    # over four correct outputs that differ in two independent ways, not over a two-point set)
+    plus_sign: bool = False
     noise_a: float = 1.0
     noise_b: float = 1.0
     # file: questions from JSON lines or parquet (tasks/file_task.py); "" = the shipped tasks/data/arith.jsonl

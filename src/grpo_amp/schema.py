@@ -12,10 +12,12 @@ NAN = float("nan")
 # results/{scale}/pos/{policy}/{run}.csv: one row per question and iteration.
 # ``seed`` is the training seed of the row (a sampled policy's run repeats over seeds; see runs.seeds_of).
 POS_COLUMNS = ["question", "seed", "split", "iteration", "pos", "pos_lo", "pos_hi", "method",
-               "kl_in_correct"]  # C2: KL(pi_n | correct || pi_ref | correct), each renormalised
+               "kl_in_correct",  # C2: KL(pi_n | correct || pi_ref | correct), each renormalised
+               "n_correct"]      # the size of the question's correct set (NaN where answers cannot be listed)
 
 # results/{scale}/predict/{policy}/{run}.csv: the measured PoS beside C3 from the measured p_ref.
 PREDICT_COLUMNS = ["question", "seed", "split", "iteration", "p_ref", "pos", "pos_lo", "pos_hi", "kl_in_correct",
+                   "n_correct",
                    "pred_trajectory",    # C3 iterated from p_ref (population limit)
                    "pred_one_step",      # C3 applied to the measured p_{n-1}
                    "pred_trajectory_G",  # the same with E1's finite-group S_G

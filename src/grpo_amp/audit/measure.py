@@ -118,5 +118,5 @@ def measure_point(cfg: Config, point: Point, iteration: int, task=None) -> pd.Da
     q = task.questions
     return pd.DataFrame({"question": q["question"].to_numpy(), "seed": cfg.seed, "split": q["split"].to_numpy(),
                          "iteration": iteration, "pos": k / n, "pos_lo": lo, "pos_hi": hi, "method": "mc",
-                         "kl_in_correct": np.nan, "step": point.step, "successes": k.astype(int),
+                         "kl_in_correct": np.nan, "n_correct": np.nan, "step": point.step, "successes": k.astype(int),
                          "n_samples": n})[AUDIT_POS_COLUMNS]

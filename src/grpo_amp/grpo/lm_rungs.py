@@ -6,7 +6,8 @@
     metrics = transformer_finite_group_argmax(...)                                                # R2
 
 A modarith output is at most ``answer_digits`` digits then <eos>: with two digits 1 + 10 + 100 = 111
-answer-shaped outputs per question. Their probabilities come from a walk down the tree of digit
+answer-shaped outputs per question (222 where answers may start with "+": the same digit tree again
+after the sign, its prefix run as a prompt one token longer). Their probabilities come from a walk down the tree of digit
 prefixes: the prompt once, its 10 one-digit prefixes (``backend.branch``: each continuation becomes a
 prompt of its own), then their 100 two-digit ones, so each of the 1 + 10 + 100 prefixes runs once
 (110 tokens per question where teacher-forcing the 100 full strings ran 200; 3-4x faster per
@@ -50,34 +51,43 @@ CHUNK = 10  # L-BFGS iterations between two looks at how far p still moves
 
 
 class AnswerSpace:
-    """Every answer-shaped output of a modarith task (k = 0..D digits then <eos>) and its value."""
+    """Every answer-shaped output of a modarith task (["+"] then k = 0..D digits then <eos>) and its value."""
 
     def __init__(self, task):
         D = task.cfg.answer_digits
-        self.task, self.D, self.T = task, D, D + 1
+        self.task, self.D = task, D
+        self.plus_id = getattr(task, "plus_id", None)      # a task whose answers may start with "+"
+        signs = ("", "+") if self.plus_id is not None else ("",)
+        self.T0 = D + 1                                    # tokens of an unsigned output: digits, <eos>
+        self.T = len(signs) - 1 + self.T0                  # the longest output: ["+"], digits, <eos>
         digit_ids = task.tokenizer.convert_tokens_to_ids(list("0123456789"))
         eos, pad = task.eos_id, task.pad_id
         outputs = [digits for k in range(D + 1) for digits in itertools.product(range(10), repeat=k)]
-        self.K = len(outputs)
-        tokens = torch.full((self.K, self.T), pad, dtype=torch.long)     # (K, T): digits, <eos>, pad
+        self.K0 = len(outputs)                             # unsigned outputs; the signed ones follow in the same order
+        self.K = self.K0 * len(signs)
+        tokens = torch.full((self.K, self.T), pad, dtype=torch.long)     # (K, T): ["+"], digits, <eos>, pad
         mask = torch.zeros((self.K, self.T), dtype=torch.bool)
-        src = torch.zeros(self.K, dtype=torch.long)   # the full-length path whose prefix o is
-        value = torch.full((self.K,), -1, dtype=torch.long)  # -1: no digits (<eos> alone), never correct
+        src = torch.zeros(self.K0, dtype=torch.long)   # the full-length digit path an unsigned output is a prefix of
+        value = torch.full((self.K,), -1, dtype=torch.long)  # -1: no digits (["+"] <eos>), never correct
+        self.labels = []
+        for s, sign in enumerate(signs):
+            for j, digits in enumerate(outputs):
+                row, seq = s * self.K0 + j, ([self.plus_id] if sign else []) + [digit_ids[d] for d in digits] + [eos]
+                tokens[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+                mask[row, : len(seq)] = True
+                if digits:
+                    value[row] = int("".join(map(str, digits)))
+                self.labels.append(sign + "".join(map(str, digits)) + "<eos>")
         for j, digits in enumerate(outputs):
-            k = len(digits)
-            tokens[j, :k] = torch.tensor([digit_ids[d] for d in digits], dtype=torch.long)
-            tokens[j, k] = eos
-            mask[j, : k + 1] = True
             src[j] = sum(d * 10 ** (D - 1 - i) for i, d in enumerate(digits))
-            if k:
-                value[j] = int("".join(map(str, digits)))
+        self.labels.append("other")
         self.tokens, self.mask, self.src, self.value = tokens, mask, src, value
+        self.digit_tokens = tokens[: self.K0, : self.T0]   # (K0, T0): what the digit tree below a prefix lists
         self.digit_ids = digit_ids
         # the 10^D full-length digit strings, <eos> last: teacher forcing them visits every prefix
         full = torch.tensor([[digit_ids[d] for d in digits] + [eos]
-                             for digits in itertools.product(range(10), repeat=D)], dtype=torch.long)  # (F, T)
+                             for digits in itertools.product(range(10), repeat=D)], dtype=torch.long)  # (F, T0)
         self.full = full
-        self.labels = ["".join(map(str, d)) + "<eos>" for d in outputs] + ["other"]
 
     def correct(self, questions: torch.Tensor) -> torch.Tensor:
         """(Q, K + 1) bool: the verifier on the list ("other" is never correct)."""
@@ -89,18 +99,30 @@ class AnswerSpace:
         """log pi(o|q) for the K listed outputs and "other", (Q, K + 1) float64 (with gradient)."""
         questions = questions.to(policy.device)
         backend = policy.backend()
-        first, state = backend.prompt(policy.prompt_ids[questions])             # (Q, V)
-        if getattr(backend, "branch", None) is not None:
-            logq = self._tree_log_softmax(backend, first, state)                 # [(Q, 10^i, V)] for i = 0..D
-            index = self._tree_index(first.shape[-1])
-            token_logp = torch.stack([logq[i].flatten(1)[:, index[i].to(first.device)] for i in range(self.T)], -1)  # (Q, K, T)
-        else:  # a backend without branch (HF's): the 10^D full-length strings teacher-forced
-            token_logp = self._flat_token_logp(backend, first, state)          # (Q, K, T)
+        prompts = policy.prompt_ids[questions]                                   # (Q, P)
+        first, state = backend.prompt(prompts)                                   # (Q, V)
+        token_logp = self._digit_token_logp(backend, first, state)              # (Q, K0, T0)
+        if self.plus_id is not None:  # the signed outputs: log pi("+"|q), then the same digit tree after "+"
+            plus = torch.full((len(prompts), 1), self.plus_id, dtype=prompts.dtype, device=prompts.device)
+            after_plus, plus_state = backend.prompt(torch.cat([prompts, plus], 1))
+            log_plus = first.double().log_softmax(-1)[:, self.plus_id]           # (Q,)
+            signed = self._digit_token_logp(backend, after_plus, plus_state)    # (Q, K0, T0)
+            unsigned = torch.nn.functional.pad(token_logp, (0, 1))               # (Q, K0, T): nothing after <eos>
+            signed = torch.cat([log_plus[:, None, None].expand(-1, self.K0, 1), signed], -1)  # (Q, K0, T)
+            token_logp = torch.cat([unsigned, signed], 1)                       # (Q, K, T)
         mask = self.mask.to(token_logp.device)
         logp = torch.where(mask, token_logp, 0.0).sum(-1)                        # (Q, K)
         listed = torch.logsumexp(logp, -1, keepdim=True)                         # (Q, 1): log of the listed mass
         log_other = torch.log(-torch.expm1(listed.clamp(max=0.0)))               # log(1 - listed mass)
         return torch.cat([logp, log_other], 1).cpu()
+
+    def _digit_token_logp(self, backend, first, state) -> torch.Tensor:
+        """(Q, K0, T0) token log-probs of the unsigned outputs after a prompt (first: its next-token logits)."""
+        if getattr(backend, "branch", None) is not None:
+            logq = self._tree_log_softmax(backend, first, state)                 # [(Q, 10^i, V)] for i = 0..D
+            index = self._tree_index(first.shape[-1])
+            return torch.stack([logq[i].flatten(1)[:, index[i].to(first.device)] for i in range(self.T0)], -1)
+        return self._flat_token_logp(backend, first, state)  # a backend without branch (HF's): 10^D strings forced
 
     def _tree_index(self, V: int) -> list[torch.Tensor]:
         """Per level i = 0..D: each listed output's entry in level i's flattened (10^i prefixes x V) log-softmax:
@@ -108,9 +130,9 @@ class AnswerSpace:
         if getattr(self, "_tree_index_of", (None,))[0] != V:
             digits = (self.src[:, None] // 10 ** torch.arange(self.D - 1, -1, -1)[None]) % 10  # (K, D): src's digits
             index = []
-            for i in range(self.T):
+            for i in range(self.T0):
                 prefix = (digits[:, :i] * 10 ** torch.arange(i - 1, -1, -1)[None]).sum(-1)   # (K,): 0 at i = 0
-                index.append(prefix * V + self.tokens[:, i])
+                index.append(prefix * V + self.digit_tokens[:, i])
             self._tree_index_of = (V, index)
         return self._tree_index_of[1]
 
@@ -134,11 +156,11 @@ class AnswerSpace:
         is a prefix of one of them)."""
         Q, F = first.shape[0], len(self.full)
         full = self.full.to(first.device)
-        rest = backend.extend(state, full[None, :, :-1].expand(Q, F, self.T - 1))  # (Q, F, T-1, V)
+        rest = backend.extend(state, full[None, :, :-1].expand(Q, F, self.T0 - 1))  # (Q, F, T0-1, V)
         logits = torch.cat([first[:, None, None].expand(Q, F, 1, first.shape[-1]), rest], 2)  # (Q, F, T, V)
         logq = logits.double().log_softmax(-1)                                  # float64: the masses sum to 1
-        src, tokens = (x.to(first.device) for x in (self.src, self.tokens))
-        return logq[:, src].gather(-1, tokens[None, ..., None].expand(Q, -1, -1, 1)).squeeze(-1)  # (Q, K, T)
+        src, tokens = (x.to(first.device) for x in (self.src, self.digit_tokens))
+        return logq[:, src].gather(-1, tokens[None, ..., None].expand(Q, -1, -1, 1)).squeeze(-1)  # (Q, K0, T0)
 
 
 def _space(task) -> AnswerSpace:

@@ -78,6 +78,8 @@ class PosMeter:
             raise ValueError("a task whose answers cannot be listed needs Monte Carlo PoS (method='mc')")
         # C2: the within-correct KL's reference
         self.ref_answer_logp = ref.answer_log_probs(self.questions) if self.listable else None
+        self.n_correct = torch.isfinite(self.ref_answer_logp).sum(-1).cpu().numpy() if self.listable \
+            else np.full(len(self.questions), np.nan)  # (Q,): C2's row reports the correct sets' sizes
 
     def __call__(self, policy: Policy, iteration: int) -> pd.DataFrame:
         if self.listable:
@@ -89,4 +91,5 @@ class PosMeter:
             pos, lo, hi = pos_mc(policy, self.task, self.questions, self.n_samples, self.generator)
         return pd.DataFrame({"question": self.task.questions["question"].to_numpy(),
                              "split": self.task.questions["split"].to_numpy(), "iteration": iteration,
-                             "pos": pos, "pos_lo": lo, "pos_hi": hi, "method": self.method, "kl_in_correct": kl_c})
+                             "pos": pos, "pos_lo": lo, "pos_hi": hi, "method": self.method, "kl_in_correct": kl_c,
+                             "n_correct": self.n_correct})

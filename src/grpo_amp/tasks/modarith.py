@@ -1,9 +1,9 @@
 """Modular arithmetic, the transformer's verifiable task: "a op b mod m", answered in digits.
 
 Every prompt has the same width ("03+10=" for m = 11), so prompts batch without padding. An
-output is up to ``answer_digits`` digits then <eos>; zero-padding is allowed, so "7" and "07"
-are both correct and most questions have several correct outputs (C2's "inside the correct
-set" has something to look at). Each question carries its own label-noise rate, drawn once
+output is an optional "+" (``plus_sign``), up to ``answer_digits`` digits, then <eos>; zero-padding
+is allowed, so "7" and "07" (and with the sign "+7" and "+07") are all correct and most questions
+have several correct outputs (C2's "inside the correct set" has something to look at). Each question carries its own label-noise rate, drawn once
 from Beta(noise_a, noise_b): pi_ref is trained on answers that are wrong with that
 probability, which spreads p_ref over (0, 1) by construction.
 
@@ -54,9 +54,15 @@ def apply_op(a: int, op: str, b: int, modulus: int) -> int:
     return (a + b if op == "+" else a * b) % modulus
 
 
-def answer_forms(value: int, answer_digits: int) -> list[str]:
-    """Every correct spelling of ``value``: itself, then zero-padded up to ``answer_digits`` digits."""
-    return [str(value).zfill(k) for k in range(len(str(value)), answer_digits + 1)]
+def answer_forms(value: int, answer_digits: int, plus_sign: bool = False) -> list[str]:
+    """Every correct spelling of ``value``: itself, then zero-padded up to ``answer_digits`` digits; with
+    ``plus_sign``, each of those again after a "+"."""
+    digits = [str(value).zfill(k) for k in range(len(str(value)), answer_digits + 1)]
+    return digits + ["+" + d for d in digits] if plus_sign else digits
+
+
+def forms_of(cfg: TaskConfig, value: int) -> list[str]:
+    return answer_forms(value, cfg.answer_digits, cfg.plus_sign)
 
 
 def make_questions(cfg: TaskConfig) -> pd.DataFrame:
@@ -77,7 +83,7 @@ def make_questions(cfg: TaskConfig) -> pd.DataFrame:
             "question": qid,
             "split": "train" if qid < cfg.n_train else "heldout",
             "prompt": f"{a:0{width}d}{op}{b:0{width}d}=",
-            "answers": "|".join(answer_forms(apply_op(a, op, b, cfg.modulus), cfg.answer_digits)),
+            "answers": "|".join(forms_of(cfg, apply_op(a, op, b, cfg.modulus))),
             "noise_rate": float(noise_rate[qid]),
         })
     return pd.DataFrame(rows, columns=COLUMNS).set_index("question", drop=False)
@@ -102,7 +108,7 @@ class ModArithTask(Task):
         self.cfg = cfg
         self.questions = make_questions(cfg) if questions is None else questions
         self.tokenizer = build_tokenizer() if tokenizer is None else tokenizer
-        self.max_new_tokens = cfg.answer_digits + 1  # T: digits then <eos>
+        self.max_new_tokens = int(cfg.plus_sign) + cfg.answer_digits + 1  # T: ["+"] digits <eos>
         self._build_tensors()
 
     @classmethod
@@ -134,18 +140,18 @@ class ModArithTask(Task):
         if len({len(p) for p in prompts}) != 1:  # the KV-cache sharing relies on unpadded prompts
             raise ValueError("the tokenizer must encode every prompt to the same number of tokens")
         self.prompt_ids = torch.tensor(prompts, dtype=torch.long)  # (n, P)
-        first_answers = [int(str(a).split("|")[0]) for a in self.questions["answers"]]
+        first_answers = [int(str(a).split("|")[0]) for a in self.questions["answers"]]  # unsigned, unpadded
         self.values = torch.tensor(first_answers, dtype=torch.long)  # (n,): (a op b) mod m
         self.noise_rate = torch.tensor(self.questions["noise_rate"].to_numpy(), dtype=torch.float32)  # (n,)
 
         # every spelling of every residue, so reference data can draw right or wrong answers alike
-        L, A = self.max_new_tokens, cfg.answer_digits
+        L, A = self.max_new_tokens, len(forms_of(cfg, 0))  # A: the most spellings a value has (0's)
         self.value_ids = torch.full((cfg.modulus, A, L), self.pad_id, dtype=torch.long)  # (m, A, L)
         self.value_lens = torch.zeros(cfg.modulus, A, dtype=torch.long)                  # (m, A); 0 = no such form
         for v in range(cfg.modulus):
-            for k, form in enumerate(answer_forms(v, cfg.answer_digits)):
+            for k, form in enumerate(forms_of(cfg, v)):
                 ids = self.encode_answer(form)
-                if len(ids) != len(form) + 1:  # the verifier reads one digit per token
+                if len(ids) != len(form) + 1:  # the verifier reads one character (digit or sign) per token
                     raise ValueError(f"the tokenizer must encode answers one token per digit; {form!r} -> {ids}")
                 self.value_ids[v, k, : len(ids)] = torch.tensor(ids)
                 self.value_lens[v, k] = len(ids)
@@ -160,25 +166,32 @@ class ModArithTask(Task):
         digit_ids = tok.convert_tokens_to_ids(list(DIGITS))
         self.digit_of = torch.full((max(self.vocab_size, max(digit_ids) + 1),), -1, dtype=torch.long)
         self.digit_of[torch.tensor(digit_ids)] = torch.arange(10)
+        self.plus_id = tok.convert_tokens_to_ids("+") if cfg.plus_sign else None
 
     # ---- the verifier ----------------------------------------------------------------------
     def reward(self, rollout: Rollout) -> torch.Tensor:
-        """1 where the completion is 1..answer_digits digits then <eos> and equals (a op b) mod m."""
+        """1 where the completion is ["+"], 1..answer_digits digits, then <eos>, and equals (a op b) mod m
+        (the "+" only where the task allows it: ``plus_sign``)."""
         tokens, mask = rollout.tokens, rollout.mask  # (Q, G, T)
         T = tokens.shape[-1]
+        position = torch.arange(T, device=tokens.device)
         is_eos = (tokens == self.eos_id) & mask
         has_eos = is_eos.any(-1)                     # (Q, G)
-        n_digits = is_eos.int().argmax(-1)           # (Q, G): position of the first <eos>
-        before_eos = torch.arange(T, device=tokens.device) < n_digits[..., None]  # (Q, G, T)
+        eos_at = is_eos.int().argmax(-1)             # (Q, G): position of the first <eos>
+        signed = (tokens[..., 0] == self.plus_id) & mask[..., 0] if self.plus_id is not None \
+            else torch.zeros_like(has_eos)           # (Q, G): a leading "+", skipped by the digits
+        first_digit = signed.long()
+        n_digits = eos_at - first_digit
+        in_digits = (position >= first_digit[..., None]) & (position < eos_at[..., None])  # (Q, G, T)
 
         digit_of = self.digit_of.to(tokens.device)
         digits = digit_of[tokens.clamp(0, len(digit_of) - 1)]
         digits = torch.where(tokens < len(digit_of), digits, -1)  # ids beyond our vocab are not digits
-        all_digits = ((digits >= 0) & mask | ~before_eos).all(-1)  # (Q, G)
+        all_digits = ((digits >= 0) & mask | ~in_digits).all(-1)  # (Q, G)
 
-        # the integer the digits spell: sum d_i 10^(n_digits-1-i) over the digits before <eos>
-        place = (n_digits[..., None] - 1 - torch.arange(T, device=tokens.device)).clamp(min=0)
-        value = (digits.clamp(min=0) * 10 ** place * before_eos).sum(-1)  # (Q, G)
+        # the integer the digits spell: sum d_i 10^(eos_at-1-i) over the digit positions
+        place = (eos_at[..., None] - 1 - position).clamp(min=0)
+        value = (digits.clamp(min=0) * 10 ** place * in_digits).sum(-1)  # (Q, G)
 
         target = self.values.to(tokens.device)[rollout.questions][:, None]  # (Q, 1)
         ok = has_eos & (n_digits >= 1) & (n_digits <= self.cfg.answer_digits) & all_digits & (value == target)
@@ -191,7 +204,7 @@ class ModArithTask(Task):
         Questions come from the train split only (issue 20): a held-out question never enters pi_ref's
         training data, so E3's held-out gain measures generalisation. Each is answered wrongly with its
         noise_rate, by a uniformly random other residue; the spelling is uniform over the value's
-        zero-padded forms, so pi_ref spreads its mass inside the correct set rather than on one form.
+        forms (zero-padded, signed), so pi_ref spreads its mass inside the correct set rather than on one form.
         """
         m = self.cfg.modulus
         train = self.split_ids("train")
@@ -210,10 +223,10 @@ class ModArithTask(Task):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         write_csv(self.questions[COLUMNS], directory / "questions.csv")
-        # reasoning_gym's fields are not this task's, and draw 0 is the plain task: left out, so task.json keeps
-        # its bytes (a draw k >= 1 records it beside the seed it moved: config.draw_seed)
+        # reasoning_gym's fields are not this task's, and draw 0 and no sign are the plain task: left out, so
+        # task.json keeps its bytes (a draw k >= 1 records it beside the seed it moved: config.draw_seed)
         own = {k: v for k, v in dataclasses.asdict(self.cfg).items()
-               if k not in REASONING_GYM_FIELDS and not (k == "draw" and v == 0)}
+               if k not in REASONING_GYM_FIELDS and not (k in ("draw", "plus_sign") and not v)}
         write_json({"task": own, "prompt_length": self.prompt_ids.shape[1],
                     "max_new_tokens": self.max_new_tokens}, directory / "task.json")
         self.tokenizer.save_pretrained(directory)
@@ -254,7 +267,7 @@ def _check_questions(questions: pd.DataFrame, cfg: TaskConfig, path: Path) -> No
         ok = match is not None and split in ("train", "heldout") and 0 <= noise <= 1
         if ok:
             a, op, b = int(match[1]), match[2], int(match[3])
-            ok = str(answers) == "|".join(answer_forms(apply_op(a, op, b, cfg.modulus), cfg.answer_digits))
+            ok = str(answers) == "|".join(forms_of(cfg, apply_op(a, op, b, cfg.modulus)))
         if not ok:
             raise InputError(f"corrupt CSV file {path}: question {q} ({prompt!r}, {answers!r}) is not a "
                              f"modarith question for modulus {cfg.modulus}")

@@ -27,7 +27,17 @@ def c2(study: Study, policy: str, t: Theory) -> Measure | None:
     per_run = {run: study.per_seed(policy, run, median_kl) for run in runs["run"]}
     worst = max(per_run, key=lambda k: per_run[k].mean())
     return measure(per_run[worst], f"worst {worst}; " + ", ".join(f"{k}: {fmt(v.mean())}" for k, v in per_run.items())
+                    + f"; {_correct_sets(study.train_rows(policy, worst))}"
                     + "; every named wrong theory tilts by r alone and predicts KL 0 as well")
+
+
+def _correct_sets(rows: pd.DataFrame) -> str:
+    """How many outputs C2's KL compares: the train questions' correct-set sizes (a set of one has KL 0 by force)."""
+    sizes = rows.drop_duplicates("question")["n_correct"].dropna().astype(int)
+    if sizes.empty:
+        return "correct sets not listed"
+    counts = sizes.value_counts().sort_index()
+    return "correct-set size (train questions): " + ", ".join(f"{n} ({c})" for n, c in counts.items())
 
 
 def _gap(measured: np.ndarray, predicted: np.ndarray) -> float:
