@@ -153,7 +153,7 @@ def synthetic_pos(p_ref, steps, beta, m, kl="ref", group_size=8, n=10**7, **esti
         k = np.rint(traj[j] * n)
         out.append(pd.DataFrame({"question": range(len(p_ref)), "seed": 0, "split": "train", "iteration": j,
                                  "pos": k / n, "pos_lo": k / n, "pos_hi": k / n, "method": "mc",
-                                 "kl_in_correct": np.nan, "step": s, "successes": k, "n_samples": n}))
+                                 "kl_in_correct": np.nan, "n_correct": np.nan, "step": s, "successes": k, "n_samples": n}))
     return pd.concat(out, ignore_index=True)
 
 
@@ -213,7 +213,7 @@ def test_no_movement_when_checkpoints_are_the_base():
     p = rng.uniform(0.2, 0.8, 15)
     n = 64
     frames = [pd.DataFrame({"question": range(15), "seed": 0, "split": "train", "iteration": j, "pos": k / n,
-                            "pos_lo": 0, "pos_hi": 1, "method": "mc", "kl_in_correct": np.nan, "step": 10 * j,
+                            "pos_lo": 0, "pos_hi": 1, "method": "mc", "kl_in_correct": np.nan, "n_correct": np.nan, "step": 10 * j,
                             "successes": k, "n_samples": n})
               for j, k in enumerate(rng.binomial(n, p, size=(4, 15)))]
     _, overall, _ = analyse(pd.concat(frames), 10, dict(kl="ref", beta=1.0, **KW), group_size=8, max_m=4)

@@ -60,6 +60,10 @@ def test_exact_study_every_claim_holds():
                                                                          "C6b", "C7a", "C7b", "E4")}, "C2": "no power"}
     assert _row(table, "C3", "tabular_exact")["value"] < 1e-12
     assert _row(table, "C2", "tabular_exact")["value"] == 0.0
+    # the evidence says how many outputs the KL compared: the helper's train question i has 1 + i % 4 correct ones
+    n_train = len(P_EXACT)
+    sizes = ", ".join(f"{k} ({len(range(k - 1, n_train, 4))})" for k in range(1, 5))
+    assert f"correct-set size (train questions): {sizes}" in _row(table, "C2", "tabular_exact")["evidence"]
     assert _row(table, "C4a", "tabular_exact")["value"] == 1.0  # every question amplified
     assert _row(table, "C5a", "tabular_exact")["value"] < 1e-12  # mean_only: p_n = p_1 for n >= 1
     assert _row(table, "C7a", "tabular_exact")["value"] == pytest.approx(-1.0)  # finals strictly decrease in beta

@@ -122,7 +122,7 @@ def test_r2_meets_each_estimators_c3_g(name, kl):
             R.finite_group_argmax(policy, old, ref, task, qs, cfg, torch.Generator().manual_seed(0))
         rows.append(pd.DataFrame({"question": qs.numpy(), "seed": 0, "split": "train", "iteration": n,
                                   "pos": pos_exact(policy, qs)[0], "pos_lo": np.nan, "pos_hi": np.nan,
-                                  "method": "exact", "kl_in_correct": 0.0}))
+                                  "method": "exact", "kl_in_correct": 0.0, "n_correct": 1}))
     pred = predict_frame(pd.concat(rows, ignore_index=True), cfg.variant, G, estimator=cfg.advantage)
     later = pred[pred["iteration"] > 0]
     np.testing.assert_allclose(later["pos"], later["pred_one_step_G"], rtol=0, atol=1e-6)

@@ -114,7 +114,7 @@ def _pos(policy: str, row: dict, v: VariantConfig, rng) -> pd.DataFrame:
                                         "split": split, "iteration": np.repeat(np.arange(n_it), n_q),
                                         "pos": values.ravel(), "pos_lo": np.clip(values.ravel() - 0.03, 0, 1),
                                         "pos_hi": np.clip(values.ravel() + 0.03, 0, 1), "method": "exact",
-                                        "kl_in_correct": 0.0}))
+                                        "kl_in_correct": 0.0, "n_correct": 2}))
     return pd.concat(frames, ignore_index=True)[POS_COLUMNS]
 
 

@@ -176,7 +176,7 @@ def test_trl_policys_finite_group_prediction_uses_trls_advantage():
     p_ref = np.array([0.2, 0.5, 0.8])
     pos = pd.DataFrame({"question": np.tile(np.arange(3), 3), "split": "train", "seed": 0,
                         "iteration": np.repeat(np.arange(3), 3), "pos": np.tile(p_ref, 3), "pos_lo": np.nan,
-                        "pos_hi": np.nan, "method": "exact", "kl_in_correct": 0.0})
+                        "pos_hi": np.nan, "method": "exact", "kl_in_correct": 0.0, "n_correct": 1})
     pred = predict_frame(pos, c.variant, 4, finite_group).pivot(index="iteration", columns="question",
                                                                  values="pred_trajectory_G").to_numpy()
     want = theory.pos_recurrence(p_ref, 2, kl="ref", beta=2.0, group_size=4, norm="mean_std", std="trl", eps=1e-4)

@@ -147,7 +147,8 @@ def test_iterations_csv_numbers_average_to_the_runs_gap():
 
     rng = np.random.default_rng(0)
     rows = [dict(question=q, seed=s, split="train" if q < 5 else "heldout", iteration=n,
-                 pos=float(rng.uniform(0.05, 0.95)), pos_lo=0.0, pos_hi=1.0, method="mc", kl_in_correct=np.nan)
+                 pos=float(rng.uniform(0.05, 0.95)), pos_lo=0.0, pos_hi=1.0, method="mc", kl_in_correct=np.nan,
+                 n_correct=np.nan)
             for s in (0, 1) for n in range(4) for q in range(6)]
     pred = predict_frame(pd.DataFrame(rows), VariantConfig(), group_size=8)
     per_n = pd.DataFrame(iteration_metrics(pred))

@@ -45,7 +45,8 @@ def _pos_table(train: np.ndarray, heldout: np.ndarray, kl_in_correct: float = 0.
         for split, values, offset in (("train", train[n], 0), ("heldout", heldout[n], q_train)):
             for i, p in enumerate(values):
                 rows.append({"question": offset + i, "seed": seed, "split": split, "iteration": n, "pos": p, "pos_lo": p,
-                             "pos_hi": p, "method": "exact", "kl_in_correct": kl_in_correct if n else 0.0})
+                             "pos_hi": p, "method": "exact", "kl_in_correct": kl_in_correct if n else 0.0,
+                             "n_correct": 1 + (offset + i) % 4})
     df = pd.DataFrame(rows, columns=POS_COLUMNS)
     assert len(df) == (q_train + q_held) * train.shape[0]
     return df
