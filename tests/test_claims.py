@@ -62,8 +62,8 @@ def test_exact_study_every_claim_holds():
     assert _row(table, "C2", "tabular_exact")["value"] == 0.0
     # the evidence says how many outputs the KL compared: the helper's train question i has 1 + i % 4 correct ones
     n_train = len(P_EXACT)
-    sizes = ", ".join(f"{k} ({len(range(k - 1, n_train, 4))})" for k in range(1, 5))
-    assert f"correct-set size (train questions): {sizes}" in _row(table, "C2", "tabular_exact")["evidence"]
+    counts = "/".join(str(len(range(k - 1, n_train, 4))) for k in range(1, 5))
+    assert f"correct sets of 1/2/3/4 outputs: {counts} train questions" in _row(table, "C2", "tabular_exact")["evidence"]
     assert _row(table, "C4a", "tabular_exact")["value"] == 1.0  # every question amplified
     assert _row(table, "C5a", "tabular_exact")["value"] < 1e-12  # mean_only: p_n = p_1 for n >= 1
     assert _row(table, "C7a", "tabular_exact")["value"] == pytest.approx(-1.0)  # finals strictly decrease in beta
@@ -127,6 +127,21 @@ def _drifted(drift: float, spread=SPREAD) -> list[np.ndarray]:
         assert out.min() >= 0
         seeds.append(out)
     return seeds
+
+
+def test_c2_is_judged_on_the_signed_task_too_and_says_what_each_run_compared():
+    """A transformer whose plain run (2-point correct sets) drifts by 0.005 nats and whose -sign1 run (4 spellings)
+    by 0.05: C2 takes the signed run, fails, and its evidence gives each run's correct-set sizes."""
+    b = Builder(P_EXACT)
+    v = VARIANTS["mean_std_ref"]
+    seeds = [_c3(P_EXACT, v)] * 3
+    b.add("transformer", "mean_std_ref", v, "variant", seeds, kl_in_correct=0.005, n_correct=2)
+    b.add("transformer", "mean_std_ref-sign1", v, "plus_sign", seeds, kl_in_correct=0.05, n_correct=4)
+    row = _row(claims_table(b.study()), "C2", "transformer")
+    assert row["value"] == pytest.approx(0.05) and row["verdict"] == "fails"
+    n = len(P_EXACT)
+    assert (f"worst mean_std_ref-sign1; mean_std_ref: 0.005 (sets of 2 outputs: {n} train questions), "
+            f"mean_std_ref-sign1: 0.05 (sets of 4 outputs: {n} train questions)") in row["evidence"]
 
 
 def practice_study(g_gaps: dict, m_gaps: dict, kl_in_correct=0.0, policy="tabular_sgd") -> Study:

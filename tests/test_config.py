@@ -275,7 +275,7 @@ EXPECTED_RUNS = {
                                "mean_std_ref-estdr_grpo", "mean_std_ref-estdapo", "mean_std_ref-estdapo_uncapped"],
     ("smoke", "tabular_r2"): ["mean_std_ref", "mean_std_ref-estdr_grpo", "mean_std_ref-estdapo",
                               "mean_std_ref-estdapo_uncapped"],
-    ("smoke", "transformer"): ["mean_std_ref"],
+    ("smoke", "transformer"): ["mean_std_ref", "mean_std_ref-sign1"],  # C2 on the signed task
     ("smoke", "tabular_r1"): ["mean_std_ref", "mean_std_mirror", "mean_std_both", "mean_only_ref"],
     ("smoke", "tabular_r4"): ["mean_std_ref", "mean_std_ref-m4"],
     ("default", "tabular_r3"): ["mean_std_ref", "mean_std_mirror", "mean_std_both", "mean_only_ref",
@@ -290,7 +290,8 @@ EXPECTED_RUNS = {
                                  "mean_std_ref-beta0.25", "mean_std_ref-beta0.5", "mean_std_ref-beta2",
                                  "mean_std_ref-beta4",
                                  # E6: the transformer's own estimator list (study.sweep_values_of), not all seven
-                                 "mean_std_ref-estdr_grpo", "mean_std_ref-estrloo", "mean_std_ref-estdapo"],
+                                 "mean_std_ref-estdr_grpo", "mean_std_ref-estrloo", "mean_std_ref-estdapo",
+                                 "mean_std_ref-sign1"],  # C2 on the signed task (task.plus_sign, its own pi_ref)
     # TRL: its lr sweep around mean_std_mirror (beta = 0), its estimators around mean_std_ref
     ("default", "trl"): ["mean_std_ref", "mean_std_mirror-lr0.0005", "mean_std_mirror-lr0.002",
                          "mean_std_ref-estdr_grpo", "mean_std_ref-estbatch"],
@@ -312,7 +313,8 @@ def test_study_runs_practice_sweeps():
         *[f"mean_std_ref-est{e}" for e in ("trl_default", "verl", "dr_grpo", "rloo", "batch", "dapo", "dapo_uncapped",
                                                  "pass_k")]]
     full_tr = runs.study_runs("full", "transformer")
-    assert len(full_tr) == 6 + 6 + 4 + 3 + 2 + 1 + 7 and len(set(full_tr)) == len(full_tr)  # every estimator at full
+    assert len(full_tr) == 6 + 6 + 4 + 3 + 2 + 1 + 7 + 1 and len(set(full_tr)) == len(full_tr)  # every estimator at full
+    assert full_tr[-1] == "mean_std_ref-sign1"  # and C2's signed task
     full_exact = runs.study_runs("full", "tabular_exact")
     assert not any(tag in r for r in full_exact for tag in ("-G", "-M", "-kl", "-clip"))  # no practice knobs
     assert runs.study_runs("smoke", "no_such_policy") == []
@@ -322,7 +324,8 @@ def test_study_runs_practice_sweeps():
 
 def test_run_names_round_trip_through_hydra(hydra_compose):
     names = sorted({r for s in OPTIONS["scale"] for p in ("tabular_sgd", "transformer") for r in runs.study_runs(s, p)})
-    assert len(names) == 7 + 6 + 5 + 3 + 2 + 1 + 8  # variants, betas, Gs, Ms, KL estimators, clips, advantage estimators
+    assert len(names) == 7 + 6 + 5 + 3 + 2 + 1 + 8 + 1  # variants, betas, Gs, Ms, KL estimators, clips, advantage
+    # estimators, the signed task
     for name in names:
         variant, sweep, value = runs.parse_run(name)
         assert runs.run_name(variant, None if sweep == "variant" else sweep,
@@ -333,11 +336,11 @@ def test_run_names_round_trip_through_hydra(hydra_compose):
         assert cfg.run_name == name and cfg.variant.name == variant
         got = {"beta": cfg.variant.beta, "group_size": cfg.grpo.group_size, "inner_steps": cfg.grpo.inner_steps,
                "kl_estimator": cfg.grpo.kl_estimator.value, "clip_eps": cfg.grpo.clip_eps,
-               "estimator": cfg.estimator.name.value}
+               "estimator": cfg.estimator.name.value, "plus_sign": cfg.task.plus_sign}
         if sweep == "variant":
             continue
         want = {"beta": float, "group_size": int, "inner_steps": int, "kl_estimator": str, "clip_eps": float,
-                "estimator": str}[sweep](value)
+                "estimator": str, "plus_sign": lambda v: bool(int(v))}[sweep](value)
         assert got[sweep] == want, (name, got)
 
 
@@ -377,8 +380,9 @@ def test_a_policys_own_sweep_base_need_not_be_one_of_its_variants():
     so no C3 check sees a penalty TRL does not apply."""
     names = runs.runs_of_study(runs.load_study("full"), "trl")
     assert names == ["mean_std_ref", "mean_std_mirror-lr0.0001", "mean_std_mirror-lr0.0003", "mean_std_mirror-lr0.001",
-                     "mean_std_ref-estdr_grpo", "mean_std_ref-estbatch"]  # the estimator sweep keeps the base variant
-    assert [runs.parse_run(n)[1] for n in names] == ["variant", "lr", "lr", "lr", "estimator", "estimator"]
+                     "mean_std_ref-estdr_grpo", "mean_std_ref-estbatch",  # the estimator sweep keeps the base variant
+                     "mean_std_ref-sign1"]
+    assert [runs.parse_run(n)[1] for n in names] == ["variant", "lr", "lr", "lr", "estimator", "estimator", "plus_sign"]
 
 
 @pytest.mark.parametrize("values_of, field", [

@@ -33,6 +33,20 @@ def test_a_draw_run_name_round_trips_to_its_overrides():
     assert paths.path(paths.REFERENCE, cfg) == Path("results/smoke/reference/transformer-draw2")
 
 
+def test_a_signed_run_trains_from_the_signed_tasks_own_reference():
+    """C2's -sign1 run: task.plus_sign on, and its pi_ref the signed reference (reference_name round-trips)."""
+    name = runs.run_name("mean_std_ref", "plus_sign", 1)
+    assert name == "mean_std_ref-sign1" and runs.signed_of(name) and not runs.signed_of("mean_std_ref-draw2")
+    assert runs.run_overrides(name) == ["variant=mean_std_ref", "run_name=mean_std_ref-sign1", "task.plus_sign=1"]
+    cfg = compose_config(["policy=transformer", "scale=smoke", *runs.run_overrides(name)])
+    assert cfg.task.plus_sign is True and cfg.task.draw == 0
+    assert paths.path(paths.REFERENCE, cfg) == Path("results/smoke/reference/transformer-signed")
+    for family, draw, signed in (("transformer", 0, True), ("transformer", 2, True), ("twin", 1, False), ("tabular", 0, False)):
+        assert paths.parse_reference_name(paths.reference_name(family, draw, signed)) == (family, draw, signed)
+    with pytest.raises(InputError, match="sign2"):
+        runs.parse_run("mean_std_ref-sign2")  # the only value is 1: the plain task is the plain run
+
+
 @pytest.mark.parametrize("bad", ["mean_std_ref-draw0", "mean_std_ref-drawx", "mean_std_ref-draw-1"])
 def test_a_bad_draw_value_fails_in_one_line_naming_it(bad):
     with pytest.raises(InputError) as info:

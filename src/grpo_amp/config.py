@@ -328,6 +328,7 @@ class StudyConfig:
     groups_sweep: list[int] = field(default_factory=list)       # E5 R4: groups per question (m)
     lr_sweep: list[float] = field(default_factory=list)         # E4: effective beta per learning rate (trl)
     advantage_sweep: list[str] = field(default_factory=list)    # E6: advantage estimators (conf/estimator/)
+    sign_sweep: list[int] = field(default_factory=list)         # C2: [1] runs the modarith task with signed answers
     # per policy, where it differs from the above: its variants, and which of its sweeps it runs
     # (e.g. the transformer is costly: fewer variants, only the beta sweep at default scale)
     variants_of: dict[str, list[str]] = field(default_factory=dict)
@@ -363,6 +364,7 @@ class StudyConfig:
             for s, values in values_of.items():
                 _check_sweep_values(f"scale.study.sweep_values_of.{p}.{s}", s, values)
         _check_sweep_values("scale.study.advantage_sweep", "estimator", self.advantage_sweep)
+        _check_sweep_values("scale.study.sign_sweep", "plus_sign", self.sign_sweep)
 
 
 @dataclass

@@ -34,16 +34,21 @@ ITERATIONS = "{results}/{scale}/iterations.csv"  # per run and iteration: E_q |p
 DRAWS = "{results}/{scale}/draws.csv"  # per draw policy: its numbers over task draws (grpo_amp.analysis.draws)
 
 
-def reference_name(family: str, draw: int = 0) -> str:
-    """The reference directory's name (REFERENCE's ``family`` field): ``transformer``, or ``transformer-draw2``
-    for task draw 2 (its own task and pi_ref, config.draw_seed)."""
-    return family if not draw else f"{family}-draw{draw}"
+SIGNED = "-signed"  # a reference on the modarith task whose answers may start with "+" (task.plus_sign)
 
 
-def parse_reference_name(name: str) -> tuple[str, int]:
-    """(family, draw) of a reference directory's name: the inverse of reference_name."""
-    family, _, draw = name.partition("-draw")
-    return family, int(draw or 0)
+def reference_name(family: str, draw: int = 0, plus_sign: bool = False) -> str:
+    """The reference directory's name (REFERENCE's ``family`` field): ``transformer``, ``transformer-draw2``
+    for task draw 2 (its own task and pi_ref, config.draw_seed), ``transformer-signed`` for the task with signed
+    answers (its own pi_ref, trained on them)."""
+    return family + (f"-draw{draw}" if draw else "") + (SIGNED if plus_sign else "")
+
+
+def parse_reference_name(name: str) -> tuple[str, int, bool]:
+    """(family, draw, plus_sign) of a reference directory's name: the inverse of reference_name."""
+    plus_sign = name.endswith(SIGNED)
+    family, _, draw = name.removesuffix(SIGNED).partition("-draw")
+    return family, int(draw or 0), plus_sign
 
 
 def iteration_dir(train_dir: str | Path, n: int, seed_index: int = 0) -> Path:
@@ -57,6 +62,7 @@ def path(pattern: str, cfg=None, **fields) -> Path:
         policy = cfg.policy.name.value
         defaults = {"results": cfg.results, "scale": cfg.scale.name, "policy": policy,
                     "run": cfg.run_name or cfg.variant.name,
-                    "family": reference_name(registry.family_of(fields.get("policy", policy)), cfg.task.draw)}
+                    "family": reference_name(registry.family_of(fields.get("policy", policy)), cfg.task.draw,
+                                             cfg.task.plus_sign)}
         fields = {**defaults, **fields}
     return Path(pattern.format(**fields))

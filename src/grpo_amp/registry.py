@@ -122,13 +122,13 @@ POLICY_TABLE = (  # plot order is table order
     PolicySpec("tabular_true_p_sgd", "tabular", PRACTICE, True,
                ("beta", "group_size", "inner_steps"), "factorial: sampled GRPO on a table with true-p advantages",
                cell=("true_p", "steps", "one_group")),
-    PolicySpec("transformer", "transformer", PRACTICE, True, _PRACTICE_SWEEPS,
+    PolicySpec("transformer", "transformer", PRACTICE, True, (*_PRACTICE_SWEEPS, "plus_sign"),
                "sampled GRPO on a transformer", grpo="practice_token", priority=1),
     # the transformer as close to each iteration's maximiser as the model allows: the same
     # grpo_update with m groups per question and inner steps until the sampled objective stops improving.
     # transformer - control = sampling + optimisation on the transformer; control - tabular R4 at the same
     # G, m, beta = parametrisation (grpo_amp.analysis.ladder)
-    PolicySpec("transformer_control", "transformer", PRACTICE, True, (),
+    PolicySpec("transformer_control", "transformer", PRACTICE, True, ("plus_sign",),
                "transformer control: m groups, steps until the objective stops improving",
                grpo="transformer_control", priority=3),
     # E5's exact rungs on the transformer (issue 20): each iteration maximises the exact objective, computed on
@@ -136,7 +136,7 @@ POLICY_TABLE = (  # plot order is table order
     # E1's S_G) is the parametrisation part with no sampling in it. Not a certified maximiser (the problem is
     # not concave): PRACTICE tolerance; the tolerance reached per iteration is in metrics.csv.
     PolicySpec("transformer_r1", "transformer", PRACTICE,
-               False, ("beta",), "R1 on the transformer: L-BFGS on the exact population objective",
+               False, ("beta", "plus_sign"), "R1 on the transformer: L-BFGS on the exact population objective",
                grpo="practice_token", priority=3),
     PolicySpec("transformer_r2", "transformer", PRACTICE,
                False, ("beta", "group_size"), "R2 on the transformer: L-BFGS on the exact finite-G objective",
@@ -159,7 +159,8 @@ POLICY_TABLE = (  # plot order is table order
                control_of="transformer", priority=1),
     # TRL's own loop on the same checkpoint, task and GRPO settings as `transformer` (grpo_amp.trl_family.settings maps them)
     # its estimator sweep: the estimators TRL can express (trl_family.settings.TRL_ESTIMATORS; the rest refused)
-    PolicySpec("trl", "transformer", PRACTICE, True, ("beta", "lr", "estimator"), "TRL 1.16 GRPOTrainer on the transformer",
+    PolicySpec("trl", "transformer", PRACTICE, True, ("beta", "lr", "estimator", "plus_sign"),
+               "TRL 1.16 GRPOTrainer on the transformer",
                grpo="practice_token", advantage="trl", priority=2),
 )
 POLICIES = {p.name: p for p in POLICY_TABLE}
@@ -218,6 +219,9 @@ SWEEP_TABLE = (
     # seeds move); mean_std_ref-draw2 sets task.draw=2. Draw 0 is the plain run: no draw0. Its runs are the base
     # variant's of StudyConfig.draw_policies only (study.runs.draw_runs_of_study) and feed draws.csv alone.
     Sweep("draw", "draw", "task.draw", "task_draws", r"[1-9][0-9]*", column=False),
+    # issue 20: C2 on the modarith task whose answers may also start with "+" (4 correct spellings a value, not 2);
+    # mean_std_ref-sign1 sets task.plus_sign=1 and trains from its own pi_ref (reference/transformer-signed)
+    Sweep("plus_sign", "sign", "task.plus_sign", "sign_sweep", r"1", column=False),
 )
 SWEEPS = {s.name: s for s in SWEEP_TABLE}
 SWEEP_OF_TAG = {s.tag: s.name for s in SWEEP_TABLE}

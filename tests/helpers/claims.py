@@ -37,8 +37,10 @@ def _c3(p_ref, v: VariantConfig, n_iters=N_ITERS, beta=None) -> np.ndarray:
                                  beta_prev=v.beta_prev, norm=v.norm.value, eps=v.eps, std=v.std.value)
 
 
-def _pos_table(train: np.ndarray, heldout: np.ndarray, kl_in_correct: float = 0.0, seed: int = 0) -> pd.DataFrame:
-    """POS_COLUMNS of one seed from (N+1, Q_train) and (N+1, Q_heldout) measured PoS."""
+def _pos_table(train: np.ndarray, heldout: np.ndarray, kl_in_correct: float = 0.0, seed: int = 0,
+               n_correct: int | None = None) -> pd.DataFrame:
+    """POS_COLUMNS of one seed from (N+1, Q_train) and (N+1, Q_heldout) measured PoS; correct sets of n_correct
+    outputs, else 1 + question % 4."""
     rows = []
     q_train, q_held = train.shape[1], heldout.shape[1]
     for n in range(train.shape[0]):
@@ -46,7 +48,7 @@ def _pos_table(train: np.ndarray, heldout: np.ndarray, kl_in_correct: float = 0.
             for i, p in enumerate(values):
                 rows.append({"question": offset + i, "seed": seed, "split": split, "iteration": n, "pos": p, "pos_lo": p,
                              "pos_hi": p, "method": "exact", "kl_in_correct": kl_in_correct if n else 0.0,
-                             "n_correct": 1 + (offset + i) % 4})
+                             "n_correct": n_correct or 1 + (offset + i) % 4})
     df = pd.DataFrame(rows, columns=POS_COLUMNS)
     assert len(df) == (q_train + q_held) * train.shape[0]
     return df
@@ -76,13 +78,13 @@ class Builder:
         self.rng = np.random.default_rng(seed)
 
     def add(self, policy, run, variant, sweep, measured, group_size=8, inner_steps=12, kl_in_correct=0.0,
-            c1="noise", heldout=None, groups_per_question=1, c1_se=SE, lr=1e-3):
+            c1="noise", heldout=None, groups_per_question=1, c1_se=SE, lr=1e-3, n_correct=None):
         """``measured``: (N+1, Q) PoS of one seed, or a list of them (seeds 0, 1, ...)."""
         v = variant
         seeds = [measured] if isinstance(measured, np.ndarray) else list(measured)
         n_rows = seeds[0].shape[0]
         heldout = np.broadcast_to(self.held, (n_rows, len(self.held))) if heldout is None else heldout
-        pos = pd.concat([_pos_table(m, heldout, kl_in_correct, seed=s) for s, m in enumerate(seeds)],
+        pos = pd.concat([_pos_table(m, heldout, kl_in_correct, seed=s, n_correct=n_correct) for s, m in enumerate(seeds)],
                         ignore_index=True)
         pred = predict_frame(pos, v, group_size)
         assert list(pred.columns) == PREDICT_COLUMNS

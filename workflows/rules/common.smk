@@ -15,7 +15,7 @@ validate(config, "../schemas/config.schema.yaml")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, even without pip install -e
 from grpo_amp import paths, registry  # noqa: E402
-from grpo_amp.study.runs import (draw_of, draw_runs_of_study, load_study, lm_overrides, lm_results,  # noqa: E402
+from grpo_amp.study.runs import (draw_of, signed_of, draw_runs_of_study, load_study, lm_overrides, lm_results,  # noqa: E402
                                  run_overrides, runs_of_study)
 from grpo_amp.audit.plan import audit_plan, audit_results  # noqa: E402
 from grpo_amp.io import InputError  # noqa: E402
@@ -148,7 +148,7 @@ def lm_args(family):
 def lm_inputs(wildcards):
     """The user's model directory and data file, so that a changed file re-runs the reference rule; the
     twin's: the transformer's reference directory (of the same task draw) it is read from."""
-    family, draw = paths.parse_reference_name(wildcards.reference)
+    family, draw, _ = paths.parse_reference_name(wildcards.reference)
     if family == "twin":
         return [fill(paths.REFERENCE, family=paths.reference_name("transformer", draw))]
     return LM.inputs if family == "transformer" else []
@@ -156,13 +156,15 @@ def lm_inputs(wildcards):
 
 def reference_args(wildcards):
     """The reference job's own overrides: its family's policy and lm overrides, its task draw (task.draw=k, none
-    for draw 0), and for the twin the directory it reads (inputs.reference)."""
-    family, draw = paths.parse_reference_name(wildcards.reference)
+    for draw 0), the signed task (task.plus_sign=true), and for the twin the directory it reads (inputs.reference)."""
+    family, draw, plus_sign = paths.parse_reference_name(wildcards.reference)
     out = [f"policy={registry.FAMILIES[family].reference_policy}", lm_args(family)]
     if family == "twin":
         out.append(f"'inputs.reference={fill(paths.REFERENCE, family=paths.reference_name('transformer', draw))}'")
     if draw:
         out.append(f"task.draw={draw}")
+    if plus_sign:
+        out.append("task.plus_sign=true")
     return " ".join(out)
 
 
@@ -171,14 +173,15 @@ def run_args(wildcards):
 
 
 def reference_of(wildcards):
-    """The train job's pi_ref: its family's, of the task draw its run name is on (draw_of)."""
+    """The train job's pi_ref: its family's, of the task draw its run name is on (draw_of), signed where the run is
+    on the signed task (signed_of)."""
     return fill(paths.REFERENCE, family=paths.reference_name(registry.family_of(wildcards.policy),
-                                                            draw_of(wildcards.run)))
+                                                            draw_of(wildcards.run), signed_of(wildcards.run)))
 
 
 wildcard_constraints:
     policy="|".join(registry.POLICY_NAMES),
-    reference="(?:" + "|".join(registry.FAMILIES) + r")(?:-draw[1-9][0-9]*)?",  # paths.reference_name
+    reference="(?:" + "|".join(registry.FAMILIES) + r")(?:-draw[1-9][0-9]*)?(?:-signed)?",  # paths.reference_name
     run=registry.RUN_PATTERN,  # a run name (study.runs): the variant, maybe with one swept knob
 
 

@@ -10,6 +10,7 @@ A run is a named variant, optionally with one swept knob appended (``grpo_amp.re
     mean_std_ref-clip0.2    ... with grpo.clip_eps=0.2               (E2 clipping sweep)
     mean_std_ref-m4         ... with grpo.groups_per_question=4      (E5 R4: groups per question)
     mean_std_ref-draw2      ... with task.draw=2: task draw 2's task and pi_ref (issue 20; draws.csv only)
+    mean_std_ref-sign1      ... with task.plus_sign=1: answers may start with "+", its own pi_ref (C2)
 
 The Snakefile lists the runs of a scale with ``study_runs``; a stage turns its run name back into
 overrides with ``run_overrides``. Both read the same table, so they cannot disagree.
@@ -136,6 +137,11 @@ def draw_of(name: str) -> int:
     """The task draw a run name is on (0 for every run that is not a draw run)."""
     _, sweep, value = parse_run(name)
     return int(value) if sweep == "draw" else 0
+
+
+def signed_of(name: str) -> bool:
+    """Whether a run is on the modarith task with signed answers (``-sign1``: task.plus_sign, its own pi_ref)."""
+    return parse_run(name)[1] == "plus_sign"
 
 
 def seeds_of(study: StudyConfig, policy: str) -> int:

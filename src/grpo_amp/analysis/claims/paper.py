@@ -18,7 +18,9 @@ from grpo_amp.analysis.stats import difference_interval, seed_interval
 
 
 def c2(study: Study, policy: str, t: Theory) -> Measure | None:
-    runs = study.select(policy, sweep="variant")
+    """The largest median within-correct KL over the plain variants and the signed-task run (``-sign1``, where the
+    scale runs one: 4 correct spellings a value instead of 2); the evidence gives each run's correct-set sizes."""
+    runs = study.select(policy, sweep=["variant", "plus_sign"])
     if runs.empty or registry.policy(policy).rung not in (None, "R1", "R6"):
         return None  # C2 is the population maximiser: R1 checks it numerically, the rest of E5 by C3_G
 
@@ -26,8 +28,11 @@ def c2(study: Study, policy: str, t: Theory) -> Measure | None:
         return float(g.loc[g["iteration"] == g["iteration"].max(), "kl_in_correct"].median())
     per_run = {run: study.per_seed(policy, run, median_kl) for run in runs["run"]}
     worst = max(per_run, key=lambda k: per_run[k].mean())
-    return measure(per_run[worst], f"worst {worst}; " + ", ".join(f"{k}: {fmt(v.mean())}" for k, v in per_run.items())
-                    + f"; {_correct_sets(study.train_rows(policy, worst))}"
+    sets = {run: _correct_sets(study.train_rows(policy, run)) for run in per_run}
+    shared = len(set(sets.values())) == 1  # one task for every run: say its sets once
+    return measure(per_run[worst], f"worst {worst}; "
+                    + ", ".join(f"{k}: {fmt(v.mean())}" + ("" if shared else f" ({sets[k]})") for k, v in per_run.items())
+                    + (f"; correct {sets[worst]}" if shared else "")
                     + "; every named wrong theory tilts by r alone and predicts KL 0 as well")
 
 
@@ -35,9 +40,10 @@ def _correct_sets(rows: pd.DataFrame) -> str:
     """How many outputs C2's KL compares: the train questions' correct-set sizes (a set of one has KL 0 by force)."""
     sizes = rows.drop_duplicates("question")["n_correct"].dropna().astype(int)
     if sizes.empty:
-        return "correct sets not listed"
+        return "sets not listed"
     counts = sizes.value_counts().sort_index()
-    return "correct-set size (train questions): " + ", ".join(f"{n} ({c})" for n, c in counts.items())
+    return (f"sets of {'/'.join(map(str, counts.index))} outputs: {'/'.join(map(str, counts.to_numpy()))} "
+            "train questions")
 
 
 def _gap(measured: np.ndarray, predicted: np.ndarray) -> float:
