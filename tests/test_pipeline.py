@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from grpo_amp import paths, registry
-from grpo_amp.study.runs import run_overrides, study_runs
+from grpo_amp.study.runs import draw_of, run_overrides, signed_of, study_runs
 from grpo_amp.schema import (C1_COLUMNS, CLAIM_COLUMNS, LADDER_COLUMNS, POS_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS,
                              TIMING_COLUMNS, TRAIN_METRICS_COLUMNS, VERDICTS)
 
@@ -189,9 +189,12 @@ def test_figures_and_report(smoke):
 
 
 def test_every_job_has_a_log_and_a_benchmark(smoke):
-    families = sorted({registry.policy(policy).family for policy, _ in study()})  # one reference job each
+    # one reference job per family, and one per task the runs use beside it (the signed task's: -sign1)
+    references = sorted({paths.reference_name(registry.policy(policy).family, draw_of(run), signed_of(run))
+                         for policy, run in study()})
+    assert "transformer-signed" in references
     jobs = [("tracking", "tracking"), ("compare", "compare"), ("figures", "figures")]
-    jobs += [("reference", family) for family in families]
+    jobs += [("reference", name) for name in references]
     jobs += [("train", f"{policy}/{run}") for policy, run in study()]  # train predicts too (stages.predict)
     for rule, name in jobs:
         assert fill(paths.LOG, smoke, rule=rule, name=name).is_file(), f"log of {rule} {name}"
