@@ -138,14 +138,16 @@ def run(cfg: Config) -> None:
         run_ids[(policy, name)] = meta.get("mlflow_run_id")
         notes += [f"`{policy}/{name}`: {note}" for note in meta.get("notes", [])]
         read.append((policy, name, conf, pred))
-    summaries = parallel_map(_summary, range(len(read)), read, cfg.workers)  # each run's own numbers, one run at a time (over cfg.workers processes)
+    # each run's own numbers, one run at a time (over cfg.workers processes)
+    summaries = parallel_map(_summary, range(len(read)), read, cfg.workers)
     runs = pd.DataFrame([row for row, _ in summaries], columns=RUN_COLUMNS)
+    per_run_iterations = {(policy, name): m for (policy, name, _, _), (_, m) in zip(read, summaries)}
     table = claims_table(Study(runs, predictions, c1, finite_group=_finite_groups(cfg), e3=e3, redraws=redraws),
                          cfg.workers)
     ladder = ladder_table(runs, predictions)
     factorial, attribution = factorial_table(runs, predictions), attribution_table(runs, predictions)
-    per_iteration = pd.DataFrame([{"policy": policy, "run": name, **row} for (policy, name, _, _), (_, metrics)
-                                  in zip(read, summaries) for row in metrics], columns=ITERATION_COLUMNS)
+    per_iteration = pd.DataFrame([{"policy": policy, "run": name, **row} for (policy, name), metrics
+                                  in per_run_iterations.items() for row in metrics], columns=ITERATION_COLUMNS)
     write_csv(runs, output_path(cfg, "runs", paths.RUNS))
     write_csv(ladder, output_path(cfg, "ladder", paths.LADDER))
     write_csv(factorial, output_path(cfg, "factorial", paths.FACTORIAL))
@@ -155,7 +157,6 @@ def run(cfg: Config) -> None:
     write_csv(table, output_path(cfg, "claims_csv", paths.CLAIMS_CSV))
     write_text(claims_markdown(table, cfg.scale.name, notes), output_path(cfg, "claims_md", paths.CLAIMS_MD))
     log.info("claims at scale %s:\n%s", cfg.scale.name, table[["claim", "policy", "verdict", "value"]].to_string())
-    per_run_iterations = {(policy, name): m for (policy, name, _, _), (_, m) in zip(read, summaries)}
     study_run = (_track(cfg, runs_files, runs, per_run_iterations, run_ids, table) if cfg.tracking.enabled
                  else None)
     write_json({"uri": cfg.tracking.uri if cfg.tracking.enabled else None, "run_id": study_run},
