@@ -352,7 +352,8 @@ def test_seeds_repeat_only_sampled_policies():
 
 
 @pytest.mark.parametrize("bad,field", [({"seeds": 0}, "scale.study.seeds"), ({"policies": ["nope"]}, "scale.study.policies"),
-                                       ({"sweeps_of": {"tabular_exact": ["group_size"]}}, "scale.study.sweeps_of")])
+                                       ({"sweeps_of": {"tabular_exact": ["group_size"]}}, "scale.study.sweeps_of"),
+                                       ({"one_job_per_policy": ["tabular", "tabluar"]}, "scale.study.one_job_per_policy")])
 def test_a_bad_study_fails_naming_the_field(tmp_path, bad, field):
     scale = tmp_path / "scale"
     scale.mkdir()

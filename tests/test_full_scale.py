@@ -38,11 +38,14 @@ def test_full_scale_dry_run_lists_every_run():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     study = load_study("full")
-    n_runs = sum(len(study_runs("full", p)) for p in registry.POLICY_NAMES)
-    assert n_runs > 90
-    n_runs += sum(len(draw_runs_of_study(study, p)) for p in registry.POLICY_NAMES)  # task draws 1..4
-    counts = [ln.split() for ln in out.stdout.splitlines() if ln.strip().startswith("train ")]
-    assert counts and int(counts[0][1]) == n_runs, counts
+    runs = {p: study_runs("full", p) + draw_runs_of_study(study, p) for p in registry.POLICY_NAMES}  # draws 1..4
+    assert sum(len(r) for r in runs.values()) > 90
+    counts = dict(ln.split()[:2] for ln in out.stdout.splitlines() if ln.strip().startswith("train"))
+    # full: a job per run of the transformer family (rule train, a GPU each), a job per table policy (train_<policy>)
+    assert study.one_job_per_policy == ["tabular", "twin"]
+    assert int(counts["train"]) == sum(len(r) for p, r in runs.items() if registry.family_of(p) == "transformer")
+    table = {f"train_{p}" for p, r in runs.items() if r and registry.family_of(p) != "transformer"}
+    assert table and set(counts) - {"train"} == table and all(counts[name] == "1" for name in table), counts
 
 
 @pytest.mark.slow

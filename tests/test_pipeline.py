@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from grpo_amp import paths, registry
-from grpo_amp.study.runs import draw_of, run_overrides, signed_of, study_runs
+from grpo_amp.study.runs import draw_of, load_study, run_overrides, signed_of, study_runs
 from grpo_amp.schema import (C1_COLUMNS, CLAIM_COLUMNS, LADDER_COLUMNS, POS_COLUMNS, PREDICT_COLUMNS, RUN_COLUMNS,
                              TIMING_COLUMNS, TRAIN_METRICS_COLUMNS, VERDICTS)
 
@@ -195,7 +195,11 @@ def test_every_job_has_a_log_and_a_benchmark(smoke):
     assert "transformer-signed" in references
     jobs = [("tracking", "tracking"), ("compare", "compare"), ("figures", "figures")]
     jobs += [("reference", name) for name in references]
-    jobs += [("train", f"{policy}/{run}") for policy, run in study()]  # train predicts too (stages.predict)
+    # train predicts too (stages.predict); the runs of a policy of a family in one_job_per_policy share one job
+    # (train_<policy>), logged under the policy's name
+    shared = load_study("smoke").one_job_per_policy
+    jobs += [("train", f"{policy}/{run}") for policy, run in study() if registry.family_of(policy) not in shared]
+    jobs += [("train", policy) for policy in dict.fromkeys(p for p, _ in study()) if registry.family_of(policy) in shared]
     for rule, name in jobs:
         assert fill(paths.LOG, smoke, rule=rule, name=name).is_file(), f"log of {rule} {name}"
         bench = pd.read_csv(fill(paths.BENCHMARK, smoke, rule=rule, name=name), sep="\t")
@@ -279,9 +283,14 @@ def test_dry_run_of_the_default_scale_lists_every_run(tmp_path):
     scale_dir = tmp_path / "results" / "default"
     expected = [(p, r) for p in POLICIES for r in study_runs("default", p)]
     assert len(expected) > len(study())
+    shared = load_study("default").one_job_per_policy
+    assert set(shared) == set(registry.FAMILIES)  # at default every policy's runs share one job (train_<policy>)
     for policy, run in expected:
-        for rule, pattern in (("train", paths.TRAIN), ("train", paths.POS), ("train", paths.PREDICT), ("train", paths.CURVES)):
+        rule = f"train_{policy}" if registry.family_of(policy) in shared else "train"
+        for pattern in (paths.TRAIN, paths.POS, paths.PREDICT, paths.CURVES):
             assert (rule, str(fill(pattern, scale_dir, policy=policy, run=run))) in outputs, (rule, policy, run)
+    policy_jobs = [job for job in _dry_run_jobs(out) if job["rule"].startswith("train")]
+    assert len(policy_jobs) == len({p for p, _ in expected})
     assert not (tmp_path / "results").exists()
 
 
@@ -351,13 +360,13 @@ def test_cluster_profile_dry_runs(name, tmp_path):
         (profile / "config.yaml").write_text(yaml.safe_dump(local))
     rc, out = run_snakemake(tmp_path, "-n", "--profile", str(profile), scale="full")
     assert rc == 0, out[-3000:]
-    train = [job for job in _dry_run_jobs(out) if job["rule"] == "train"]
-    assert train
+    train = [job for job in _dry_run_jobs(out) if job["rule"] == "train" or job["rule"].startswith("train_")]
+    assert {job["rule"] == "train" for job in train} == {True, False}  # the transformer family's, the table's
     for job in train:
-        policy = _fields(job["wildcards"])["policy"]
+        policy = _fields(job["wildcards"])["policy"] if job["rule"] == "train" else job["rule"].removeprefix("train_")
         resources = _fields(job["resources"])
         wants_gpu = registry.policy(policy).family == "transformer"  # transformer, its control, trl
-        assert resources.get("gpu") == ("1" if wants_gpu else "0"), (name, policy, resources)
+        assert resources.get("gpu", "0") == ("1" if wants_gpu else "0"), (name, policy, resources)
         if name == "slurm":  # the partition with the GPUs, chosen from the registry, not a list of names
             assert resources.get("slurm_partition") == ("gpu" if wants_gpu else "cpu"), (policy, resources)
 

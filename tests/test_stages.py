@@ -180,6 +180,67 @@ def test_train_writes_the_prediction_the_predict_stage_writes(chains):
         assert a == (standalone / kind / "tabular_sgd" / f"{RUN}.csv").read_bytes(), kind
 
 
+# --------------------------------------------------------------------------- a policy's runs in one job
+POLICY_RUNS = ["mean_std_ref", "mean_std_ref-beta0.5"]
+
+
+def _hydra_list(key: str, items) -> str:
+    return f"{key}=[" + ",".join(json.dumps(str(i)) for i in items) + "]"
+
+
+def _policy_files(root: Path, policy: str, runs, n: int | None = None) -> list[str]:
+    """train_policy's output lists for ``runs`` under ``root`` (the first ``n`` files of the pos list only)."""
+    kinds = {"train_dirs": ("train", ""), "pos_files": ("pos", ".csv"), "predict_files": ("predict", ".csv"),
+             "curves_files": ("curves", ".csv")}
+    out = []
+    for key, (kind, ext) in kinds.items():
+        files = [f"{root}/smoke/{kind}/{policy}/{r}{ext}" for r in runs]
+        out.append(_hydra_list(f"outputs.{key}", files[:n] if key == "pos_files" and n is not None else files))
+    return out
+
+
+@pytest.fixture(scope="module")
+def policy_job(chains, tmp_path_factory):
+    """Two tabular_sgd runs in one train_policy process, and each run as a train job of its own (the train rule's
+    overrides: study.runs.run_overrides), all from the tabular_sgd chain's pi_ref and with one results root (run.json
+    records it)."""
+    from grpo_amp.study.runs import run_overrides
+
+    chain_root = chains["tabular_sgd"]
+    ref = chain_root / "smoke" / "reference" / "tabular"
+    batch, single = tmp_path_factory.mktemp("policy_batch"), tmp_path_factory.mktemp("policy_single")
+    common = [f"results={chain_root}", "scale=smoke", "tracking.enabled=false", *SMALL]
+    cmds = [[sys.executable, "-m", "grpo_amp.stages.train_policy", *common,
+             _hydra_list("inputs.run_names", [f"tabular_sgd/{r}" for r in POLICY_RUNS]),
+             _hydra_list("inputs.references", [ref] * len(POLICY_RUNS)), *_policy_files(batch, "tabular_sgd", POLICY_RUNS)]]
+    for run in POLICY_RUNS:
+        cmds.append([sys.executable, "-m", "grpo_amp.stages.train", *common, "policy=tabular_sgd", *run_overrides(run),
+                     f"inputs.reference={ref}", *(f"outputs.{k}={single}/smoke/{d}/tabular_sgd/{run}{e}" for k, d, e in
+                                                 (("train", "train", ""), ("pos", "pos", ".csv"),
+                                                  ("predict", "predict", ".csv"), ("curves", "curves", ".csv")))])
+    with ThreadPoolExecutor(3) as pool:
+        procs = list(pool.map(lambda c: subprocess.run(c, capture_output=True, text=True, timeout=300), cmds))
+    for proc in procs:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return batch / "smoke", single / "smoke"
+
+
+def test_a_policy_job_writes_the_bytes_each_run_writes_as_a_job_of_its_own(policy_job):
+    """One process for a policy's runs (rule train_<policy>) against a process per run (rule train): every file of
+    every run is the same bytes, seed states included, but timing.csv (wall seconds). A run that leaked state (an
+    RNG, a cached reference, a config) into the next would differ."""
+    batch, single = policy_job
+    for run in POLICY_RUNS:
+        files = [f"{kind}/tabular_sgd/{run}.csv" for kind in ("pos", "predict", "curves")]
+        train = batch / "train" / "tabular_sgd" / run
+        files += [str(p.relative_to(batch)) for p in train.rglob("*") if p.is_file() and p.name != "timing.csv"]
+        assert len(files) > 6 and any(f.endswith(".safetensors") for f in files), files
+        for f in files:
+            assert (batch / f).read_bytes() == (single / f).read_bytes(), (run, f)
+    a, b = (pd.read_csv(batch / "pos" / "tabular_sgd" / f"{r}.csv") for r in POLICY_RUNS)
+    assert not a["pos"].equals(b["pos"])  # two runs, not one run twice (beta 1 and 0.5 amplify differently)
+
+
 # --------------------------------------------------------------------------- bad input
 def _prepare(root: Path, exact_root: Path, what: str) -> None:
     smoke = root / "smoke"
@@ -213,6 +274,19 @@ BAD = {
     "corrupt_pos_csv": ("predict", [], "corrupt_pos", ["corrupt CSV file", f"pos/tabular_exact/{RUN}.csv"],
                         PREDICT_OUT),
     "pos_csv_missing_columns": ("predict", [], "pos_missing_column", ["missing column(s)", "pos_lo"], PREDICT_OUT),
+    # train_policy: its lists (files under the results root: ${results}), known policies, every pi_ref first
+    "policy_job_lists_differ": ("train_policy", [_hydra_list("inputs.run_names", [f"tabular_exact/{r}" for r in POLICY_RUNS]),
+                                           _hydra_list("inputs.references", ["${results}/smoke/reference/tabular"] * 2),
+                                           *_policy_files("${results}", "tabular_exact", POLICY_RUNS, n=1)],
+                           None, ["outputs.pos_files", "1 files for 2 inputs.run_names"], POS_OUT),
+    "policy_job_unknown_policy": ("train_policy", [_hydra_list("inputs.run_names", ["nope/mean_std_ref"]),
+                                                   _hydra_list("inputs.references", ["${results}/smoke/reference/tabular"]),
+                                                   *_policy_files("${results}", "nope", ["mean_std_ref"])],
+                                  None, ["inputs.run_names", "unknown policy 'nope'"], "smoke/pos/nope/mean_std_ref.csv"),
+    "policy_job_before_reference": ("train_policy", [_hydra_list("inputs.run_names", [f"tabular_exact/{r}" for r in POLICY_RUNS]),
+                                               _hydra_list("inputs.references", ["${results}/smoke/reference/tabular"] * 2),
+                                               *_policy_files("${results}", "tabular_exact", POLICY_RUNS)],
+                               None, ["missing reference directory", "smoke/reference/tabular"], POS_OUT),
 }
 
 

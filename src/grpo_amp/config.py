@@ -346,9 +346,16 @@ class StudyConfig:
     # own reference). Only the base variant (sweep_variant) of draw_policies runs on the other draws: draws.csv
     task_draws: int = 1
     draw_policies: list[str] = field(default_factory=list)
+    # the families whose policies train all their runs in one job, one process (Snakemake rule train_<policy>):
+    # start-up (torch, Hydra, the model's classes: 3-5 s a process) costs more than a table run's arithmetic and a
+    # third of a CPU transformer run's; the others get a job per run (rule train: a GPU each at full scale)
+    one_job_per_policy: list[str] = field(default_factory=lambda: ["tabular", "twin"])
 
     def __post_init__(self) -> None:
         _require(self.seeds >= 1, "scale.study.seeds", self.seeds, ">= 1")
+        for family in self.one_job_per_policy:
+            _require(family in registry.FAMILIES, "scale.study.one_job_per_policy", family,
+                     "a policy family: " + ", ".join(registry.FAMILIES))
         _require(self.task_draws >= 1, "scale.study.task_draws", self.task_draws, ">= 1")
         for p in self.draw_policies:
             _require(p in registry.POLICIES, "scale.study.draw_policies", p, "one of " + ", ".join(registry.POLICIES))
@@ -401,11 +408,12 @@ class RuleFiles:
     draws: Optional[str] = None
     tracking: Optional[str] = None
     study_run: Optional[str] = None  # compare writes the study's MLflow run id here; figures reads it
-    # Lists a rule hands over (compare, figures): run i is run_names[i] ("policy/run"), its predict CSV
-    # predict_files[i], its curves CSV curves_files[i], its train directory train_dirs[i] and pos CSV
-    # pos_files[i]; draw run j is draw_run_names[j] with draw_predict_files[j]; outputs.figures in
-    # registry.FIGURE_NAMES order.
+    # Lists a rule hands over (compare, figures, a table policy's train job): run i is run_names[i]
+    # ("policy/run"), its pi_ref directory references[i], its predict CSV predict_files[i], its curves CSV
+    # curves_files[i], its train directory train_dirs[i] and pos CSV pos_files[i]; draw run j is
+    # draw_run_names[j] with draw_predict_files[j]; outputs.figures in registry.FIGURE_NAMES order.
     run_names: list[str] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
     predict_files: list[str] = field(default_factory=list)
     curves_files: list[str] = field(default_factory=list)
     train_dirs: list[str] = field(default_factory=list)

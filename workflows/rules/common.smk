@@ -71,6 +71,11 @@ RUNS = {policy: runs for policy, runs in RUNS.items() if runs}
 # from its own reference/{family}-draw{k}; compare reads them for draws.csv only
 DRAW_RUNS = {policy: draw_runs_of_study(STUDY, policy) for policy in registry.POLICY_NAMES}
 DRAW_RUNS = {policy: runs for policy, runs in DRAW_RUNS.items() if runs}
+# who trains a run: train_<policy>, one job for all runs of a policy of a family in the scale's one_job_per_policy
+# (train.smk says why); the train rule, one job per run, for the other policies (a GPU each at full scale)
+POLICY_JOBS = {p: RUNS.get(p, []) + DRAW_RUNS.get(p, []) for p in registry.POLICY_NAMES
+               if registry.family_of(p) in STUDY.one_job_per_policy and (RUNS.get(p) or DRAW_RUNS.get(p))}
+RUN_JOB_POLICIES = [p for p in registry.POLICY_NAMES if registry.family_of(p) not in STUDY.one_job_per_policy]
 ENV = "../../environment.yml"
 
 
@@ -172,11 +177,21 @@ def run_args(wildcards):
     return " ".join(f"'{o}'" for o in run_overrides(wildcards.run))
 
 
+def reference_of_run(policy, run):
+    """A run's pi_ref: its family's, of the task draw its run name is on (draw_of), signed where the run is on the
+    signed task (signed_of)."""
+    return fill(paths.REFERENCE, family=paths.reference_name(registry.family_of(policy), draw_of(run), signed_of(run)))
+
+
 def reference_of(wildcards):
-    """The train job's pi_ref: its family's, of the task draw its run name is on (draw_of), signed where the run is
-    on the signed task (signed_of)."""
-    return fill(paths.REFERENCE, family=paths.reference_name(registry.family_of(wildcards.policy),
-                                                            draw_of(wildcards.run), signed_of(wildcards.run)))
+    return reference_of_run(wildcards.policy, wildcards.run)
+
+
+def policy_output_files(wildcards, output):
+    """A train_<policy> job: every run's four outputs, as Hydra lists in inputs.run_names' order."""
+    return " ".join([hydra_list("outputs.train_dirs", output.train), hydra_list("outputs.pos_files", output.pos),
+                     hydra_list("outputs.predict_files", output.predict),
+                     hydra_list("outputs.curves_files", output.curves)])
 
 
 wildcard_constraints:
