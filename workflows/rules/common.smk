@@ -150,12 +150,18 @@ def lm_args(family):
     return " ".join(shlex.quote(o) for o in LM.overrides) if family == "transformer" else ""
 
 
+def twin_source(draw, plus_sign):
+    """The transformer reference directory a twin reference is read from: the same task draw and task (the stage
+    names the same one standalone: stages.reference._twin)."""
+    return fill(paths.REFERENCE, family=paths.reference_name("transformer", draw, plus_sign))
+
+
 def lm_inputs(wildcards):
     """The user's model directory and data file, so that a changed file re-runs the reference rule; the
     twin's: the transformer's reference directory (of the same task draw) it is read from."""
-    family, draw, _ = paths.parse_reference_name(wildcards.reference)
+    family, draw, plus_sign = paths.parse_reference_name(wildcards.reference)
     if family == "twin":
-        return [fill(paths.REFERENCE, family=paths.reference_name("transformer", draw))]
+        return [twin_source(draw, plus_sign)]
     return LM.inputs if family == "transformer" else []
 
 
@@ -165,7 +171,7 @@ def reference_args(wildcards):
     family, draw, plus_sign = paths.parse_reference_name(wildcards.reference)
     out = [f"policy={registry.FAMILIES[family].reference_policy}", lm_args(family)]
     if family == "twin":
-        out.append(f"'inputs.reference={fill(paths.REFERENCE, family=paths.reference_name('transformer', draw))}'")
+        out.append(f"'inputs.reference={twin_source(draw, plus_sign)}'")
     if draw:
         out.append(f"task.draw={draw}")
     if plus_sign:

@@ -63,7 +63,8 @@ def _provenance(checkpoint: str) -> dict:
 def _twin(cfg: Config):
     """The transformer's tabular twin: its pi_ref over every answer-shaped output (and "other"), as a table.
 
-    Reads the transformer's reference directory (``inputs.reference``, else the scale's standard one).
+    Reads the transformer's reference directory (``inputs.reference``, else the scale's standard one of the same
+    task draw and task: the one the workflow names, common.smk ``twin_source``).
     """
     import torch
 
@@ -74,8 +75,8 @@ def _twin(cfg: Config):
     from grpo_amp.tasks.modarith import ModArithTask
     from grpo_amp.tasks.tabular import TabularTask
 
-    source = input_path(cfg, "reference", paths.REFERENCE.replace("{family}", paths.reference_name("transformer",
-                                                                                                   cfg.task.draw)))
+    source = input_path(cfg, "reference", paths.REFERENCE.replace(
+        "{family}", paths.reference_name("transformer", cfg.task.draw, cfg.task.plus_sign)))
     lm_task = ModArithTask.load(source)
     lm_ref = TransformerPolicy.load(source, lm_task, device="cpu")
     space = AnswerSpace(lm_task)
