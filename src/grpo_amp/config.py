@@ -408,7 +408,7 @@ class RuleFiles:
     draws: Optional[str] = None
     tracking: Optional[str] = None
     study_run: Optional[str] = None  # compare writes the study's MLflow run id here; figures reads it
-    # Lists a rule hands over (compare, figures, a table policy's train job): run i is run_names[i]
+    # Lists a rule hands over (compare, figures, a train_<policy> job): run i is run_names[i]
     # ("policy/run"), its pi_ref directory references[i], its predict CSV predict_files[i], its curves CSV
     # curves_files[i], its train directory train_dirs[i] and pos CSV pos_files[i]; draw run j is
     # draw_run_names[j] with draw_predict_files[j]; outputs.figures in registry.FIGURE_NAMES order.
