@@ -63,7 +63,9 @@ for _policy, _runs in POLICY_JOBS.items():
             None if registry.family_of(_policy) == "transformer" else "table"
         priority: registry.policy(_policy).priority
         params:
-            cmd=stage("train_policy", lm_args(registry.family_of(_policy)),
+            # policy= at the job level too: the job's own config must compose (lm overrides such as task=file refuse
+            # the default policy's task); each run then sets its own
+            cmd=stage("train_policy", f"policy={_policy}", lm_args(registry.family_of(_policy)),
                       hydra_list("inputs.run_names", [f"{_policy}/{r}" for r in _runs]),
                       hydra_list("inputs.references", [reference_of_run(_policy, r) for r in _runs])),
             files=policy_output_files,

@@ -1,7 +1,7 @@
 """Rule ``train_<policy>``: every run of one policy in one process (``scale.study.one_job_per_policy`` names the
 families that train so; the others get rule ``train``, a job per run).
 
-    python -m grpo_amp.stages.train_policy scale=smoke \
+    python -m grpo_amp.stages.train_policy scale=smoke policy=tabular_sgd \
         'inputs.run_names=[tabular_sgd/mean_std_ref,tabular_sgd/mean_std_ref-beta0.5]' \
         'inputs.references=[results/smoke/reference/tabular,results/smoke/reference/tabular]' \
         'outputs.train_dirs=[...]' 'outputs.pos_files=[...]' 'outputs.predict_files=[...]' 'outputs.curves_files=[...]'
@@ -10,7 +10,8 @@ Run i is ``inputs.run_names[i]`` ("policy/run") from pi_ref ``inputs.references[
 its own (grpo_amp.stages.train) writes, at ``outputs.train_dirs[i]``, ``outputs.pos_files[i]``,
 ``outputs.predict_files[i]`` and ``outputs.curves_files[i]``. Each run's config is composed from this job's own
 overrides plus the run's (``study.runs.run_overrides``), as its own job would compose it: the same bytes
-(tests/test_stages.py). Why one process: a table run's arithmetic takes about half a second and a CPU
+(tests/test_stages.py). ``policy=`` at the job level lets the job's own config compose (a lm override such as
+``task=file`` refuses the default policy's task); each run sets its own. Why one process: a table run's arithmetic takes about half a second and a CPU
 transformer run's about 12 s, while starting a process with torch, Hydra and the model's classes takes 3-5 s
 (docs/pipeline.md).
 """
