@@ -11,9 +11,9 @@ its own (grpo_amp.stages.train) writes, at ``outputs.train_dirs[i]``, ``outputs.
 ``outputs.predict_files[i]`` and ``outputs.curves_files[i]``. Each run's config is composed from this job's own
 overrides plus the run's (``study.runs.run_overrides``), as its own job would compose it: the same bytes
 (tests/test_stages.py). ``policy=`` at the job level lets the job's own config compose (a lm override such as
-``task=file`` refuses the default policy's task); each run sets its own. Why one process: a table run's arithmetic takes about half a second and a CPU
-transformer run's about 12 s, while starting a process with torch, Hydra and the model's classes takes 3-5 s
-(docs/pipeline.md).
+``task=file`` refuses the default policy's task); each run sets its own. Why one process: a table run's
+arithmetic takes about half a second and a CPU transformer run's about 12 s, while starting a process with torch,
+Hydra and the model's classes takes 3-5 s (docs/pipeline.md).
 """
 
 from __future__ import annotations
