@@ -23,6 +23,7 @@ from grpo_amp import theory
 from grpo_amp.policies.tabular import WEIGHTS, TabularPolicy
 from grpo_amp.grpo.pos import pos_exact
 from grpo_amp.schema import C1_COLUMNS, POS_COLUMNS, PREDICT_COLUMNS, TRAIN_METRICS_COLUMNS
+from grpo_amp.study.runs import override_list
 from grpo_amp.tasks.tabular import TabularTask
 
 pytestmark = pytest.mark.slow
@@ -184,10 +185,6 @@ def test_train_writes_the_prediction_the_predict_stage_writes(chains):
 POLICY_RUNS = ["mean_std_ref", "mean_std_ref-beta0.5"]
 
 
-def _hydra_list(key: str, items) -> str:
-    return f"{key}=[" + ",".join(json.dumps(str(i)) for i in items) + "]"
-
-
 def _policy_files(root: Path, policy: str, runs, n: int | None = None) -> list[str]:
     """train_policy's output lists for ``runs`` under ``root`` (the first ``n`` files of the pos list only)."""
     kinds = {"train_dirs": ("train", ""), "pos_files": ("pos", ".csv"), "predict_files": ("predict", ".csv"),
@@ -195,7 +192,7 @@ def _policy_files(root: Path, policy: str, runs, n: int | None = None) -> list[s
     out = []
     for key, (kind, ext) in kinds.items():
         files = [f"{root}/smoke/{kind}/{policy}/{r}{ext}" for r in runs]
-        out.append(_hydra_list(f"outputs.{key}", files[:n] if key == "pos_files" and n is not None else files))
+        out.append(override_list(f"outputs.{key}", files[:n] if key == "pos_files" and n is not None else files))
     return out
 
 
@@ -211,8 +208,8 @@ def policy_job(chains, tmp_path_factory):
     batch, single = tmp_path_factory.mktemp("policy_batch"), tmp_path_factory.mktemp("policy_single")
     common = [f"results={chain_root}", "scale=smoke", "tracking.enabled=false", *SMALL]
     cmds = [[sys.executable, "-m", "grpo_amp.stages.train_policy", *common,
-             _hydra_list("inputs.run_names", [f"tabular_sgd/{r}" for r in POLICY_RUNS]),
-             _hydra_list("inputs.references", [ref] * len(POLICY_RUNS)), *_policy_files(batch, "tabular_sgd", POLICY_RUNS)]]
+             override_list("inputs.run_names", [f"tabular_sgd/{r}" for r in POLICY_RUNS]),
+             override_list("inputs.references", [ref] * len(POLICY_RUNS)), *_policy_files(batch, "tabular_sgd", POLICY_RUNS)]]
     for run in POLICY_RUNS:
         cmds.append([sys.executable, "-m", "grpo_amp.stages.train", *common, "policy=tabular_sgd", *run_overrides(run),
                      f"inputs.reference={ref}", *(f"outputs.{k}={single}/smoke/{d}/tabular_sgd/{run}{e}" for k, d, e in
@@ -278,16 +275,16 @@ BAD = {
                         PREDICT_OUT),
     "pos_csv_missing_columns": ("predict", [], "pos_missing_column", ["missing column(s)", "pos_lo"], PREDICT_OUT),
     # train_policy: its lists (files under the results root: ${results}), known policies, every pi_ref first
-    "policy_job_lists_differ": ("train_policy", [_hydra_list("inputs.run_names", [f"tabular_exact/{r}" for r in POLICY_RUNS]),
-                                           _hydra_list("inputs.references", ["${results}/smoke/reference/tabular"] * 2),
+    "policy_job_lists_differ": ("train_policy", [override_list("inputs.run_names", [f"tabular_exact/{r}" for r in POLICY_RUNS]),
+                                           override_list("inputs.references", ["${results}/smoke/reference/tabular"] * 2),
                                            *_policy_files("${results}", "tabular_exact", POLICY_RUNS, n=1)],
                            None, ["outputs.pos_files", "1 files for 2 inputs.run_names"], POS_OUT),
-    "policy_job_unknown_policy": ("train_policy", [_hydra_list("inputs.run_names", ["nope/mean_std_ref"]),
-                                                   _hydra_list("inputs.references", ["${results}/smoke/reference/tabular"]),
+    "policy_job_unknown_policy": ("train_policy", [override_list("inputs.run_names", ["nope/mean_std_ref"]),
+                                                   override_list("inputs.references", ["${results}/smoke/reference/tabular"]),
                                                    *_policy_files("${results}", "nope", ["mean_std_ref"])],
                                   None, ["inputs.run_names", "unknown policy 'nope'"], "smoke/pos/nope/mean_std_ref.csv"),
-    "policy_job_before_reference": ("train_policy", [_hydra_list("inputs.run_names", [f"tabular_exact/{r}" for r in POLICY_RUNS]),
-                                               _hydra_list("inputs.references", ["${results}/smoke/reference/tabular"] * 2),
+    "policy_job_before_reference": ("train_policy", [override_list("inputs.run_names", [f"tabular_exact/{r}" for r in POLICY_RUNS]),
+                                               override_list("inputs.references", ["${results}/smoke/reference/tabular"] * 2),
                                                *_policy_files("${results}", "tabular_exact", POLICY_RUNS)],
                                None, ["missing reference directory", "smoke/reference/tabular"], POS_OUT),
 }

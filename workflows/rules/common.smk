@@ -1,4 +1,3 @@
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ validate(config, "../schemas/config.schema.yaml")
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the package, even without pip install -e
 from grpo_amp import paths, registry  # noqa: E402
 from grpo_amp.study.runs import (draw_of, signed_of, draw_runs_of_study, load_study, lm_overrides, lm_results,  # noqa: E402
-                                 run_overrides, runs_of_study)
+                                 override_list, override_value, run_overrides, runs_of_study)
 from grpo_amp.audit.plan import audit_plan, audit_results  # noqa: E402
 from grpo_amp.io import InputError  # noqa: E402
 
@@ -105,11 +104,11 @@ DRAW_PREDICT = [fill(paths.PREDICT, policy=p, run=r) for p, runs in DRAW_RUNS.it
 
 def hydra_list(key, items):
     """One shell-quoted Hydra override setting the list ``key`` to ``items`` (each a quoted string)."""
-    return shlex.quote(f"{key}=[" + ",".join(json.dumps(str(i)) for i in items) + "]")
+    return shlex.quote(override_list(key, items))
 
 
 def hydra_file(key, path):
-    return shlex.quote(f"{key}={json.dumps(str(path))}")
+    return shlex.quote(override_value(key, path))
 
 
 def figure_files(wildcards, input, output):

@@ -22,9 +22,14 @@ def load_reference(family: str, directory: str | Path, device: str = "cpu", temp
     """(task, policy) of the reference directory of ``family``; the policy is pi_ref, trainable."""
     if family not in LOADERS:
         raise InputError(f"unknown policy family {family!r} (choose from {', '.join(LOADERS)})")
+    require_reference(directory)
+    return LOADERS[family](Path(directory), device, temperature)
+
+
+def require_reference(directory: str | Path) -> None:
+    """InputError (one line) unless the reference rule's directory exists."""
     if not Path(directory).is_dir():
         raise InputError(f"missing reference directory: {directory} (run the `reference` rule first)")
-    return LOADERS[family](Path(directory), device, temperature)
 
 
 def _tabular(directory: Path, device: str, temperature: float):

@@ -18,10 +18,8 @@ Hydra and the model's classes takes 3-5 s (docs/pipeline.md).
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from pathlib import Path
 
 from hydra import compose
 from hydra.core.hydra_config import HydraConfig
@@ -30,19 +28,16 @@ from tqdm import tqdm
 from grpo_amp import registry
 from grpo_amp.config import Config, to_config
 from grpo_amp.io import InputError
+from grpo_amp.policies import require_reference
 from grpo_amp.stages import train
 from grpo_amp.stages.common import named_runs, stage_main
-from grpo_amp.study.runs import run_overrides
+from grpo_amp.study.runs import override_value, run_overrides
 
 log = logging.getLogger(__name__)
 
 OUTPUT_LISTS = {"train_dirs": "train", "pos_files": "pos", "predict_files": "predict", "curves_files": "curves"}
 # overrides of this job that name one run or one run's files: each run sets its own
 RUN_KEYS = ("inputs.", "outputs.", "policy=", "variant=", "run_name=")
-
-
-def _quoted(key: str, value: str) -> str:
-    return f"{key}={json.dumps(value)}"  # a path with "=" or "," stays one value for Hydra's parser
 
 
 def run_configs(cfg: Config, job_overrides: list[str]) -> list[Config]:
@@ -56,8 +51,8 @@ def run_configs(cfg: Config, job_overrides: list[str]) -> list[Config]:
     for i, (policy, run_name) in enumerate(runs):
         if policy not in registry.POLICY_NAMES:
             raise InputError(f"inputs.run_names: unknown policy {policy!r} (choose from: {', '.join(registry.POLICY_NAMES)})")
-        files = [_quoted("inputs.reference", cfg.inputs.references[i]),
-                 *(_quoted(f"outputs.{one}", getattr(cfg.outputs, key)[i]) for key, one in OUTPUT_LISTS.items())]
+        files = [override_value("inputs.reference", cfg.inputs.references[i]),
+                 *(override_value(f"outputs.{one}", getattr(cfg.outputs, key)[i]) for key, one in OUTPUT_LISTS.items())]
         configs.append(to_config(compose("config", overrides=[*shared, f"policy={policy}", *run_overrides(run_name),
                                                               *files])))
     return configs
@@ -67,8 +62,7 @@ def run(cfg: Config) -> None:
     configs = run_configs(cfg, list(HydraConfig.get().overrides.task))
     # every run's input before the first run: a missing pi_ref fails the job before it writes anything
     for reference in dict.fromkeys(cfg.inputs.references):
-        if not Path(reference).is_dir():
-            raise InputError(f"missing reference directory: {reference} (run the `reference` rule first)")
+        require_reference(reference)
     # the bar on stdout (the rule's log): stderr keeps bad input to its one line
     for run_cfg in tqdm(configs, desc="runs", unit="run", file=sys.stdout, mininterval=5):
         train.run(run_cfg)

@@ -18,6 +18,7 @@ overrides with ``run_overrides``. Both read the same table, so they cannot disag
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,16 @@ from grpo_amp.io import InputError
 
 _RUN = re.compile(rf"^(?P<variant>{registry.VARIANT_PATTERN})"
                   rf"(?:-(?P<tag>{'|'.join(map(re.escape, registry.SWEEP_OF_TAG))})(?P<value>[A-Za-z0-9_.+-]+))?$")
+
+
+def override_value(key: str, value) -> str:
+    """The Hydra override ``key="value"``: quoted, so that a path with "=", "," or spaces stays one value."""
+    return f"{key}={json.dumps(str(value))}"
+
+
+def override_list(key: str, items) -> str:
+    """The Hydra override setting the list ``key`` to ``items``, each quoted as in ``override_value``."""
+    return f"{key}=[" + ",".join(json.dumps(str(i)) for i in items) + "]"
 
 
 def run_name(variant: str, sweep: str | None = None, value=None) -> str:
